@@ -1,0 +1,41 @@
+# The README's commands. Everything installs into .venv; torch and mlflow are pinned by constraints.txt.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS ?= cpu,torch,mlflow,dev
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+# Small zoo for tests and the demo: built once, cached outside the repo, keyed by the zoo code's hash.
+export MODEL_SCANNER_CACHE ?= $(HOME)/.cache/model-scanner
+
+.PHONY: install demo test test-fast lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	# torch first, from its pin, so nothing below can pull a CUDA build.
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+demo: install
+	$(PY) hooks/demo.py
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow and not server"
+
+lint: install
+	$(VENV)/bin/ruff check scanner tests hooks bench
+	$(VENV)/bin/ruff format --check scanner tests hooks bench
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

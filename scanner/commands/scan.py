@@ -1,0 +1,17 @@
+"""`model-scanner scan`: not built yet (see the open issues)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from scanner.errors import UsageError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("scan", help="(not built yet)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise UsageError("'model-scanner scan' is not built yet")

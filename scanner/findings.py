@@ -1,0 +1,124 @@
+"""The shared vocabulary of the scanner: what a model is, what a detector found, what the policy decided.
+
+Every type here is a frozen dataclass or a str-Enum, so results can be passed between threads, processes and
+Ray workers, compared in tests, and turned into JSON without surprises. This module imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    """Whether a detector (or a whole scan) produced a result."""
+
+    SCANNED = "scanned"
+    NOT_APPLICABLE = "not_applicable"
+    ERROR = "error"
+
+
+class Verdict(str, enum.Enum):
+    CLEAN = "clean"
+    BACKDOORED = "backdoored"
+    UNKNOWN = "unknown"
+
+
+class Action(str, enum.Enum):
+    """What the policy does with a model; ordered from most to least permissive."""
+
+    ALLOW = "allow"
+    WARN = "warn"
+    BLOCK = "block"
+
+
+class Layout(str, enum.Enum):
+    NCHW = "NCHW"
+    NHWC = "NHWC"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How to feed a model images: read from the ONNX graph, value range from the caller or the policy."""
+
+    input_name: str
+    output_name: str
+    layout: Layout
+    channels: int
+    height: int
+    width: int
+    num_classes: int
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """Shape of one image without the batch axis, in the model's own layout."""
+        if self.layout is Layout.NCHW:
+            return (self.channels, self.height, self.width)
+        return (self.height, self.width, self.channels)
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A model that passed the intake's safety checks: self-contained ONNX bytes and how to feed it.
+
+    `onnx_bytes` has any external data already inlined (after checking it lies inside the model's directory),
+    so nothing downstream ever touches the file system on the model's behalf.
+    """
+
+    path: str
+    sha256: str
+    onnx_bytes: bytes = field(repr=False)
+    spec: InputSpec
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DetectorResult:
+    """One detector's finding on one model. "Could not run" is a status with a reason, never an exception."""
+
+    detector: str
+    status: Status
+    score: float | None = None
+    target_class: int | None = None
+    forward_passes: int | None = None
+    seconds: float | None = None
+    reason: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def not_applicable(cls, detector: str, reason: str) -> DetectorResult:
+        return cls(detector=detector, status=Status.NOT_APPLICABLE, reason=reason)
+
+    @classmethod
+    def failed(cls, detector: str, reason: str) -> DetectorResult:
+        return cls(detector=detector, status=Status.ERROR, reason=reason)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reasons: tuple[str, ...]
+    rule: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Everything known about one target after scanning and judging it."""
+
+    target: str
+    sha256: str | None
+    status: Status
+    verdict: Verdict = Verdict.UNKNOWN
+    score: float | None = None
+    error: ErrorInfo | None = None
+    detectors: Mapping[str, DetectorResult] = field(default_factory=dict)
+    decision: Decision | None = None
+    artifacts: tuple[str, ...] = ()
