@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import onnx
 
 IMAGE_CHANNELS = frozenset({1, 3})
+# TensorProto.DataType values of FLOAT, FLOAT16, DOUBLE, BFLOAT16.
+_FLOAT_TYPES = frozenset({1, 10, 11, 16})
 # A dimension the graph leaves open (symbolic or missing) is None.
 Dims = tuple[int | None, ...]
 
@@ -74,15 +76,23 @@ def _image_dims(value: onnx.ValueInfoProto, name: str) -> Dims:
     if not value.type.HasField("tensor_type"):
         raise NotAnImageModel(f"{name} takes a non-tensor input '{value.name}', not an image batch")
     tensor_type = value.type.tensor_type
-    element = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type) if tensor_type.elem_type else None
     dims = _dims(tensor_type)
-    if element is None or element.kind != "f":
-        raise NotAnImageModel(f"{name} takes a {element or 'untyped'} input {_show(dims)}, not a batch of images")
-    if len(dims) != 4:
-        raise NotAnImageModel(f"{name} takes input '{value.name}' of shape {_show(dims)}, not a batch of images")
+    element = _type_name(tensor_type.elem_type)
+    floating = tensor_type.elem_type in _FLOAT_TYPES
+    if not floating or len(dims) != 4:
+        raise NotAnImageModel(f"{name} takes a {element} input {_show(dims)}, not a batch of images")
     if tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise UnsupportedInputType(f"{name} takes {element} images; the scanner feeds float32")
     return dims
+
+
+def _type_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return str(onnx.TensorProto.DataType.Name(elem_type)).lower()
+    except ValueError:
+        return f"unknown-type-{elem_type}"
 
 
 def _layout(dims: Dims, name: str, requested: Layout | None) -> Layout:
