@@ -56,6 +56,11 @@ class ExternalDataMissing(IntakeError):
     hint = "copy the model's external data files (e.g. model.onnx.data) next to it, or export with external_data=False"
 
 
+class SymlinkOutside(IntakeError):
+    kind = "symlink_outside"
+    hint = "give the model's real path, or copy the model into the directory being scanned"
+
+
 class CustomOperatorDomain(IntakeError):
     kind = "custom_operator_domain"
     hint = "export with standard ONNX operators only, or allow the domain explicitly if you trust its implementation"

@@ -65,6 +65,11 @@ def check_validity(model: onnx.ModelProto, name: str) -> None:
 
     try:
         onnx.checker.check_model(model)
-    except (onnx.checker.ValidationError, UnicodeError, ValueError, RuntimeError) as error:  # C++ checker: all mean invalid
+    except (
+        onnx.checker.ValidationError,
+        UnicodeError,
+        ValueError,
+        RuntimeError,
+    ) as error:  # C++ checker: all mean invalid
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else "validation failed"
         raise InvalidModel(f"{name} is not a valid ONNX graph: {first_line}") from error

@@ -40,7 +40,7 @@ def infer_spec(
     channels, height, width = (dims[1], dims[2], dims[3]) if chosen is Layout.NCHW else (dims[3], dims[1], dims[2])
     if channels is None or height is None or width is None:
         raise UnknownInputShape(f"{name} declares input '{image_input.name}' with open dimensions {_show(dims)}")
-    _check_bounds(channels, height, width, name, limits)
+    _check_bounds(dims[0], channels, height, width, name, limits)
     output_name, num_classes = _class_output(model, name)
     return InputSpec(
         input_name=image_input.name,
@@ -113,13 +113,18 @@ def _layout(dims: Dims, name: str, requested: Layout | None) -> Layout:
     raise NotAnImageModel(f"{name} takes input {_show(dims)}, which has no axis of 1 or 3 image channels")
 
 
-def _check_bounds(channels: int, height: int, width: int, name: str, limits: IntakeLimits) -> None:
+def _check_bounds(batch: int | None, channels: int, height: int, width: int, name: str, limits: IntakeLimits) -> None:
     if min(channels, height, width) <= 0:
         raise UnknownInputShape(f"{name} declares an image of {channels}x{height}x{width}")
     if max(height, width) > limits.max_input_side or channels * height * width > limits.max_input_elements:
         raise InputTooLarge(
             f"{name} declares {height}x{width} images with {channels} channels, over the intake limit of"
             f" {limits.max_input_side} pixels a side and {limits.max_input_elements} values an image"
+        )
+    if batch is not None and batch * channels * height * width > limits.max_fixed_batch_elements:
+        raise InputTooLarge(
+            f"{name} fixes its batch at {batch} images, over the intake limit of"
+            f" {limits.max_fixed_batch_elements} input values a batch"
         )
 
 
