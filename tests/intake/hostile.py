@@ -86,7 +86,8 @@ def external_data_missing(directory: Path) -> Path:
 
 
 def model_symlink_outside(directory: Path) -> Path:
-    real = save(tiny_cnn(), directory / "outside" / "real.onnx")
+    # Not named .onnx, so that a scan of `directory` finds only the symlink.
+    real = save(tiny_cnn(), directory / "outside" / "real.model")
     path = directory / "scan" / "model.onnx"
     path.parent.mkdir(parents=True)
     os.symlink(real.resolve(), path)

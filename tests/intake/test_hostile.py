@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scanner.errors import IntakeError
-from scanner.intake import NotAnImageModel, load_model
+from scanner.intake import NotAnImageModel, find_model_files, load_model
 from tests.intake.hostile import (
     HOSTILE,
     NOT_IMAGE_MODELS,
@@ -66,3 +66,10 @@ def test_external_data_outside_is_named_in_the_message(tmp_path: Path, builder: 
     with pytest.raises(IntakeError, match="external data") as refused:
         load_model(builder(tmp_path))
     assert refused.value.kind == "external_data_outside"
+
+
+@pytest.mark.parametrize(("builder", "kind"), HOSTILE, ids=[builder.__name__ for builder, _ in HOSTILE])
+def test_directory_scan_finds_the_hostile_file_and_nothing_else(tmp_path: Path, builder: Builder, kind: str) -> None:
+    """Refused loudly, never skipped: a scan of the folder lists exactly the file to refuse."""
+    path = builder(tmp_path)
+    assert find_model_files(tmp_path) == [path], kind
