@@ -13,6 +13,7 @@ from scanner.intake.errors import (
     UnknownInputShape,
     UnknownOutputShape,
     UnsupportedInputType,
+    shown,
 )
 from scanner.intake.limits import IntakeLimits
 
@@ -39,7 +40,7 @@ def infer_spec(
     chosen = _layout(dims, name, layout)
     channels, height, width = (dims[1], dims[2], dims[3]) if chosen is Layout.NCHW else (dims[3], dims[1], dims[2])
     if channels is None or height is None or width is None:
-        raise UnknownInputShape(f"{name} declares input '{image_input.name}' with open dimensions {_show(dims)}")
+        raise UnknownInputShape(f"{name} declares input '{shown(image_input.name)}' with open dimensions {_show(dims)}")
     _check_bounds(dims[0], channels, height, width, name, limits)
     output_name, num_classes = _class_output(model, name)
     return InputSpec(
@@ -65,7 +66,7 @@ def _single_input(model: onnx.ModelProto, name: str) -> onnx.ValueInfoProto:
     if not inputs:
         raise NotAnImageModel(f"{name} takes no input")
     if len(inputs) > 1:
-        listed = ", ".join(f"'{value.name}'" for value in inputs)
+        listed = ", ".join(f"'{shown(value.name)}'" for value in inputs)
         raise AmbiguousInputs(f"{name} has {len(inputs)} inputs ({listed}); an image classifier has exactly one")
     return inputs[0]
 
@@ -74,7 +75,7 @@ def _image_dims(value: onnx.ValueInfoProto, name: str) -> Dims:
     import onnx
 
     if not value.type.HasField("tensor_type"):
-        raise NotAnImageModel(f"{name} takes a non-tensor input '{value.name}', not an image batch")
+        raise NotAnImageModel(f"{name} takes a non-tensor input '{shown(value.name)}', not an image batch")
     tensor_type = value.type.tensor_type
     dims = _dims(tensor_type)
     element = _type_name(tensor_type.elem_type)
@@ -145,7 +146,7 @@ def _class_output(model: onnx.ModelProto, name: str) -> tuple[str, int]:
             return value.name, class_axes[0]
         if not class_axes:
             raise NotAnImageModel(f"{name} has a single output unit {_show(dims)}; the detectors need class scores")
-    described = ", ".join(f"'{n}' {_show(d)}" for n, d in shapes.items())
+    described = ", ".join(f"'{shown(n)}' {_show(d)}" for n, d in shapes.items())
     if all(len(d) >= 2 and all(x is not None for x in d[1:]) for d in shapes.values()):
         raise NotAnImageModel(f"{name} has no output shaped (batch, classes): {described}")
     raise UnknownOutputShape(f"{name} does not declare the number of classes in its output ({described})")
