@@ -46,7 +46,7 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
-def _providers(device: str, available: list[str]) -> list[str]:
+def providers_for(device: str, available: list[str]) -> list[str]:
     gpu = [p for p in GPU_PROVIDERS if p in available]
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -74,7 +74,7 @@ class OnnxClassifier:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.spec = model.spec
-        providers = _providers(device, ort.get_available_providers())
+        providers = providers_for(device, ort.get_available_providers())
         try:
             self.session = ort.InferenceSession(model.onnx_bytes, sess_options=options, providers=providers)
         except Exception as error:  # ONNX Runtime's exceptions share no base class but Exception

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scanner.errors import DetectorError
 from scanner.findings import ModelArtifact
 from scanner.intake import load_model
-from scanner.runtime import ModelRuntimeError, OnnxClassifier, as_probabilities, batches
+from scanner.runtime import ModelRuntimeError, OnnxClassifier, providers_for, as_probabilities, batches
 from tests.intake.builders import save, tiny_cnn
 
 
@@ -91,3 +92,13 @@ def test_as_probabilities_decides_row_by_row() -> None:
     result = as_probabilities(rows)
     np.testing.assert_allclose(result[0], [0.2, 0.8])
     np.testing.assert_allclose(result[1], np.exp([3.0, 0.0]) / np.exp([3.0, 0.0]).sum(), rtol=1e-6)
+
+
+def test_provider_preference() -> None:
+    gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers_for("auto", gpu_build) == gpu_build
+    assert providers_for("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"])[0] == "CUDAExecutionProvider"
+    assert providers_for("cpu", gpu_build) == ["CPUExecutionProvider"]
+    assert providers_for("auto", ["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    with pytest.raises(DetectorError, match="no CUDA provider"):
+        providers_for("cuda", ["CPUExecutionProvider"])
