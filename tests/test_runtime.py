@@ -11,7 +11,7 @@ import pytest
 from scanner.errors import DetectorError
 from scanner.findings import ModelArtifact
 from scanner.intake import load_model
-from scanner.runtime import ModelRuntimeError, OnnxClassifier, providers_for, as_probabilities, batches
+from scanner.runtime import ModelRuntimeError, OnnxClassifier, as_probabilities, batches, providers_for
 from tests.intake.builders import save, tiny_cnn
 
 
