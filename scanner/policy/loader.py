@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -69,7 +69,7 @@ def validate_policy_file(path: str | Path, *, today: dt.date | None = None) -> V
 
 def validate_policy_text(text: str, *, source: str, base_dir: Path | None, today: dt.date | None = None) -> Validation:
     try:
-        document = yaml.load(text, Loader=_PolicyLoader)  # noqa: S506 - a SafeLoader subclass
+        document = yaml.load(text, Loader=_PolicyLoader)
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
@@ -110,7 +110,7 @@ class _PolicyLoader(yaml.SafeLoader):
     """Safe YAML that refuses duplicate keys (the last would silently win) and keeps dates as the text written
     (so `expires: 2030-02-30` is a problem with a path, not a crash, and JSON editors see what the schema sees)."""
 
-    yaml_implicit_resolvers = {
+    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
