@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
@@ -110,7 +110,7 @@ class _PolicyLoader(yaml.SafeLoader):
     """Safe YAML that refuses duplicate keys (the last would silently win) and keeps dates as the text written
     (so `expires: 2030-02-30` is a problem with a path, not a crash, and JSON editors see what the schema sees)."""
 
-    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {
+    yaml_implicit_resolvers = {  # noqa: RUF012 - replaces the base class table, read-only
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }

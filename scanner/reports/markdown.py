@@ -37,7 +37,7 @@ def render_markdown(report: Report, *, embed_images: bool = True) -> str:
 
 
 def _headline(report: Report) -> str:
-    parts = [f"{len(report.results)} model{'s' if len(report.results) != 1 else ''} scanned"]
+    parts = [f"{len(report.results)} target{'s' if len(report.results) != 1 else ''}"]
     parts += [
         f"{report.count(action)} {label}" for action, label in ((Action.BLOCK, "blocked"), (Action.WARN, "warned"))
     ]

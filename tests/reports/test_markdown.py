@@ -9,7 +9,7 @@ from tests.reports.sample import sample_report
 
 def test_summary_table_lists_every_target_with_its_decision():
     text = render(sample_report(), "markdown")
-    assert text.startswith("## model-scanner: 5 models scanned, 2 blocked, 1 warned, 1 could not be scanned\n")
+    assert text.startswith("## model-scanner: 5 targets, 2 blocked, 1 warned, 1 could not be scanned\n")
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert table[0] == "| Decision | Model | Status | Verdict | Score | ban | one_pixel |"
     assert len(table) == 1 + 5
