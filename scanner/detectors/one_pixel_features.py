@@ -3,6 +3,8 @@
 Per class: how strong, how concentrated, how consistent across bases and how extreme the class's map is. Then each
 statistic is ranked across classes (the top class, its gap to the runner-up, its ratio to the median class): a
 backdoor's target stands out against the model's other classes, whatever the model's overall sensitivity.
+Beside the ranked ones, the same statistics of the "any other class" map (per base, the largest rise toward any
+class but the base's own): an all-to-all backdoor lights up every class at the trigger, so no class stands out there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ MAP_STATISTICS = (
     "consistent_peak",  # largest rise reached at one cell on every base
     "compactness",  # 1 - spread of the top cells around their centroid (triggers are compact)
     "upper_tail",  # 99th percentile of the class's map
+    "agreement",  # mean correlation of the class's maps between bases (a trigger sits at the same place on all)
 )
 # Both maps: the probability rise (saturates on confident bases) and the log-probability rise (does not).
 MAPS = ("prob", "logprob")
@@ -33,7 +36,8 @@ CLASS_STATISTICS = (
     "extremity",  # how close to the range ends the values causing the top cells are
 )
 CROSS_CLASS = ("top", "gap", "log_ratio")
-FEATURE_NAMES = tuple(f"{stat}.{agg}" for stat in CLASS_STATISTICS for agg in CROSS_CLASS)
+ANY_CLASS = tuple(f"any_class.{name}.{stat}" for name in MAPS for stat in MAP_STATISTICS)
+FEATURE_NAMES = (*(f"{stat}.{agg}" for stat in CLASS_STATISTICS for agg in CROSS_CLASS), *ANY_CLASS)
 
 
 def _top_cells(mean_map: np.ndarray) -> np.ndarray:
@@ -69,7 +73,33 @@ def map_statistics(per_base: np.ndarray, weights: np.ndarray, rows: int, cols: i
     spread = np.sqrt((r - r.mean(axis=1, keepdims=True)) ** 2 + (c - c.mean(axis=1, keepdims=True)) ** 2).mean(axis=1)
     compactness = 1.0 - spread / max(math.hypot(rows, cols) / 2.0, 1e-12)
     upper_tail = np.quantile(mean_map, 0.99, axis=1)
-    return np.stack([peak, mean, top_mass, focus, consistent_peak, compactness, upper_tail])
+    agreement = _agreement(per_base, weights)
+    return np.stack([peak, mean, top_mass, focus, consistent_peak, compactness, upper_tail, agreement])
+
+
+def _agreement(per_base: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(classes,): mean Pearson correlation of each class's maps over the pairs of bases the weights select."""
+    classes = per_base.shape[1]
+    centred = per_base - per_base.mean(axis=2, keepdims=True)
+    norms = np.sqrt((centred**2).sum(axis=2)) + 1e-12  # (B, K)
+    unit = centred / norms[:, :, None]
+    result = np.zeros(classes)
+    selected = weights[:, :, 0] > 0
+    for k in range(classes):
+        chosen = unit[selected[:, k], k]  # (b, L)
+        if len(chosen) < 2:
+            continue
+        correlation = chosen @ chosen.T
+        pairs = np.triu_indices(len(chosen), 1)
+        result[k] = correlation[pairs].mean()
+    return result
+
+
+def any_class_map(per_base: np.ndarray, base_probabilities: np.ndarray) -> np.ndarray:
+    """(bases, 1, cells): per base, the largest rise toward any class but the base's own."""
+    others = per_base.copy()
+    others[np.arange(len(per_base)), base_probabilities.argmax(axis=1)] = 0.0
+    return np.asarray(others.max(axis=1, keepdims=True))
 
 
 def class_statistics(signature: Signature) -> np.ndarray:
@@ -108,10 +138,22 @@ def rank_across_classes(values: np.ndarray) -> np.ndarray:
     return np.asarray([top, top - second, math.log((abs(top) + _EPS) / (abs(median) + _EPS))])
 
 
+def any_class_statistics(signature: Signature) -> np.ndarray:
+    """The ANY_CLASS statistics (model-level, not ranked)."""
+    bases, classes, rows, cols = signature.increase.shape
+    weights = np.ones((bases, 1, 1))
+    rows_out = []
+    for maps in (signature.increase, signature.log_increase):
+        per_base = any_class_map(maps.reshape(bases, classes, -1).astype(np.float64), signature.base_probabilities)
+        rows_out.append(map_statistics(per_base, weights, rows, cols)[:, 0])
+    return np.concatenate(rows_out)
+
+
 def features_from(signature: Signature) -> np.ndarray:
     """The FEATURE_NAMES vector of a signature (float64)."""
     table = class_statistics(signature)
-    return np.concatenate([rank_across_classes(row) for row in table])
+    ranked = np.concatenate([rank_across_classes(row) for row in table])
+    return np.concatenate([ranked, any_class_statistics(signature)])
 
 
 def suspected_target(signature: Signature) -> int:
