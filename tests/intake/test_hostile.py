@@ -1,0 +1,68 @@
+"""Every hostile or broken file is refused before anything runs, with its own kind and a one-line message."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from scanner.errors import IntakeError
+from scanner.intake import NotAnImageModel, load_model
+from tests.intake.hostile import (
+    HOSTILE,
+    NOT_IMAGE_MODELS,
+    PICKLE_MARKER,
+    Builder,
+    external_data_absolute,
+    external_data_dotdot,
+    external_data_symlink,
+    raw_pickle,
+    torch_zip_checkpoint,
+)
+
+
+@pytest.mark.parametrize(("builder", "kind"), HOSTILE, ids=[builder.__name__ for builder, _ in HOSTILE])
+def test_hostile_file_is_refused(tmp_path: Path, builder: Builder, kind: str) -> None:
+    path = builder(tmp_path)
+
+    with pytest.raises(IntakeError) as refused:
+        load_model(path)
+
+    assert refused.value.kind == kind
+    assert type(refused.value) is not IntakeError, "each refusal has its own subclass"
+    line = refused.value.one_line()
+    assert "\n" not in line and path.name in line
+    assert refused.value.hint, "every refusal says what to do"
+    assert not (tmp_path / PICKLE_MARKER).exists()
+
+
+@pytest.mark.parametrize(("builder", "kind"), NOT_IMAGE_MODELS, ids=[b.__name__ for b, _ in NOT_IMAGE_MODELS])
+def test_model_without_image_input_is_not_applicable(tmp_path: Path, builder: Builder, kind: str) -> None:
+    with pytest.raises(NotAnImageModel, match=r"\[\?, 20\]") as refused:
+        load_model(builder(tmp_path))
+    assert refused.value.kind == kind == "not_applicable"
+
+
+@pytest.mark.parametrize("builder", [raw_pickle, torch_zip_checkpoint], ids=["raw_pickle", "torch_zip"])
+def test_pickle_would_have_run_code(tmp_path: Path, builder: Builder) -> None:
+    """The pickle fixtures are real threats: loading them the usual way does create the marker file."""
+    path = builder(tmp_path)
+    with pytest.raises(IntakeError, match="refused unopened"):
+        load_model(path)
+    assert not (tmp_path / PICKLE_MARKER).exists()
+
+    if builder is raw_pickle:
+        pickle.loads(path.read_bytes()).close()
+    else:
+        import torch
+
+        torch.load(path, weights_only=False)["state"].close()
+    assert (tmp_path / PICKLE_MARKER).exists()
+
+
+@pytest.mark.parametrize("builder", [external_data_dotdot, external_data_absolute, external_data_symlink])
+def test_external_data_outside_is_named_in_the_message(tmp_path: Path, builder: Builder) -> None:
+    with pytest.raises(IntakeError, match="external data") as refused:
+        load_model(builder(tmp_path))
+    assert refused.value.kind == "external_data_outside"
