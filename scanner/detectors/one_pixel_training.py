@@ -49,6 +49,7 @@ class ZooModel:
     attack: str  # "clean" for clean models
     architecture: str
     target: int | None = None
+    trigger: dict[str, Any] | None = None  # the attack's parameters, as the zoo recorded them
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
         attack=attack if backdoored else "clean",
         architecture=str(entry.get("arch") or entry.get("architecture") or "unknown"),
         target=target,
+        trigger=dict(backdoor.get("params", {})) if isinstance(backdoor, dict) else None,
     )
 
 
