@@ -25,6 +25,11 @@ class ModelNotFound(IntakeError):
     hint = "check the path: give an .onnx file or a directory that contains model files"
 
 
+class Unreadable(IntakeError):
+    kind = "unreadable"
+    hint = "check that the scanner's user may read the model file and its directory"
+
+
 class FileTooLarge(IntakeError):
     kind = "file_too_large"
     hint = "raise the intake size limit if the model is trusted to be this large"
@@ -128,6 +133,7 @@ class NotAnImageModel(IntakeError):
 # Every refusal, for rule tables (SARIF rules, policy docs): kinds are unique and stable.
 REFUSALS: tuple[type[IntakeError], ...] = (
     ModelNotFound,
+    Unreadable,
     FileTooLarge,
     EmptyFile,
     NotOnnx,

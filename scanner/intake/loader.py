@@ -13,7 +13,15 @@ from pathlib import Path
 
 from scanner.errors import UsageError
 from scanner.findings import InputSpec, Layout, ModelArtifact
-from scanner.intake.errors import EmptyFile, FileTooLarge, ModelNotFound, PickleRefused, SymlinkOutside, shown
+from scanner.intake.errors import (
+    EmptyFile,
+    FileTooLarge,
+    ModelNotFound,
+    PickleRefused,
+    SymlinkOutside,
+    Unreadable,
+    shown,
+)
 from scanner.intake.external_data import inline_external_data
 from scanner.intake.formats import PICKLE_SUFFIXES, FileFormat, describe, read_head, sniff
 from scanner.intake.graph_checks import check_graph
@@ -39,11 +47,14 @@ def load_model(
     name = shown(path.name)
     value_range = _checked_value_range(value_range)
     layout = Layout(layout) if layout is not None else None
-    data = _read_checked(path, limits)
-    sha256 = hashlib.sha256(data).hexdigest()
-    model = parse_model(data, name)
-    budget = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES) - len(data)
-    inlined = inline_external_data(model, path.resolve().parent, name, budget)
+    try:
+        data = _read_checked(path, limits)
+        sha256 = hashlib.sha256(data).hexdigest()
+        model = parse_model(data, name)
+        budget = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES) - len(data)
+        inlined = inline_external_data(model, path.resolve().parent, name, budget)
+    except OSError as error:
+        raise Unreadable(f"{name} or its external data could not be read: {shown(error.strerror)}") from error
     check_graph(model, name, allowed_domains)
     spec: InputSpec = infer_spec(model, name, limits=limits, value_range=value_range, layout=layout)
     onnx_bytes = model.SerializeToString() if inlined else data
@@ -61,12 +72,12 @@ def _read_checked(path: Path, limits: IntakeLimits) -> bytes:
     size = path.stat().st_size
     if size == 0:
         raise EmptyFile(f"{name} is empty (0 bytes)")
-    limit = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES)
-    if size > limit:
-        raise FileTooLarge(f"{name} has {size} bytes, over the intake limit of {limit} bytes")
     fmt = sniff(path, read_head(path))
     if fmt in (FileFormat.PICKLE, FileFormat.TORCH_ZIP) or path.suffix.lower() in PICKLE_SUFFIXES:
         raise PickleRefused(f"{name} is {describe(fmt, path.suffix.lower())}, refused unopened")
+    limit = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES)
+    if size > limit:
+        raise FileTooLarge(f"{name} has {size} bytes, over the intake limit of {limit} bytes")
     with path.open("rb") as stream:
         data = stream.read(limit + 1)
     if len(data) > limit:  # grew while being read
