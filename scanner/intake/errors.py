@@ -98,6 +98,11 @@ class InputTooLarge(IntakeError):
     hint = "export the model with its real input size; raise the intake input limits if it really is this large"
 
 
+class OutputTooLarge(IntakeError):
+    kind = "output_too_large"
+    hint = "export the model with its real number of classes; raise the intake class limit if it really has this many"
+
+
 class AmbiguousInputs(IntakeError):
     kind = "ambiguous_inputs"
     hint = "export an image classifier with exactly one input, the image batch"
@@ -147,6 +152,7 @@ REFUSALS: tuple[type[IntakeError], ...] = (
     UnsupportedOpset,
     UnsupportedIrVersion,
     InputTooLarge,
+    OutputTooLarge,
     AmbiguousInputs,
     UnknownInputShape,
     AmbiguousLayout,

@@ -120,6 +120,12 @@ def absurd_fixed_batch(directory: Path) -> Path:
     return save(tiny_cnn(batch=10**9), directory / "absurd_batch.onnx")
 
 
+def absurd_classes(directory: Path) -> Path:
+    model = tiny_cnn()
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 10**9  # declared only: no weights that large
+    return save(model, directory / "absurd_classes.onnx")
+
+
 def two_inputs(directory: Path) -> Path:
     model = tiny_cnn()
     model.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, 8, 8]))
@@ -171,6 +177,7 @@ HOSTILE: list[tuple[Builder, str]] = [
     (unsupported_ir_version, "unsupported_ir_version"),
     (absurd_input, "input_too_large"),
     (absurd_fixed_batch, "input_too_large"),
+    (absurd_classes, "output_too_large"),
     (two_inputs, "ambiguous_inputs"),
     (raw_pickle, "pickle_refused"),
     (torch_zip_checkpoint, "pickle_refused"),

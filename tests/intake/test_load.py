@@ -165,3 +165,8 @@ def test_pickle_is_refused_before_its_size_is_judged(tmp_path: Path) -> None:
     path.write_bytes(b"\x80\x02" + bytes(100))
     with pytest.raises(PickleRefused):
         load_model(path, limits=IntakeLimits(max_model_bytes=10))
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(UsageError, match="max_classes"):
+        IntakeLimits(max_classes=0)
