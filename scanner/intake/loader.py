@@ -55,9 +55,9 @@ def load_model(
         inlined = inline_external_data(model, path.resolve().parent, name, budget)
     except OSError as error:
         raise Unreadable(f"{name} or its external data could not be read: {shown(error.strerror)}") from error
-    check_graph(model, name, allowed_domains)
-    spec: InputSpec = infer_spec(model, name, limits=limits, value_range=value_range, layout=layout)
     onnx_bytes = model.SerializeToString() if inlined else data
+    check_graph(model, onnx_bytes, name, allowed_domains)
+    spec: InputSpec = infer_spec(model, name, limits=limits, value_range=value_range, layout=layout)
     log.debug("intake accepted %s: %s, %d bytes of external data inlined", path, spec, inlined)
     return ModelArtifact(path=str(path), sha256=sha256, onnx_bytes=onnx_bytes, spec=spec)
 
