@@ -46,7 +46,7 @@ def load_model(
     path = Path(path)
     name = shown(path.name)
     value_range = _checked_value_range(value_range)
-    layout = Layout(layout) if layout is not None else None
+    layout = _checked_layout(layout)
     try:
         data = _read_checked(path, limits)
         sha256 = hashlib.sha256(data).hexdigest()
@@ -58,7 +58,7 @@ def load_model(
     onnx_bytes = model.SerializeToString() if inlined else data
     check_graph(model, onnx_bytes, name, allowed_domains)
     spec: InputSpec = infer_spec(model, name, limits=limits, value_range=value_range, layout=layout)
-    log.debug("intake accepted %s: %s, %d bytes of external data inlined", path, spec, inlined)
+    log.debug("intake accepted %s: %s, %d external tensors inlined", path, spec, inlined)
     return ModelArtifact(path=str(path), sha256=sha256, onnx_bytes=onnx_bytes, spec=spec)
 
 
@@ -83,6 +83,15 @@ def _read_checked(path: Path, limits: IntakeLimits) -> bytes:
     if len(data) > limit:  # grew while being read
         raise FileTooLarge(f"{name} has more than {limit} bytes, over the intake limit")
     return data
+
+
+def _checked_layout(layout: Layout | str | None) -> Layout | None:
+    if layout is None:
+        return None
+    try:
+        return Layout(layout)
+    except ValueError as error:
+        raise UsageError(f"unknown input layout '{shown(layout)}'", hint="give NCHW or NHWC") from error
 
 
 def _checked_value_range(value_range: tuple[float, float] | None) -> tuple[float, float]:

@@ -170,3 +170,20 @@ def test_pickle_is_refused_before_its_size_is_judged(tmp_path: Path) -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(UsageError, match="max_classes"):
         IntakeLimits(max_classes=0)
+
+
+def test_empty_external_tensor_leaves_no_reference_behind(tmp_path: Path) -> None:
+    model = tiny_cnn()
+    empty = onnx.numpy_helper.from_array(np.zeros((0,), np.float32), "unused")
+    model.graph.initializer.append(empty)
+    move_weights_outside(model, "unused.bin", tmp_path / "unused.bin", tensor="unused")
+
+    artifact = load_model(save(model, tmp_path / "m.onnx"))
+
+    tensors = onnx.load_model_from_string(artifact.onnx_bytes).graph.initializer
+    assert all(t.data_location == onnx.TensorProto.DEFAULT and not t.external_data for t in tensors)
+
+
+def test_layout_must_be_known(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown input layout"):
+        load_model(save(tiny_cnn(), tmp_path / "m.onnx"), layout="CHWN")  # type: ignore[arg-type]
