@@ -37,6 +37,13 @@ class ModelRuntimeError(DetectorError):
     )
 
 
+class InputMismatch(DetectorError):
+    """Images whose shape is not the one the model takes (for example clean data in the other layout)."""
+
+    kind = "input_mismatch"
+    hint = "give images shaped like the model's input, in its own layout (see the model's input spec)"
+
+
 def _onnxruntime() -> Any:
     try:
         import onnxruntime
@@ -106,6 +113,11 @@ class OnnxClassifier:
         A model exported with a fixed batch size is fed chunks of exactly that size, the last one padded.
         """
         images = np.ascontiguousarray(images, dtype=np.float32)
+        if images.shape[1:] != self.spec.image_shape:
+            raise InputMismatch(
+                f"{self._name} takes images of shape {self.spec.image_shape} ({self.spec.layout.value}),"
+                f" not {images.shape[1:]}"
+            )
         if self.fixed_batch is None or len(images) == self.fixed_batch:
             return self._run(images)
         out = np.empty((len(images), self.spec.num_classes), dtype=np.float32)
