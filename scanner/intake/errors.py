@@ -42,17 +42,17 @@ class EmptyFile(IntakeError):
 
 class NotOnnx(IntakeError):
     kind = "not_onnx"
-    hint = "give an ONNX model file (export it with torch.onnx.export or your framework's ONNX exporter)"
+    hint = "give an ONNX model file: export it with torch.onnx.export or your framework's ONNX exporter"
 
 
 class TruncatedModel(IntakeError):
     kind = "truncated"
-    hint = "the file was cut short (interrupted download or copy): fetch or export it again"
+    hint = "the file was cut short, by an interrupted download or copy: fetch or export it again"
 
 
 class InvalidModel(IntakeError):
     kind = "invalid_model"
-    hint = "the ONNX graph does not validate (onnx.checker): export the model again with a released exporter"
+    hint = "the graph fails onnx.checker: export the model again with a released exporter"
 
 
 class PickleRefused(IntakeError):
@@ -70,7 +70,7 @@ class ExternalDataOutside(IntakeError):
 
 class ExternalDataMissing(IntakeError):
     kind = "external_data_missing"
-    hint = "copy the model's external data files (e.g. model.onnx.data) next to it, or export with external_data=False"
+    hint = "copy the model's external data files, such as model.onnx.data, next to it, or export without them"
 
 
 class SymlinkOutside(IntakeError):
@@ -90,7 +90,7 @@ class UnsupportedOpset(IntakeError):
 
 class UnsupportedIrVersion(IntakeError):
     kind = "unsupported_ir_version"
-    hint = "save the model with an older onnx package (lower IR version), or upgrade onnxruntime"
+    hint = "save the model with an older onnx package, which writes a lower IR version, or upgrade onnxruntime"
 
 
 class InputTooLarge(IntakeError):
@@ -110,12 +110,12 @@ class AmbiguousInputs(IntakeError):
 
 class UnknownInputShape(IntakeError):
     kind = "unknown_input_shape"
-    hint = "export the model with fixed channels, height and width (only the batch axis may be dynamic)"
+    hint = "export the model with fixed channels, height and width; only the batch axis may be dynamic"
 
 
 class AmbiguousLayout(IntakeError):
     kind = "ambiguous_layout"
-    hint = "say which layout the model expects (NCHW or NHWC)"
+    hint = "say which layout the model expects: NCHW or NHWC"
 
 
 class UnsupportedInputType(IntakeError):
