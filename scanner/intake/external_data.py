@@ -6,6 +6,7 @@ Only regular files under the model's directory are read; absolute paths, `..` an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,9 @@ def inline_external_data(model: onnx.ModelProto, model_dir: Path, name: str, byt
         inlined += length
         if inlined > byte_budget:
             raise FileTooLarge(f"{name} with its external data is larger than the intake limit")
-        with path.open("rb") as stream:
+        # The path was resolved, so it has no symlink left: refusing to follow one closes the gap between the check
+        # and the read against a file swapped for a link in between.
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as stream:
             stream.seek(offset)
             data = stream.read(length)
         tensor.raw_data = data
