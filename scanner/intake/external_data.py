@@ -6,11 +6,11 @@ Only regular files under the model's directory are read; absolute paths, `..` an
 
 from __future__ import annotations
 
-import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from scanner.intake.errors import ExternalDataMissing, ExternalDataOutside, FileTooLarge, shown
+from scanner.intake.files import open_checked
 from scanner.intake.tensors import tensors_of
 
 if TYPE_CHECKING:
@@ -32,9 +32,7 @@ def inline_external_data(model: onnx.ModelProto, model_dir: Path, name: str, byt
         inlined += length
         if inlined > byte_budget:
             raise FileTooLarge(f"{name} with its external data is larger than the intake limit")
-        # The path was resolved, so it has no symlink left: refusing to follow one closes the gap between the check
-        # and the read against a file swapped for a link in between.
-        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as stream:
+        with open_checked(path) as stream:
             stream.seek(offset)
             data = stream.read(length)
         tensor.raw_data = data
