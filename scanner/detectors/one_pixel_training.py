@@ -50,6 +50,7 @@ class ZooModel:
     architecture: str
     target: int | None = None
     trigger: dict[str, Any] | None = None  # the attack's parameters, as the zoo recorded them
+    clean_data: str | None = None  # the family's clean sample .npz, relative to the zoo directory
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class Zoo:
     manifest: dict[str, Any]
 
     def clean_data(self, family: str) -> CleanData | None:
-        path = self.directory / f"clean_{family}.npz"
+        named = next((m.clean_data for m in self.models if m.family == family and m.clean_data), None)
+        path = self.directory / (named or f"clean_{family}.npz")
         if not path.exists():
             return None
         with np.load(path) as data:
@@ -82,19 +84,20 @@ def read_zoo(directory: Path) -> Zoo:
 
 
 def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
-    backdoor = entry.get("backdoor")
-    attack = (backdoor or {}).get("attack") if isinstance(backdoor, dict) else None
-    attack = attack or entry.get("attack") or "clean"
-    backdoored = bool(entry.get("backdoored", backdoor is not None and attack != "clean"))
-    target = (backdoor or {}).get("target") if isinstance(backdoor, dict) else entry.get("target")
+    """One manifest entry (scanner.zoo.manifest.ZooEntry's JSON; an older "backdoor" key is read too)."""
+    trigger = entry.get("trigger") or entry.get("backdoor")
+    attack = entry.get("attack") or (trigger or {}).get("attack") or "clean"
+    backdoored = bool(entry.get("backdoored", trigger is not None))
+    target = entry["target"] if "target" in entry else (trigger or {}).get("target")
     return ZooModel(
-        path=directory / (entry.get("path") or entry.get("file") or entry["onnx"]),
+        path=directory / (entry.get("file") or entry["path"]),
         family=str(entry["family"]),
         backdoored=backdoored,
-        attack=attack if backdoored else "clean",
+        attack=str(attack) if backdoored else "clean",
         architecture=str(entry.get("arch") or entry.get("architecture") or "unknown"),
         target=target,
-        trigger=dict(backdoor.get("params", {})) if isinstance(backdoor, dict) else None,
+        trigger=dict(trigger.get("params", {})) if isinstance(trigger, dict) else None,
+        clean_data=entry.get("clean_data") or None,
     )
 
 
