@@ -197,7 +197,7 @@ def zoo_features(
             clean_by_family[model.family] = zoo.clean_data(model.family)
         total = 0
         for kind in kinds:
-            bases = _bases(kind, artifact.spec, clean_by_family[model.family], settings)
+            bases = bases_for(kind, artifact.spec, clean_by_family[model.family], settings)
             signatures = [
                 cached_signature(artifact, bases, kind, settings, cache_dir, scale=scale, threads=threads)
                 for scale in settings.scales
@@ -214,7 +214,7 @@ def zoo_features(
     )
 
 
-def _bases(kind: str, spec: InputSpec, clean: CleanData | None, settings: SignatureSettings) -> np.ndarray:
+def bases_for(kind: str, spec: InputSpec, clean: CleanData | None, settings: SignatureSettings) -> np.ndarray:
     if kind == "synthetic":
         return synthetic_bases(spec)
     if clean is None:
