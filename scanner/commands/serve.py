@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from scanner.registry.engine import build_engine
     from scanner.registry.service import ScannerService, ServiceConfig
 
+    # MLflow's download progress bars would flood the service's log, one per scanned version.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     host, port = _listen_address(args.listen)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
