@@ -10,6 +10,7 @@ class but the base's own): an all-to-all backdoor lights up every class at the t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -156,9 +157,18 @@ def features_from(signature: Signature) -> np.ndarray:
     return np.concatenate([ranked, any_class_statistics(signature)])
 
 
-def suspected_target(signature: Signature) -> int:
-    """The class whose map stands out most: the largest log-probability rise reached on every base."""
-    table = class_statistics(signature)
-    consistent = table[CLASS_STATISTICS.index("logprob.consistent_peak")]
-    peak = table[CLASS_STATISTICS.index("prob.peak")]
-    return int(np.lexsort((peak, consistent))[-1])
+def feature_names(scales: Sequence[int]) -> tuple[str, ...]:
+    """Names of `model_features` for signatures at these scales."""
+    return tuple(f"s{scale}.{name}" for scale in scales for name in FEATURE_NAMES)
+
+
+def model_features(signatures: Sequence[Signature]) -> np.ndarray:
+    """The features of a model: each scale's FEATURE_NAMES, finest scale first."""
+    return np.concatenate([features_from(signature) for signature in signatures])
+
+
+def suspected_target(signatures: Sequence[Signature]) -> int:
+    """The class whose probability one probe raises most (summed over scales), ties broken by the log rise."""
+    prob_peak = sum(class_statistics(s)[CLASS_STATISTICS.index("prob.peak")] for s in signatures)
+    consistent = sum(class_statistics(s)[CLASS_STATISTICS.index("logprob.consistent_peak")] for s in signatures)
+    return int(np.lexsort((consistent, prob_peak))[-1])

@@ -21,7 +21,7 @@ import numpy as np
 from scanner import __version__
 from scanner.detectors.interface import CleanData, Progress, no_progress
 from scanner.detectors.one_pixel_classifier import SignatureClassifier, fit_logistic
-from scanner.detectors.one_pixel_features import features_from
+from scanner.detectors.one_pixel_features import model_features
 from scanner.detectors.one_pixel_signature import (
     Signature,
     SignatureSettings,
@@ -49,6 +49,7 @@ class ZooModel:
     attack: str  # "clean" for clean models
     architecture: str
     target: int | None = None
+    trigger: dict[str, Any] | None = None  # the attack's parameters, as the zoo recorded them
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
         attack=attack if backdoored else "clean",
         architecture=str(entry.get("arch") or entry.get("architecture") or "unknown"),
         target=target,
+        trigger=dict(backdoor.get("params", {})) if isinstance(backdoor, dict) else None,
     )
 
 
@@ -127,6 +129,7 @@ def cached_signature(
     settings: SignatureSettings,
     cache_dir: Path | None,
     *,
+    scale: int = 1,
     threads: int | None = 1,
 ) -> Signature:
     """The signature of `artifact` around `bases`, from the cache when computed before with the same everything."""
@@ -138,6 +141,7 @@ def cached_signature(
                 artifact.sha256.encode(),
                 np.ascontiguousarray(bases).tobytes(),
                 settings.cache_key().encode(),
+                f"scale{scale}".encode(),
                 SIGNATURE_CACHE_VERSION.encode(),
             ]
         )
@@ -146,7 +150,8 @@ def cached_signature(
     if path is not None and path.exists():
         return Signature.load(str(path))
     started = time.perf_counter()
-    signature = signature_for(OnnxClassifier(artifact, threads=threads), bases, settings, base_kind=base_kind)
+    runner = OnnxClassifier(artifact, threads=threads)
+    signature = signature_for(runner, bases, settings, base_kind=base_kind, scale=scale)
     log.info("signature of %s (%s bases): %.2f s", artifact.path, base_kind, time.perf_counter() - started)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,9 +195,12 @@ def zoo_features(
         total = 0
         for kind in kinds:
             bases = _bases(kind, artifact.spec, clean_by_family[model.family], settings)
-            signature = cached_signature(artifact, bases, kind, settings, cache_dir, threads=threads)
-            rows[kind].append(features_from(signature))
-            total += signature.forward_passes
+            signatures = [
+                cached_signature(artifact, bases, kind, settings, cache_dir, scale=scale, threads=threads)
+                for scale in settings.scales
+            ]
+            rows[kind].append(model_features(signatures))
+            total += sum(signature.forward_passes for signature in signatures)
         passes.append(total)
         progress(done + 1, len(zoo.models))
     return ZooFeatures(
