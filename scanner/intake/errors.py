@@ -7,6 +7,18 @@ from __future__ import annotations
 
 from scanner.errors import IntakeError
 
+SHOWN_CHARACTERS = 100
+
+
+def shown(text: object) -> str:
+    """A name taken from a model file, made safe for a one-line message: escaped, and cut if long.
+
+    File names, tensor names, operator domains and data locations are chosen by whoever made the file; a newline in
+    one must not forge a line in a log, a report or a CI annotation.
+    """
+    escaped = str(text).encode("unicode_escape").decode("ascii")
+    return escaped if len(escaped) <= SHOWN_CHARACTERS else escaped[: SHOWN_CHARACTERS - 3] + "..."
+
 
 class ModelNotFound(IntakeError):
     kind = "not_found"
@@ -54,6 +66,11 @@ class ExternalDataOutside(IntakeError):
 class ExternalDataMissing(IntakeError):
     kind = "external_data_missing"
     hint = "copy the model's external data files (e.g. model.onnx.data) next to it, or export with external_data=False"
+
+
+class SymlinkOutside(IntakeError):
+    kind = "symlink_outside"
+    hint = "give the model's real path, or copy the model into the directory being scanned"
 
 
 class CustomOperatorDomain(IntakeError):
@@ -106,3 +123,28 @@ class NotAnImageModel(IntakeError):
 
     kind = "not_applicable"
     hint = "the backdoor detectors only apply to image classifiers with one image input and one class-score output"
+
+
+# Every refusal, for rule tables (SARIF rules, policy docs): kinds are unique and stable.
+REFUSALS: tuple[type[IntakeError], ...] = (
+    ModelNotFound,
+    FileTooLarge,
+    EmptyFile,
+    NotOnnx,
+    TruncatedModel,
+    InvalidModel,
+    PickleRefused,
+    ExternalDataOutside,
+    ExternalDataMissing,
+    SymlinkOutside,
+    CustomOperatorDomain,
+    UnsupportedOpset,
+    UnsupportedIrVersion,
+    InputTooLarge,
+    AmbiguousInputs,
+    UnknownInputShape,
+    AmbiguousLayout,
+    UnsupportedInputType,
+    UnknownOutputShape,
+    NotAnImageModel,
+)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
-from scanner.intake.errors import ExternalDataMissing, ExternalDataOutside, FileTooLarge
+from scanner.intake.errors import ExternalDataMissing, ExternalDataOutside, FileTooLarge, shown
 from scanner.intake.tensors import tensors_of
 
 if TYPE_CHECKING:
@@ -45,14 +45,16 @@ def checked_location(location: str, root: Path, name: str) -> Path:
     if not location or "\x00" in location:
         raise ExternalDataOutside(f"{name} references external data without a valid file name")
     if PurePosixPath(location).is_absolute() or PureWindowsPath(location).is_absolute() or location[0] in "/\\":
-        raise ExternalDataOutside(f"{name} references external data by absolute path '{location}'")
+        raise ExternalDataOutside(f"{name} references external data by absolute path '{shown(location)}'")
     if ".." in PureWindowsPath(location).parts:  # splits on both / and \
-        raise ExternalDataOutside(f"{name} references external data outside its directory: '{location}'")
+        raise ExternalDataOutside(f"{name} references external data outside its directory: '{shown(location)}'")
     resolved = (root / location).resolve()
     if not resolved.is_relative_to(root):
-        raise ExternalDataOutside(f"{name} references external data '{location}', which leads out of its directory")
+        raise ExternalDataOutside(
+            f"{name} references external data '{shown(location)}', which leads out of its directory"
+        )
     if not resolved.is_file():
-        raise ExternalDataMissing(f"{name} references external data '{location}', which is missing")
+        raise ExternalDataMissing(f"{name} references external data '{shown(location)}', which is missing")
     return resolved
 
 
@@ -65,6 +67,6 @@ def _extent(entries: dict[str, str], path: Path, name: str) -> tuple[int, int]:
         raise ExternalDataMissing(f"{name} has an external data reference with a bad offset or length") from error
     if offset < 0 or length < 0 or offset + length > size:
         raise ExternalDataMissing(
-            f"{name} references bytes {offset}..{offset + length} of '{path.name}', which has only {size} bytes"
+            f"{name} references bytes {offset}..{offset + length} of '{shown(path.name)}', which has only {size} bytes"
         )
     return offset, length

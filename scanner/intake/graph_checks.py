@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from scanner.intake import runtime_support
-from scanner.intake.errors import CustomOperatorDomain, InvalidModel, UnsupportedIrVersion, UnsupportedOpset
+from scanner.intake.errors import CustomOperatorDomain, InvalidModel, UnsupportedIrVersion, UnsupportedOpset, shown
 from scanner.intake.tensors import nodes_of
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def check_operator_domains(model: onnx.ModelProto, name: str, allowed_domains: f
     for node in nodes_of(model):
         if node.domain not in permitted and (node.domain, node.op_type) not in local_functions:
             raise CustomOperatorDomain(
-                f"{name} uses operator '{node.op_type}' from the non-standard domain '{node.domain}'"
+                f"{name} uses operator '{shown(node.op_type)}' from the non-standard domain '{shown(node.domain)}'"
             )
 
 
@@ -65,6 +65,11 @@ def check_validity(model: onnx.ModelProto, name: str) -> None:
 
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as error:
+    except (
+        onnx.checker.ValidationError,
+        UnicodeError,
+        ValueError,
+        RuntimeError,
+    ) as error:  # C++ checker: all mean invalid
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else "validation failed"
-        raise InvalidModel(f"{name} is not a valid ONNX graph: {first_line}") from error
+        raise InvalidModel(f"{name} is not a valid ONNX graph: {shown(first_line)}") from error

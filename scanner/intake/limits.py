@@ -15,13 +15,16 @@ class IntakeLimits:
     `max_model_bytes` covers the model file plus all its external data, since both end up in one in-memory model.
     `max_input_side` and `max_input_elements` bound one image as the graph declares it (channels x height x width):
     a model declaring a 100000 x 100000 input would make every detector allocate gigabytes per forward pass.
+    `max_fixed_batch_elements` bounds a batch size fixed in the graph (times the image's values), since every
+    forward pass must then feed exactly that many images.
     """
 
     max_model_bytes: int = 1 * 2**30
     max_input_side: int = 4096
     max_input_elements: int = 3 * 1024 * 1024
+    max_fixed_batch_elements: int = 2**24
 
     def __post_init__(self) -> None:
-        for name in ("max_model_bytes", "max_input_side", "max_input_elements"):
+        for name in ("max_model_bytes", "max_input_side", "max_input_elements", "max_fixed_batch_elements"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"IntakeLimits.{name} must be positive")

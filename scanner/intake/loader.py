@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scanner.errors import UsageError
 from scanner.findings import InputSpec, Layout, ModelArtifact
-from scanner.intake.errors import EmptyFile, FileTooLarge, ModelNotFound, PickleRefused
+from scanner.intake.errors import EmptyFile, FileTooLarge, ModelNotFound, PickleRefused, SymlinkOutside, shown
 from scanner.intake.external_data import inline_external_data
 from scanner.intake.formats import PICKLE_SUFFIXES, FileFormat, describe, read_head, sniff
 from scanner.intake.graph_checks import check_graph
@@ -36,8 +36,9 @@ def load_model(
 ) -> ModelArtifact:
     """Check `path` and return it as a `ModelArtifact`; raises an `IntakeError` subclass saying why not."""
     path = Path(path)
-    name = path.name
+    name = shown(path.name)
     value_range = _checked_value_range(value_range)
+    layout = Layout(layout) if layout is not None else None
     data = _read_checked(path, limits)
     sha256 = hashlib.sha256(data).hexdigest()
     model = parse_model(data, name)
@@ -52,9 +53,11 @@ def load_model(
 
 def _read_checked(path: Path, limits: IntakeLimits) -> bytes:
     """The file's bytes, once it is known to be a non-empty, not-too-large file that is not a pickle."""
-    name = path.name
+    name = shown(path.name)
     if not path.is_file():
-        raise ModelNotFound(f"{path} does not exist or is not a regular file")
+        raise ModelNotFound(f"{shown(path)} does not exist or is not a regular file")
+    if not path.resolve().is_relative_to(path.parent.resolve()):
+        raise SymlinkOutside(f"{name} is a symlink to {shown(path.resolve())}, outside the directory it is in")
     size = path.stat().st_size
     if size == 0:
         raise EmptyFile(f"{name} is empty (0 bytes)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from scanner.intake.errors import ModelNotFound
+from scanner.intake.errors import ModelNotFound, shown
 from scanner.intake.formats import (
     ONNX_SUFFIXES,
     PICKLE_SUFFIXES,
@@ -27,7 +27,7 @@ def find_model_files(target: Path) -> list[Path]:
     if target.is_file():
         return [target]
     if not target.is_dir():
-        raise ModelNotFound(f"{target} does not exist or is neither a file nor a directory")
+        raise ModelNotFound(f"{shown(target)} does not exist or is neither a file nor a directory")
     found = []
     for directory, subdirectories, files in os.walk(target, followlinks=False):
         subdirectories.sort()

@@ -13,6 +13,7 @@ from scanner.intake.errors import (
     UnknownInputShape,
     UnknownOutputShape,
     UnsupportedInputType,
+    shown,
 )
 from scanner.intake.limits import IntakeLimits
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     import onnx
 
 IMAGE_CHANNELS = frozenset({1, 3})
+# TensorProto.DataType values of FLOAT, FLOAT16, DOUBLE, BFLOAT16.
+_FLOAT_TYPES = frozenset({1, 10, 11, 16})
 # A dimension the graph leaves open (symbolic or missing) is None.
 Dims = tuple[int | None, ...]
 
@@ -37,8 +40,8 @@ def infer_spec(
     chosen = _layout(dims, name, layout)
     channels, height, width = (dims[1], dims[2], dims[3]) if chosen is Layout.NCHW else (dims[3], dims[1], dims[2])
     if channels is None or height is None or width is None:
-        raise UnknownInputShape(f"{name} declares input '{image_input.name}' with open dimensions {_show(dims)}")
-    _check_bounds(channels, height, width, name, limits)
+        raise UnknownInputShape(f"{name} declares input '{shown(image_input.name)}' with open dimensions {_show(dims)}")
+    _check_bounds(dims[0], channels, height, width, name, limits)
     output_name, num_classes = _class_output(model, name)
     return InputSpec(
         input_name=image_input.name,
@@ -63,7 +66,7 @@ def _single_input(model: onnx.ModelProto, name: str) -> onnx.ValueInfoProto:
     if not inputs:
         raise NotAnImageModel(f"{name} takes no input")
     if len(inputs) > 1:
-        listed = ", ".join(f"'{value.name}'" for value in inputs)
+        listed = ", ".join(f"'{shown(value.name)}'" for value in inputs)
         raise AmbiguousInputs(f"{name} has {len(inputs)} inputs ({listed}); an image classifier has exactly one")
     return inputs[0]
 
@@ -72,17 +75,25 @@ def _image_dims(value: onnx.ValueInfoProto, name: str) -> Dims:
     import onnx
 
     if not value.type.HasField("tensor_type"):
-        raise NotAnImageModel(f"{name} takes a non-tensor input '{value.name}', not an image batch")
+        raise NotAnImageModel(f"{name} takes a non-tensor input '{shown(value.name)}', not an image batch")
     tensor_type = value.type.tensor_type
-    element = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type) if tensor_type.elem_type else None
     dims = _dims(tensor_type)
-    if element is None or element.kind != "f":
-        raise NotAnImageModel(f"{name} takes a {element or 'untyped'} input {_show(dims)}, not a batch of images")
-    if len(dims) != 4:
-        raise NotAnImageModel(f"{name} takes input '{value.name}' of shape {_show(dims)}, not a batch of images")
+    element = _type_name(tensor_type.elem_type)
+    floating = tensor_type.elem_type in _FLOAT_TYPES
+    if not floating or len(dims) != 4:
+        raise NotAnImageModel(f"{name} takes a {element} input {_show(dims)}, not a batch of images")
     if tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise UnsupportedInputType(f"{name} takes {element} images; the scanner feeds float32")
     return dims
+
+
+def _type_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return str(onnx.TensorProto.DataType.Name(elem_type)).lower()
+    except ValueError:
+        return f"unknown-type-{elem_type}"
 
 
 def _layout(dims: Dims, name: str, requested: Layout | None) -> Layout:
@@ -103,13 +114,18 @@ def _layout(dims: Dims, name: str, requested: Layout | None) -> Layout:
     raise NotAnImageModel(f"{name} takes input {_show(dims)}, which has no axis of 1 or 3 image channels")
 
 
-def _check_bounds(channels: int, height: int, width: int, name: str, limits: IntakeLimits) -> None:
+def _check_bounds(batch: int | None, channels: int, height: int, width: int, name: str, limits: IntakeLimits) -> None:
     if min(channels, height, width) <= 0:
         raise UnknownInputShape(f"{name} declares an image of {channels}x{height}x{width}")
     if max(height, width) > limits.max_input_side or channels * height * width > limits.max_input_elements:
         raise InputTooLarge(
             f"{name} declares {height}x{width} images with {channels} channels, over the intake limit of"
             f" {limits.max_input_side} pixels a side and {limits.max_input_elements} values an image"
+        )
+    if batch is not None and batch * channels * height * width > limits.max_fixed_batch_elements:
+        raise InputTooLarge(
+            f"{name} fixes its batch at {batch} images, over the intake limit of"
+            f" {limits.max_fixed_batch_elements} input values a batch"
         )
 
 
@@ -130,7 +146,7 @@ def _class_output(model: onnx.ModelProto, name: str) -> tuple[str, int]:
             return value.name, class_axes[0]
         if not class_axes:
             raise NotAnImageModel(f"{name} has a single output unit {_show(dims)}; the detectors need class scores")
-    described = ", ".join(f"'{n}' {_show(d)}" for n, d in shapes.items())
+    described = ", ".join(f"'{shown(n)}' {_show(d)}" for n, d in shapes.items())
     if all(len(d) >= 2 and all(x is not None for x in d[1:]) for d in shapes.values()):
         raise NotAnImageModel(f"{name} has no output shaped (batch, classes): {described}")
     raise UnknownOutputShape(f"{name} does not declare the number of classes in its output ({described})")

@@ -85,6 +85,15 @@ def external_data_missing(directory: Path) -> Path:
     return path
 
 
+def model_symlink_outside(directory: Path) -> Path:
+    # Not named .onnx, so that a scan of `directory` finds only the symlink.
+    real = save(tiny_cnn(), directory / "outside" / "real.model")
+    path = directory / "scan" / "model.onnx"
+    path.parent.mkdir(parents=True)
+    os.symlink(real.resolve(), path)
+    return path
+
+
 def custom_operator_domain(directory: Path) -> Path:
     model = tiny_cnn()
     relu = next(node for node in model.graph.node if node.op_type == "Relu")
@@ -105,6 +114,10 @@ def unsupported_ir_version(directory: Path) -> Path:
 
 def absurd_input(directory: Path) -> Path:
     return save(tiny_cnn(height=100_000, width=100_000), directory / "absurd_input.onnx")
+
+
+def absurd_fixed_batch(directory: Path) -> Path:
+    return save(tiny_cnn(batch=10**9), directory / "absurd_batch.onnx")
 
 
 def two_inputs(directory: Path) -> Path:
@@ -152,10 +165,12 @@ HOSTILE: list[tuple[Builder, str]] = [
     (external_data_absolute, "external_data_outside"),
     (external_data_symlink, "external_data_outside"),
     (external_data_missing, "external_data_missing"),
+    (model_symlink_outside, "symlink_outside"),
     (custom_operator_domain, "custom_operator_domain"),
     (unsupported_opset, "unsupported_opset"),
     (unsupported_ir_version, "unsupported_ir_version"),
     (absurd_input, "input_too_large"),
+    (absurd_fixed_batch, "input_too_large"),
     (two_inputs, "ambiguous_inputs"),
     (raw_pickle, "pickle_refused"),
     (torch_zip_checkpoint, "pickle_refused"),

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from scanner.errors import IntakeError
-from scanner.intake import NotAnImageModel, load_model
+from scanner.intake import REFUSALS, NotAnImageModel, find_model_files, load_model
+from tests.intake.builders import save, tiny_cnn
 from tests.intake.hostile import (
     HOSTILE,
     NOT_IMAGE_MODELS,
@@ -66,3 +67,34 @@ def test_external_data_outside_is_named_in_the_message(tmp_path: Path, builder: 
     with pytest.raises(IntakeError, match="external data") as refused:
         load_model(builder(tmp_path))
     assert refused.value.kind == "external_data_outside"
+
+
+@pytest.mark.parametrize(("builder", "kind"), HOSTILE, ids=[builder.__name__ for builder, _ in HOSTILE])
+def test_directory_scan_finds_the_hostile_file_and_nothing_else(tmp_path: Path, builder: Builder, kind: str) -> None:
+    """Refused loudly, never skipped: a scan of the folder lists exactly the file to refuse."""
+    path = builder(tmp_path)
+    assert find_model_files(tmp_path) == [path], kind
+
+
+def test_names_from_the_file_cannot_forge_lines(tmp_path: Path) -> None:
+    """A newline in a file name or an operator domain is escaped, so it cannot forge a log or report line."""
+    model = tiny_cnn()
+    relu = next(node for node in model.graph.node if node.op_type == "Relu")
+    relu.domain = "evil\nmodel-scanner: error: forged"
+    path = save(model, tmp_path / "line\nbreak.onnx")
+
+    with pytest.raises(IntakeError) as refused:
+        load_model(path)
+
+    assert "\n" not in str(refused.value)
+    assert "line\\nbreak.onnx" in str(refused.value) and "evil\\nmodel-scanner" in str(refused.value)
+
+
+def test_every_refusal_has_its_own_kind_and_a_remedy() -> None:
+    kinds = [refusal.kind for refusal in REFUSALS]
+    assert len(set(kinds)) == len(kinds) and "intake" not in kinds
+    assert all(refusal.hint and "\n" not in refusal.hint for refusal in REFUSALS)
+    assert {kind for _, kind in HOSTILE + NOT_IMAGE_MODELS} <= set(kinds)
+    assert set(IntakeError.__subclasses__()) - set(REFUSALS) <= {
+        cls for cls in IntakeError.__subclasses__() if not cls.__module__.startswith("scanner.intake")
+    }

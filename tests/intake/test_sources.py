@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from scanner.intake import ModelNotFound, find_model_files, load_model
+from scanner.intake import ModelNotFound, SymlinkOutside, find_model_files, load_model
 from tests.intake.builders import save, tiny_cnn
+from tests.intake.hostile import model_symlink_outside
 
 
 def test_a_file_is_its_own_list(tmp_path: Path) -> None:
@@ -53,3 +54,16 @@ def test_missing_target(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFound) as refused:
         find_model_files(tmp_path / "nope")
     assert refused.value.kind == "not_found"
+
+
+def test_symlink_out_of_the_tree_is_listed_so_it_gets_refused(tmp_path: Path) -> None:
+    link = model_symlink_outside(tmp_path)
+    assert find_model_files(link.parent) == [link]
+    with pytest.raises(SymlinkOutside):
+        load_model(link)
+
+
+def test_symlink_within_the_directory_is_followed(tmp_path: Path) -> None:
+    real = save(tiny_cnn(), tmp_path / "runs" / "7" / "model.onnx")
+    (tmp_path / "latest.onnx").symlink_to(real)
+    assert load_model(tmp_path / "latest.onnx").spec.num_classes == 10
