@@ -78,3 +78,5 @@ def test_crash_with_queued_work_and_missed_webhooks(
     reasons = {version: reason for model, version, reason, _ in queue.jobs() if model == name}
     assert {reasons[v] for v in missed} == {"reconcile"}
     assert all(tags[scan_tags.SHA256] for tags in done.values())
+    # Each start created or updated the one webhook: no pile-up.
+    assert [hook.name for hook in client.list_webhooks()].count("model-scanner") == 1
