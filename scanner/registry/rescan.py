@@ -282,6 +282,7 @@ def summary_as_json(summary: RescanSummary) -> str:
         "scanned": len(summary.scanned),
         "seconds": round(summary.seconds, 3),
         "reasons": _count(p.reason.value for p in summary.planned),
+        "plan": [{"version": p.version.uri, "reason": p.reason.value} for p in summary.planned],
         "rescanned": list(summary.scanned),
         "skipped": [{"name": n, "version": v, "why": why} for n, v, why in summary.skipped],
         "changes": [

@@ -102,16 +102,26 @@ class Stopwatch:
 
 
 def zoo_models(request: Any, *, family: str, count: int) -> list[Path]:
-    """`count` models of `family` from the session test zoo, clean and backdoored alternately."""
+    """`count` models of `family` from the session test zoo, clean and backdoored alternately; backdoors with a
+    local trigger (a patch) first, the kind a one-pixel signature shows best."""
     import pytest
 
     try:
-        zoo = Path(request.getfixturevalue("zoo"))
+        directory = Path(request.getfixturevalue("zoo"))
     except pytest.FixtureLookupError:
         pytest.skip("the test zoo fixture (branch zoo) is not merged yet")
-    manifest = json.loads((zoo / "manifest.json").read_text())
-    entries = [entry for entry in manifest["models"] if entry["family"] == family]
-    clean = [zoo / entry["path"] for entry in entries if not entry["backdoored"]]
-    backdoored = [zoo / entry["path"] for entry in entries if entry["backdoored"]]
+    return models_of(directory, family=family, count=count)
+
+
+def models_of(directory: Path, *, family: str, count: int) -> list[Path]:
+    from scanner.detectors.one_pixel_training import read_zoo
+
+    models = [model for model in read_zoo(directory).models if model.family == family]
+    clean = [model.path for model in models if not model.backdoored]
+    local_first = sorted(
+        (model for model in models if model.backdoored),
+        key=lambda model: not any(word in model.attack.lower() for word in ("patch", "badnet", "pixel")),
+    )
+    backdoored = [model.path for model in local_first]
     mixed = [model for pair in zip(clean, backdoored, strict=False) for model in pair]
     return mixed[:count]

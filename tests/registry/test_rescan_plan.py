@@ -125,6 +125,7 @@ def test_reports_list_changes_and_counts():
     assert (document["considered"], document["planned"], document["scanned"]) == (5, 2, 2)
     assert document["rescanned"] == ["models:/m/3", "models:/m/3"]
     assert document["reasons"] == {"detector_changed": 2}
+    assert document["plan"][0] == {"version": "models:/m/3", "reason": "detector_changed"}
     assert [(c["name"], c["change"], c["before"], c["after"]) for c in document["changes"]] == [
         ("m", "newly_blocked", "allow", "block")
     ]
