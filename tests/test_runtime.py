@@ -102,3 +102,28 @@ def test_provider_preference() -> None:
     assert providers_for("auto", ["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     with pytest.raises(DetectorError, match="no CUDA provider"):
         providers_for("cuda", ["CPUExecutionProvider"])
+
+
+def test_runtime_failure_is_one_error_and_no_log_noise(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    model = tiny_cnn()
+    bias = next(t for t in model.graph.initializer if t.name == "conv_b")
+    bias.raw_data = bytes(4 * 4 * 2)  # twice the bytes its shape holds: onnx.checker lets it pass, ONNX Runtime not
+    artifact = load_model(save(model, tmp_path / "m.onnx"))
+    capfd.readouterr()
+
+    with pytest.raises(ModelRuntimeError, match="ONNX Runtime cannot open") as failed:
+        OnnxClassifier(artifact, device="cpu")
+
+    assert "\n" not in failed.value.one_line()
+    assert capfd.readouterr().err == ""
+
+
+def test_failure_while_running_is_a_runtime_error(tmp_path: Path) -> None:
+    model = tiny_cnn()
+    weight = next(t for t in model.graph.initializer if t.name == "conv_w")
+    weight.dims[1] = 5  # a five-channel kernel for three-channel images: opens, then fails on the first batch
+    weight.raw_data = bytes(4 * 4 * 5 * 3 * 3)
+    classifier = OnnxClassifier(load_model(save(model, tmp_path / "m.onnx")), device="cpu")
+
+    with pytest.raises(ModelRuntimeError, match=r"failed to run .*Input channels"):
+        classifier.probabilities(_images(3, (3, 8, 8)))

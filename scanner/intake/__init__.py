@@ -6,6 +6,7 @@ unopened, ONNX files are only decoded and checked. `load_model` returns a self-c
 
 from scanner.errors import IntakeError
 from scanner.intake.errors import (
+    REFUSALS,
     AmbiguousInputs,
     AmbiguousLayout,
     CustomOperatorDomain,
@@ -32,6 +33,7 @@ from scanner.intake.loader import load_model
 from scanner.intake.sources import find_model_files
 
 __all__ = [
+    "REFUSALS",
     "AmbiguousInputs",
     "AmbiguousLayout",
     "CustomOperatorDomain",

@@ -123,3 +123,28 @@ class NotAnImageModel(IntakeError):
 
     kind = "not_applicable"
     hint = "the backdoor detectors only apply to image classifiers with one image input and one class-score output"
+
+
+# Every refusal, for rule tables (SARIF rules, policy docs): kinds are unique and stable.
+REFUSALS: tuple[type[IntakeError], ...] = (
+    ModelNotFound,
+    FileTooLarge,
+    EmptyFile,
+    NotOnnx,
+    TruncatedModel,
+    InvalidModel,
+    PickleRefused,
+    ExternalDataOutside,
+    ExternalDataMissing,
+    SymlinkOutside,
+    CustomOperatorDomain,
+    UnsupportedOpset,
+    UnsupportedIrVersion,
+    InputTooLarge,
+    AmbiguousInputs,
+    UnknownInputShape,
+    AmbiguousLayout,
+    UnsupportedInputType,
+    UnknownOutputShape,
+    NotAnImageModel,
+)

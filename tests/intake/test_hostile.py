@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scanner.errors import IntakeError
-from scanner.intake import NotAnImageModel, find_model_files, load_model
+from scanner.intake import REFUSALS, NotAnImageModel, find_model_files, load_model
 from tests.intake.builders import save, tiny_cnn
 from tests.intake.hostile import (
     HOSTILE,
@@ -88,3 +88,13 @@ def test_names_from_the_file_cannot_forge_lines(tmp_path: Path) -> None:
 
     assert "\n" not in str(refused.value)
     assert "line\\nbreak.onnx" in str(refused.value) and "evil\\nmodel-scanner" in str(refused.value)
+
+
+def test_every_refusal_has_its_own_kind_and_a_remedy() -> None:
+    kinds = [refusal.kind for refusal in REFUSALS]
+    assert len(set(kinds)) == len(kinds) and "intake" not in kinds
+    assert all(refusal.hint and "\n" not in refusal.hint for refusal in REFUSALS)
+    assert {kind for _, kind in HOSTILE + NOT_IMAGE_MODELS} <= set(kinds)
+    assert set(IntakeError.__subclasses__()) - set(REFUSALS) <= {
+        cls for cls in IntakeError.__subclasses__() if not cls.__module__.startswith("scanner.intake")
+    }

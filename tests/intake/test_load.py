@@ -14,6 +14,7 @@ from scanner.errors import UsageError
 from scanner.findings import Layout
 from scanner.intake import AmbiguousLayout, FileTooLarge, IntakeLimits, UnknownInputShape, load_model
 from tests.intake.builders import move_weights_outside, save, tiny_cnn
+from tests.intake.hostile import custom_operator_domain
 
 
 @pytest.mark.parametrize(
@@ -127,3 +128,9 @@ def test_torch_exported_cnn(tmp_path: Path) -> None:
 def _run(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return np.asarray(session.run(None, {"image": images})[0])
+
+
+def test_custom_domain_passes_when_allowed(tmp_path: Path) -> None:
+    path = custom_operator_domain(tmp_path)
+    artifact = load_model(path, allowed_domains=frozenset({"com.example.evil"}))
+    assert artifact.spec.num_classes == 10
