@@ -21,7 +21,7 @@ import numpy as np
 from scanner import __version__
 from scanner.detectors.interface import CleanData, Progress, no_progress
 from scanner.detectors.one_pixel_classifier import SignatureClassifier, fit_logistic
-from scanner.detectors.one_pixel_features import features_from
+from scanner.detectors.one_pixel_features import model_features
 from scanner.detectors.one_pixel_signature import (
     Signature,
     SignatureSettings,
@@ -50,6 +50,7 @@ class ZooModel:
     architecture: str
     target: int | None = None
     trigger: dict[str, Any] | None = None  # the attack's parameters, as the zoo recorded them
+    clean_data: str | None = None  # the family's clean sample .npz, relative to the zoo directory
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class Zoo:
     manifest: dict[str, Any]
 
     def clean_data(self, family: str) -> CleanData | None:
-        path = self.directory / f"clean_{family}.npz"
+        named = next((m.clean_data for m in self.models if m.family == family and m.clean_data), None)
+        path = self.directory / (named or f"clean_{family}.npz")
         if not path.exists():
             return None
         with np.load(path) as data:
@@ -82,19 +84,20 @@ def read_zoo(directory: Path) -> Zoo:
 
 
 def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
-    backdoor = entry.get("backdoor")
-    attack = (backdoor or {}).get("attack") if isinstance(backdoor, dict) else None
-    attack = attack or entry.get("attack") or "clean"
-    backdoored = bool(entry.get("backdoored", backdoor is not None and attack != "clean"))
-    target = (backdoor or {}).get("target") if isinstance(backdoor, dict) else entry.get("target")
+    """One manifest entry (scanner.zoo.manifest.ZooEntry's JSON; an older "backdoor" key is read too)."""
+    trigger = entry.get("trigger") or entry.get("backdoor")
+    attack = entry.get("attack") or (trigger or {}).get("attack") or "clean"
+    backdoored = bool(entry.get("backdoored", trigger is not None))
+    target = entry["target"] if "target" in entry else (trigger or {}).get("target")
     return ZooModel(
-        path=directory / (entry.get("path") or entry.get("file") or entry["onnx"]),
+        path=directory / (entry.get("file") or entry["path"]),
         family=str(entry["family"]),
         backdoored=backdoored,
-        attack=attack if backdoored else "clean",
+        attack=str(attack) if backdoored else "clean",
         architecture=str(entry.get("arch") or entry.get("architecture") or "unknown"),
         target=target,
-        trigger=dict(backdoor.get("params", {})) if isinstance(backdoor, dict) else None,
+        trigger=dict(trigger.get("params", {})) if isinstance(trigger, dict) else None,
+        clean_data=entry.get("clean_data") or None,
     )
 
 
@@ -129,6 +132,7 @@ def cached_signature(
     settings: SignatureSettings,
     cache_dir: Path | None,
     *,
+    scale: int = 1,
     threads: int | None = 1,
 ) -> Signature:
     """The signature of `artifact` around `bases`, from the cache when computed before with the same everything."""
@@ -140,6 +144,7 @@ def cached_signature(
                 artifact.sha256.encode(),
                 np.ascontiguousarray(bases).tobytes(),
                 settings.cache_key().encode(),
+                f"scale{scale}".encode(),
                 SIGNATURE_CACHE_VERSION.encode(),
             ]
         )
@@ -148,7 +153,8 @@ def cached_signature(
     if path is not None and path.exists():
         return Signature.load(str(path))
     started = time.perf_counter()
-    signature = signature_for(OnnxClassifier(artifact, threads=threads), bases, settings, base_kind=base_kind)
+    runner = OnnxClassifier(artifact, threads=threads)
+    signature = signature_for(runner, bases, settings, base_kind=base_kind, scale=scale)
     log.info("signature of %s (%s bases): %.2f s", artifact.path, base_kind, time.perf_counter() - started)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,10 +197,13 @@ def zoo_features(
             clean_by_family[model.family] = zoo.clean_data(model.family)
         total = 0
         for kind in kinds:
-            bases = _bases(kind, artifact.spec, clean_by_family[model.family], settings)
-            signature = cached_signature(artifact, bases, kind, settings, cache_dir, threads=threads)
-            rows[kind].append(features_from(signature))
-            total += signature.forward_passes
+            bases = bases_for(kind, artifact.spec, clean_by_family[model.family], settings)
+            signatures = [
+                cached_signature(artifact, bases, kind, settings, cache_dir, scale=scale, threads=threads)
+                for scale in settings.scales
+            ]
+            rows[kind].append(model_features(signatures))
+            total += sum(signature.forward_passes for signature in signatures)
         passes.append(total)
         progress(done + 1, len(zoo.models))
     return ZooFeatures(
@@ -205,7 +214,7 @@ def zoo_features(
     )
 
 
-def _bases(kind: str, spec: InputSpec, clean: CleanData | None, settings: SignatureSettings) -> np.ndarray:
+def bases_for(kind: str, spec: InputSpec, clean: CleanData | None, settings: SignatureSettings) -> np.ndarray:
     if kind == "synthetic":
         return synthetic_bases(spec)
     if clean is None:
