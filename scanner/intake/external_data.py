@@ -17,11 +17,11 @@ if TYPE_CHECKING:
 
 
 def inline_external_data(model: onnx.ModelProto, model_dir: Path, name: str, byte_budget: int) -> int:
-    """Replace every external tensor reference by its bytes; returns how many bytes were inlined."""
+    """Replace every external tensor reference by its bytes; returns how many tensors were inlined."""
     import onnx
 
     root = model_dir.resolve()
-    inlined = 0
+    inlined = tensors = 0
     for tensor in tensors_of(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -37,7 +37,8 @@ def inline_external_data(model: onnx.ModelProto, model_dir: Path, name: str, byt
         tensor.raw_data = data
         del tensor.external_data[:]
         tensor.data_location = onnx.TensorProto.DEFAULT
-    return inlined
+        tensors += 1
+    return tensors
 
 
 def checked_location(location: str, root: Path, name: str) -> Path:
