@@ -1,17 +1,74 @@
-"""`model-scanner detector`: not built yet (see the open issues)."""
+"""`model-scanner detector train`: fit a detector's classifier on a zoo and write it as a small versioned file.
+
+A dispatch table by detector name: each entry adds its own options and trains its own file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from scanner.errors import UsageError
+from scanner.commands.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class Trainer:
+    help: str
+    add_options: Callable[[argparse.ArgumentParser], None]
+    train: Callable[[argparse.Namespace], dict[str, Any]]  # writes args.out, returns a summary for stdout
+
+
+def _one_pixel_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("one-pixel")
+    group.add_argument("--values", type=int, default=3, help="K candidate values per pixel (default 3)")
+    group.add_argument("--per-channel", action="store_true", help="probe every channel separately")
+    group.add_argument("--mode", choices=("full", "coarse-to-fine"), default="full")
+    group.add_argument("--cache", type=Path, default=None, help="signature cache (default $MODEL_SCANNER_CACHE/...)")
+
+
+def _train_one_pixel(args: argparse.Namespace) -> dict[str, Any]:
+    from scanner.detectors.one_pixel_signature import SignatureSettings
+    from scanner.detectors.one_pixel_training import default_cache_dir, train_signature_classifier
+
+    settings = SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode)
+    with progress_bar("signatures", quiet=args.quiet) as progress:
+        classifier = train_signature_classifier(
+            args.zoo, settings, cache_dir=args.cache or default_cache_dir(), seed=args.seed, progress=progress
+        )
+    classifier.save(args.out)
+    return {"detector": "one-pixel", "out": str(args.out), "provenance": classifier.provenance}
+
+
+# Detector name -> how to train its classifier. BAN and fusion add their entries here.
+TRAINERS: dict[str, Trainer] = {
+    "one-pixel": Trainer("the one-pixel signature classifier", _one_pixel_options, _train_one_pixel),
+}
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("detector", help="(not built yet)")
-    parser.set_defaults(run=run)
+    parser = subparsers.add_parser("detector", help="train detectors' classifiers on a zoo")
+    actions = parser.add_subparsers(dest="detector_command", metavar="ACTION", required=True)
+    train = actions.add_parser(
+        "train",
+        help="train a detector's classifier on a zoo",
+        description="Compute every zoo model's signature (cached), fit the classifier, write it to --out.",
+        epilog="example: model-scanner detector train --zoo ~/zoo --out one_pixel_classifier.json",
+    )
+    train.add_argument("--detector", choices=sorted(TRAINERS), default="one-pixel")
+    train.add_argument("--zoo", type=Path, required=True, help="a zoo directory (with manifest.json)")
+    train.add_argument("--out", type=Path, required=True, help="where to write the trained classifier")
+    train.add_argument("--seed", type=int, default=0)
+    for trainer in TRAINERS.values():
+        trainer.add_options(train)
+    train.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("'model-scanner detector' is not built yet")
+    summary = TRAINERS[args.detector].train(args)
+    print(json.dumps(summary, indent=1), file=sys.stdout)
+    return 0

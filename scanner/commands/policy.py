@@ -1,17 +1,73 @@
-"""`model-scanner policy`: not built yet (see the open issues)."""
+"""`model-scanner policy`: validate a policy file, or print a built-in one to start from."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import sys
 from typing import Any
 
-from scanner.errors import UsageError
+from scanner.policy import BUILTIN_POLICIES, builtin_policy_text, validate_policy_file
+
+EXAMPLES = f"""\
+examples:
+  model-scanner policy validate policies/default.yaml
+  model-scanner policy validate my-policy.yaml --strict      # expired waivers fail too
+  model-scanner policy show strict > my-policy.yaml          # start from a built-in policy
+
+validate exits 0 when the policy is valid (warnings, such as an expired waiver, are printed), 1 with --strict when
+there are warnings, 2 when it is invalid. Built-in policies: {", ".join(BUILTIN_POLICIES)}.
+"""
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("policy", help="(not built yet)")
-    parser.set_defaults(run=run)
+    parser = subparsers.add_parser(
+        "policy",
+        help="validate or show policies",
+        description="Work with YAML policies: validate one (every problem, with the path of the bad key), or print a "
+        "built-in one.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    validate = actions.add_parser(
+        "validate",
+        help="check a policy file",
+        description="Check a policy file against the schema and for meaning (globs, detectors, rule ids, dates).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    validate.add_argument("file", metavar="FILE")
+    validate.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    validate.add_argument(
+        "--today", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="judge waiver expiry as of this day"
+    )
+    validate.set_defaults(run=run_validate)
+    show = actions.add_parser(
+        "show", help="print a built-in policy", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    show.add_argument("name", choices=BUILTIN_POLICIES)
+    show.set_defaults(run=run_show)
 
 
-def run(args: argparse.Namespace) -> int:
-    raise UsageError("'model-scanner policy' is not built yet")
+def run_validate(args: argparse.Namespace) -> int:
+    validation = validate_policy_file(args.file, today=args.today)
+    for error in validation.errors:
+        print(f"{validation.source}: error: {error}")
+    for warning in validation.warnings:
+        print(f"{validation.source}: warning: {warning}")
+    if validation.policy is None:
+        count = len(validation.errors)
+        print(f"{validation.source}: invalid ({count} problem{'s' if count != 1 else ''})")
+        return 2
+    policy = validation.policy
+    print(
+        f"{validation.source}: valid: policy {policy.label}, {len(policy.rules)} rules, "
+        f"{len(policy.waivers)} waivers, fail_closed {str(policy.fail_closed).lower()}"
+    )
+    return 1 if args.strict and validation.warnings else 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    sys.stdout.write(builtin_policy_text(args.name))
+    return 0

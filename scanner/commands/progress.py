@@ -6,17 +6,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from scanner.detectors.interface import Progress
+from scanner.detectors.interface import Progress, no_progress
 
 
 @contextmanager
-def progress_bar(description: str, *, quiet: bool = False) -> Iterator[Progress]:
+def progress_bar(description: str, *, quiet: bool = False, unit: str = "step", position: int = 0) -> Iterator[Progress]:
+    """A Progress callback drawing a bar on stderr; `position` stacks bars (0: top)."""
     if quiet or not sys.stderr.isatty():
-        yield lambda done, total: None
+        yield no_progress
         return
     from tqdm import tqdm
 
-    bar = tqdm(desc=description, unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar = tqdm(desc=description, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True, position=position)
 
     def update(done: int, total: int) -> None:
         if bar.total != total:

@@ -1,17 +1,133 @@
-"""`model-scanner serve`: not built yet (see the open issues)."""
+"""`model-scanner serve`: scan every model version registered in MLflow, and tag it with the verdict."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 from scanner.errors import UsageError
 
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "MODEL_SCANNER_TOKEN"
+SECRET_ENV = "MODEL_SCANNER_WEBHOOK_SECRET"
+STATE_ENV = "MODEL_SCANNER_STATE"
+
+EPILOG = """\
+examples:
+  # beside `mlflow server --app-name model-scanner-gate ...` (same MODEL_SCANNER_TOKEN for both)
+  MODEL_SCANNER_TOKEN=... model-scanner serve --tracking-uri http://127.0.0.1:5000 --policy policies/default.yaml
+
+  # MLflow reaches this host under another name
+  model-scanner serve --tracking-uri http://mlflow:5000 --listen 0.0.0.0:8765 --public-url http://scanner:8765/webhook
+
+It receives MLflow webhooks (model_version.created) on --listen, stores them in a durable queue (--state-dir), scans
+each version once per (model digest, detector versions, policy) and writes the scan.* tags, with the JSON report and
+heatmaps logged as artifacts on the version's run. A poller (--reconcile-interval) catches versions the webhooks
+missed. The webhook secret comes from $MODEL_SCANNER_WEBHOOK_SECRET, or is made once and kept in the state dir.
+"""
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("serve", help="(not built yet)")
+    parser = subparsers.add_parser(
+        "serve",
+        help="scan MLflow model versions as they are registered (webhook receiver, queue, workers)",
+        description="Scan every model version registered in an MLflow server and tag it with the verdict.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--tracking-uri", required=True, help="the MLflow server, e.g. http://127.0.0.1:5000")
+    parser.add_argument("--policy", help="policy file (default: the shipped default policy)")
+    parser.add_argument("--listen", default="127.0.0.1:8765", help="HOST:PORT for webhooks (default: %(default)s)")
+    parser.add_argument("--public-url", help="the URL MLflow posts to (default: http://HOST:PORT/webhook)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get(STATE_ENV, ".model-scanner")),
+        help="queue database and webhook secret (default: $MODEL_SCANNER_STATE or ./.model-scanner)",
+    )
+    parser.add_argument("--detectors", help="comma-separated, e.g. one-pixel,ban (default: every detector installed)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--workers", type=int, default=1, help="scans at a time (default: %(default)s)")
+    parser.add_argument(
+        "--reconcile-interval", type=float, default=60.0, help="seconds between registry polls (default: %(default)s)"
+    )
+    parser.add_argument("--no-webhook", action="store_true", help="do not create the MLflow webhook (poll only)")
     parser.set_defaults(run=run)
 
 
+def _listen_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError as error:
+        raise UsageError(f"--listen {text!r}: expected HOST:PORT", hint="e.g. --listen 127.0.0.1:8765") from error
+
+
+def webhook_secret(state_dir: Path) -> str:
+    """$MODEL_SCANNER_WEBHOOK_SECRET, else a secret made once and kept (mode 0600) in the state dir."""
+    from_env = os.environ.get(SECRET_ENV)
+    if from_env:
+        return from_env
+    path = state_dir / "webhook-secret"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write(secret)
+    return secret
+
+
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("'model-scanner serve' is not built yet")
+    from scanner.registry.engine import build_engine
+    from scanner.registry.service import ScannerService, ServiceConfig
+
+    # MLflow's download progress bars would flood the service's log, one per scanned version.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    host, port = _listen_address(args.listen)
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    token = os.environ.get(TOKEN_ENV) or None
+    if token is None:
+        log.warning("%s is not set: a server running the gate will refuse this service's scan tags", TOKEN_ENV)
+    names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else None
+    engine = build_engine(args.policy, names, device=args.device)
+    config = ServiceConfig(
+        tracking_uri=args.tracking_uri,
+        queue_path=args.state_dir / "queue.db",
+        webhook_secret=webhook_secret(args.state_dir),
+        scanner_token=token,
+        listen_host=host,
+        listen_port=port,
+        public_url=args.public_url,
+        workers=args.workers,
+        reconcile_interval_s=args.reconcile_interval,
+        register_webhook=not args.no_webhook,
+    )
+    service = ScannerService(config, engine)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    service.start()
+    print(
+        f"model-scanner serve: webhooks on {service.webhook_url}, policy {engine.policy_label}, "
+        f"queue {config.queue_path}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        print("model-scanner serve: stopping", file=sys.stderr, flush=True)
+        service.stop()
+    return 0

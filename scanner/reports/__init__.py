@@ -1,0 +1,30 @@
+"""Report formats, registered explicitly by their --format name: json, sarif, markdown."""
+
+from __future__ import annotations
+
+import enum
+
+from scanner.reports.interface import Renderer, Report
+from scanner.reports.json_report import render_json
+from scanner.reports.markdown import render_markdown
+from scanner.reports.sarif import render_sarif
+
+
+class ReportFormat(str, enum.Enum):
+    JSON = "json"
+    SARIF = "sarif"
+    MARKDOWN = "markdown"
+
+
+RENDERERS: dict[ReportFormat, Renderer] = {
+    ReportFormat.JSON: render_json,
+    ReportFormat.SARIF: render_sarif,
+    ReportFormat.MARKDOWN: render_markdown,
+}
+
+
+def render(report: Report, report_format: ReportFormat | str) -> str:
+    return RENDERERS[ReportFormat(report_format)](report)
+
+
+__all__ = ["RENDERERS", "Renderer", "Report", "ReportFormat", "render"]

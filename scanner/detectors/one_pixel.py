@@ -1,0 +1,156 @@
+"""The one-pixel signature detector (Huang et al., ECCV 2020): black-box, ONNX Runtime forward passes only.
+
+Probe the model around a few bases (clean images when clean data is given, fixed synthetic images otherwise), turn
+the signature into size- and class-count-free features, and let the shipped classifier say how likely a backdoor is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from scanner.detectors.interface import DetectionContext, Detector
+from scanner.detectors.one_pixel_classifier import SignatureClassifier
+from scanner.detectors.one_pixel_features import model_features, suspected_target
+from scanner.detectors.one_pixel_signature import (
+    Signature,
+    SignatureSettings,
+    clean_bases,
+    signatures_for,
+    synthetic_bases,
+)
+from scanner.errors import ScannerError
+from scanner.findings import DetectorResult, InputSpec, ModelArtifact, Status
+
+log = logging.getLogger(__name__)
+
+NAME = "one_pixel"
+
+
+class OnePixelDetector(Detector):
+    name: ClassVar[str] = NAME
+    version: ClassVar[str] = "1"
+
+    def __init__(
+        self,
+        settings: SignatureSettings | None = None,
+        *,
+        classifier: SignatureClassifier | None = None,
+        classifier_path: Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self._classifier = classifier
+        self._classifier_path = classifier_path
+        self._settings = settings
+        self.threads = threads
+
+    @property
+    def classifier(self) -> SignatureClassifier:
+        if self._classifier is None:
+            self._classifier = SignatureClassifier.load(self._classifier_path)
+        return self._classifier
+
+    @property
+    def settings(self) -> SignatureSettings:
+        """Explicit settings, else the ones the classifier was trained with, so its features match."""
+        if self._settings is None:
+            known = set(SignatureSettings.__dataclass_fields__)
+            trained = {k: v for k, v in self.classifier.settings.items() if k in known}
+            if "scales" in trained:
+                trained["scales"] = tuple(trained["scales"])
+            self._settings = SignatureSettings(**trained)
+        return self._settings
+
+    def signatures(self, model: ModelArtifact, context: DetectionContext) -> tuple[Signature, ...]:
+        """The model's signatures (one per scale, finest first), bases chosen from the context.
+
+        Raises on runtime trouble; `detect` turns that into a failed result."""
+        from scanner.runtime import OnnxClassifier
+
+        runner = OnnxClassifier(model, device=context.device, threads=self.threads)
+        bases, kind = choose_bases(model.spec, context, self.settings)
+        return signatures_for(runner, bases, self.settings, base_kind=kind, progress=context.progress)
+
+    def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
+        started = time.perf_counter()
+        try:
+            classifier = self.classifier
+            signatures = self.signatures(model, context)
+        except ScannerError as error:
+            return DetectorResult.failed(NAME, error.one_line())
+        except Exception as error:  # ONNX Runtime raises its own types for graphs it cannot run
+            log.debug("one-pixel signature failed for %s", model.path, exc_info=True)
+            return DetectorResult.failed(NAME, f"could not run the model: {type(error).__name__}: {error}")
+        signature = signatures[0]  # the finest: peak and heatmap come from it
+        score = classifier.probability(model_features(signatures), signature.base_kind)
+        target = suspected_target(signatures)
+        details = _details(signature, target, model.spec)
+        details["settings"] = asdict(self.settings)
+        if context.artifacts_dir is not None:
+            details["heatmap"] = str(write_signature_heatmap(signature, target, model, context.artifacts_dir, score))
+        return DetectorResult(
+            detector=NAME,
+            status=Status.SCANNED,
+            score=score,
+            target_class=target,
+            forward_passes=sum(s.forward_passes for s in signatures),
+            seconds=time.perf_counter() - started,
+            details=details,
+        )
+
+
+def choose_bases(spec: InputSpec, context: DetectionContext, settings: SignatureSettings) -> tuple[np.ndarray, str]:
+    """Clean images as bases when the clean data fits the model, else the fixed synthetic bases."""
+    clean = context.clean_data
+    if clean is not None and len(clean.x) and tuple(clean.x.shape[1:]) == spec.image_shape:
+        return clean_bases(clean, settings.clean_bases, seed=context.seed), "clean"
+    if clean is not None:
+        log.warning(
+            "clean data of shape %s does not fit the model's input %s: one-pixel uses synthetic bases",
+            tuple(clean.x.shape[1:]),
+            spec.image_shape,
+        )
+    return synthetic_bases(spec), "synthetic"
+
+
+def peak_of(signature: Signature, target: int) -> tuple[int, int]:
+    """(row, col) in probe cells of the target class's largest mean log-probability rise."""
+    target_map = signature.log_increase[:, target].mean(axis=0)
+    row, col = np.unravel_index(int(target_map.argmax()), target_map.shape)
+    return int(row), int(col)
+
+
+def _details(signature: Signature, target: int, spec: InputSpec) -> dict[str, Any]:
+    row, col = peak_of(signature, target)
+    cell_h, cell_w = signature.cell
+    return {
+        # top-left input pixel of the peak cell, and the cell's size (1 x 1 unless probed on a patch grid)
+        "peak": {"row": row * cell_h, "col": col * cell_w, "height": cell_h, "width": cell_w},
+        "peak_probability_rise": float(signature.increase[:, target, row, col].mean()),
+        "peak_log_probability_rise": float(signature.log_increase[:, target, row, col].mean()),
+        "peak_value": float(np.median(signature.best_value[:, target, row, col])),
+        "bases": signature.base_kind,
+        "base_count": int(signature.increase.shape[0]),
+        "input": {"height": spec.height, "width": spec.width, "channels": spec.channels, "layout": spec.layout.value},
+    }
+
+
+def write_signature_heatmap(
+    signature: Signature, target: int, model: ModelArtifact, directory: Path, score: float
+) -> Path:
+    from scanner.detectors.heatmap import write_heatmap
+
+    row, col = peak_of(signature, target)
+    name = Path(model.path).stem or "model"
+    path = Path(directory) / f"{name}-{model.sha256[:12]}-one-pixel.png"
+    caption = (
+        f"one-pixel signature, class {target}",
+        f"log-prob rise, mean of {signature.increase.shape[0]} {signature.base_kind} bases",
+        f"peak at row {row * signature.cell[0]}, col {col * signature.cell[1]}; score {score:.2f}",
+    )
+    return write_heatmap(signature.log_increase[:, target].mean(axis=0), path, caption=caption)

@@ -1,0 +1,301 @@
+"""Training the signature classifier on a zoo: signatures (cached on disk), features, fit, honest metrics.
+
+Used by `model-scanner detector train` and by bench/one_pixel_*.py. Needs scikit-learn (extra `torch`) to fit;
+the result is the numpy-only JSON the detector loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scanner import __version__
+from scanner.detectors.interface import CleanData, Progress, no_progress
+from scanner.detectors.one_pixel_classifier import SignatureClassifier, fit_logistic
+from scanner.detectors.one_pixel_features import model_features
+from scanner.detectors.one_pixel_signature import (
+    Signature,
+    SignatureSettings,
+    clean_bases,
+    signature_for,
+    synthetic_bases,
+)
+from scanner.errors import UsageError
+from scanner.findings import InputSpec, Layout, ModelArtifact
+
+log = logging.getLogger(__name__)
+
+BASE_KINDS = ("clean", "synthetic")
+# Bumped whenever the signature computation changes, so cached signatures are recomputed.
+SIGNATURE_CACHE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One model of a zoo, as its manifest describes it."""
+
+    path: Path
+    family: str
+    backdoored: bool
+    attack: str  # "clean" for clean models
+    architecture: str
+    target: int | None = None
+    trigger: dict[str, Any] | None = None  # the attack's parameters, as the zoo recorded them
+    clean_data: str | None = None  # the family's clean sample .npz, relative to the zoo directory
+
+
+@dataclass(frozen=True)
+class Zoo:
+    directory: Path
+    models: tuple[ZooModel, ...]
+    manifest: dict[str, Any]
+
+    def clean_data(self, family: str) -> CleanData | None:
+        named = next((m.clean_data for m in self.models if m.family == family and m.clean_data), None)
+        path = self.directory / (named or f"clean_{family}.npz")
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            return CleanData(x=np.asarray(data["x"], dtype=np.float32), y=data.get("y", None))
+
+
+def read_zoo(directory: Path) -> Zoo:
+    """The models listed in `directory`/manifest.json."""
+    manifest_path = Path(directory) / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except OSError as error:
+        raise UsageError(
+            f"cannot read the zoo manifest {manifest_path}: {error.strerror}",
+            hint="build a zoo with: model-scanner zoo build --out DIR",
+        ) from error
+    entries = manifest["models"] if isinstance(manifest, dict) else manifest
+    models = tuple(_zoo_model(Path(directory), entry) for entry in entries)
+    return Zoo(Path(directory), models, manifest if isinstance(manifest, dict) else {"models": entries})
+
+
+def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
+    """One manifest entry (scanner.zoo.manifest.ZooEntry's JSON; an older "backdoor" key is read too)."""
+    trigger = entry.get("trigger") or entry.get("backdoor")
+    attack = entry.get("attack") or (trigger or {}).get("attack") or "clean"
+    backdoored = bool(entry.get("backdoored", trigger is not None))
+    target = entry["target"] if "target" in entry else (trigger or {}).get("target")
+    return ZooModel(
+        path=directory / (entry.get("file") or entry["path"]),
+        family=str(entry["family"]),
+        backdoored=backdoored,
+        attack=str(attack) if backdoored else "clean",
+        architecture=str(entry.get("arch") or entry.get("architecture") or "unknown"),
+        target=target,
+        trigger=dict(trigger.get("params", {})) if isinstance(trigger, dict) else None,
+        clean_data=entry.get("clean_data") or None,
+    )
+
+
+def artifact_for(path: Path, value_range: tuple[float, float] = (0.0, 1.0)) -> ModelArtifact:
+    """A zoo model through the real intake (safety checks, input spec read from the graph)."""
+    from scanner.intake import load_model
+
+    return load_model(Path(path), value_range=value_range)
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("MODEL_SCANNER_CACHE") or str(Path.home() / ".cache" / "model-scanner")
+    return Path(root) / "one-pixel-signatures"
+
+
+def cached_signature(
+    artifact: ModelArtifact,
+    bases: np.ndarray,
+    base_kind: str,
+    settings: SignatureSettings,
+    cache_dir: Path | None,
+    *,
+    scale: int = 1,
+    threads: int | None = 1,
+) -> Signature:
+    """The signature of `artifact` around `bases`, from the cache when computed before with the same everything."""
+    from scanner.runtime import OnnxClassifier
+
+    key = hashlib.sha256(
+        b"|".join(
+            [
+                artifact.sha256.encode(),
+                np.ascontiguousarray(bases).tobytes(),
+                settings.cache_key().encode(),
+                f"scale{scale}".encode(),
+                SIGNATURE_CACHE_VERSION.encode(),
+            ]
+        )
+    ).hexdigest()[:24]
+    path = cache_dir / f"{key}.npz" if cache_dir is not None else None
+    if path is not None and path.exists():
+        return Signature.load(str(path))
+    started = time.perf_counter()
+    runner = OnnxClassifier(artifact, threads=threads)
+    signature = signature_for(runner, bases, settings, base_kind=base_kind, scale=scale)
+    log.info("signature of %s (%s bases): %.2f s", artifact.path, base_kind, time.perf_counter() - started)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial.npz")
+        signature.save(str(partial))
+        partial.replace(path)
+    return signature
+
+
+@dataclass(frozen=True)
+class ZooFeatures:
+    """Features of every zoo model, for each base kind, aligned with `models`."""
+
+    models: tuple[ZooModel, ...]
+    features: dict[str, np.ndarray]  # base kind -> (models, features)
+    forward_passes: np.ndarray
+    seconds: float
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray([m.backdoored for m in self.models], dtype=np.int64)
+
+
+def zoo_features(
+    zoo: Zoo,
+    settings: SignatureSettings,
+    *,
+    kinds: Sequence[str] = BASE_KINDS,
+    cache_dir: Path | None = None,
+    progress: Progress = no_progress,
+    threads: int | None = 1,
+) -> ZooFeatures:
+    started = time.perf_counter()
+    rows: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
+    passes = []
+    clean_by_family: dict[str, CleanData | None] = {}
+    for done, model in enumerate(zoo.models):
+        artifact = artifact_for(model.path)
+        if model.family not in clean_by_family:
+            clean_by_family[model.family] = zoo.clean_data(model.family)
+        total = 0
+        for kind in kinds:
+            bases = bases_for(kind, artifact.spec, clean_by_family[model.family], settings)
+            signatures = [
+                cached_signature(artifact, bases, kind, settings, cache_dir, scale=scale, threads=threads)
+                for scale in settings.scales
+            ]
+            rows[kind].append(model_features(signatures))
+            total += sum(signature.forward_passes for signature in signatures)
+        passes.append(total)
+        progress(done + 1, len(zoo.models))
+    return ZooFeatures(
+        models=zoo.models,
+        features={kind: np.asarray(rows[kind]) for kind in kinds},
+        forward_passes=np.asarray(passes),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def bases_for(kind: str, spec: InputSpec, clean: CleanData | None, settings: SignatureSettings) -> np.ndarray:
+    if kind == "synthetic":
+        return synthetic_bases(spec)
+    if clean is None:
+        raise UsageError("the zoo has no clean sample data for clean bases", hint="rebuild the zoo")
+    images = clean.x
+    if tuple(images.shape[1:]) != spec.image_shape and spec.layout is Layout.NHWC:
+        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))  # the zoo stores NCHW
+    return clean_bases(CleanData(images, clean.y), settings.clean_bases)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties counted half); nan without both classes."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    positives, negatives = scores[labels], scores[~labels]
+    if len(positives) == 0 or len(negatives) == 0:
+        return float("nan")
+    greater = (positives[:, None] > negatives[None, :]).sum()
+    ties = (positives[:, None] == negatives[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
+
+
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
+    """Share of positives caught at the threshold that lets through at most `fpr` of the negatives."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    negatives = np.sort(scores[~labels])[::-1]
+    if len(negatives) == 0 or labels.sum() == 0:
+        return float("nan")
+    allowed = int(np.floor(fpr * len(negatives)))
+    threshold = negatives[allowed] if allowed < len(negatives) else -np.inf
+    return float((scores[labels] > threshold).mean())
+
+
+def cross_validated_scores(
+    features: np.ndarray,
+    labels: np.ndarray,
+    folds: Sequence[np.ndarray],
+    fit: Callable[[np.ndarray, np.ndarray], Any] = fit_logistic,
+) -> np.ndarray:
+    """Out-of-fold probabilities: each fold scored by a classifier fitted on the other models."""
+    scores = np.full(len(labels), np.nan)
+    for test in folds:
+        train = np.setdiff1d(np.arange(len(labels)), test)
+        head = fit(features[train], labels[train])
+        scores[test] = [head.probability(row) for row in features[test]]
+    return scores
+
+
+def random_folds(count: int, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(count)
+    return [np.sort(order[i::folds]) for i in range(folds)]
+
+
+def train_signature_classifier(
+    zoo_dir: Path,
+    settings: SignatureSettings | None = None,
+    *,
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    progress: Progress = no_progress,
+    threads: int | None = 1,
+) -> SignatureClassifier:
+    """Fit one head per base kind on the whole zoo; record 5-fold cross-validated AUC as provenance."""
+    settings = settings or SignatureSettings()
+    zoo = read_zoo(zoo_dir)
+    labels = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
+    if labels.min(initial=1) == labels.max(initial=0):
+        raise UsageError(f"the zoo in {zoo_dir} needs both clean and backdoored models", hint="build a larger zoo")
+    table = zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads)
+    heads = {}
+    metrics: dict[str, Any] = {}
+    folds = random_folds(len(labels), seed=seed)
+    for kind, features in table.features.items():
+        heads[kind] = fit_logistic(features, labels)
+        scores = cross_validated_scores(features, labels, folds)
+        metrics[kind] = {
+            "cv5_auc": round(roc_auc(labels, scores), 4),
+            "cv5_tpr_at_5pct_fpr": round(tpr_at_fpr(labels, scores), 4),
+        }
+    provenance = {
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "scanner_version": __version__,
+        "zoo": str(zoo_dir),
+        "zoo_command": zoo.manifest.get("command"),
+        "zoo_seed": zoo.manifest.get("seed"),
+        "zoo_code_hash": zoo.manifest.get("code_hash") or zoo.manifest.get("zoo_hash"),
+        "models": len(labels),
+        "backdoored": int(labels.sum()),
+        "families": sorted({m.family for m in zoo.models}),
+        "attacks": sorted({m.attack for m in zoo.models}),
+        "architectures": sorted({m.architecture for m in zoo.models}),
+        "seed": seed,
+        "metrics": metrics,
+    }
+    return SignatureClassifier(heads=heads, settings=asdict(settings), provenance=provenance)

@@ -1,0 +1,107 @@
+"""`load_model`: a model file in, a checked, self-contained `ModelArtifact` out, or a precise refusal.
+
+Order matters: size and format are judged from the file system and the first bytes, before parsing; external data
+paths are judged before any of them is opened; the graph is judged before anything could run it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from pathlib import Path
+
+from scanner.errors import UsageError
+from scanner.findings import InputSpec, Layout, ModelArtifact
+from scanner.intake.errors import (
+    EmptyFile,
+    FileTooLarge,
+    ModelNotFound,
+    PickleRefused,
+    SymlinkOutside,
+    Unreadable,
+    shown,
+)
+from scanner.intake.external_data import inline_external_data
+from scanner.intake.files import open_checked
+from scanner.intake.formats import PICKLE_SUFFIXES, FileFormat, describe, read_head, sniff
+from scanner.intake.graph_checks import check_graph
+from scanner.intake.limits import PROTOBUF_LIMIT_BYTES, IntakeLimits
+from scanner.intake.parsing import parse_model
+from scanner.intake.spec import infer_spec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VALUE_RANGE = (0.0, 1.0)
+
+
+def load_model(
+    path: Path,
+    *,
+    limits: IntakeLimits = IntakeLimits(),  # noqa: B008 - frozen, so a shared default is safe
+    value_range: tuple[float, float] | None = None,
+    layout: Layout | None = None,
+    allowed_domains: frozenset[str] = frozenset(),
+) -> ModelArtifact:
+    """Check `path` and return it as a `ModelArtifact`; raises an `IntakeError` subclass saying why not."""
+    path = Path(path)
+    name = shown(path.name)
+    value_range = _checked_value_range(value_range)
+    layout = _checked_layout(layout)
+    try:
+        data = _read_checked(path, limits)
+        sha256 = hashlib.sha256(data).hexdigest()
+        model = parse_model(data, name)
+        budget = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES) - len(data)
+        inlined = inline_external_data(model, path.resolve().parent, name, budget)
+    except OSError as error:
+        raise Unreadable(f"{name} or its external data could not be read: {shown(error.strerror)}") from error
+    onnx_bytes = model.SerializeToString() if inlined else data
+    check_graph(model, onnx_bytes, name, allowed_domains)
+    spec: InputSpec = infer_spec(model, name, limits=limits, value_range=value_range, layout=layout)
+    log.debug("intake accepted %s: %s, %d external tensors inlined", path, spec, inlined)
+    return ModelArtifact(path=str(path), sha256=sha256, onnx_bytes=onnx_bytes, spec=spec)
+
+
+def _read_checked(path: Path, limits: IntakeLimits) -> bytes:
+    """The file's bytes, once it is known to be a non-empty, not-too-large file that is not a pickle."""
+    name = shown(path.name)
+    if not path.is_file():
+        raise ModelNotFound(f"{shown(path)} does not exist or is not a regular file")
+    real = path.resolve()
+    if not real.is_relative_to(path.parent.resolve()):
+        raise SymlinkOutside(f"{name} is a symlink to {shown(real)}, outside the directory it is in")
+    size = real.stat().st_size
+    if size == 0:
+        raise EmptyFile(f"{name} is empty (0 bytes)")
+    fmt = sniff(path, read_head(path))
+    if fmt in (FileFormat.PICKLE, FileFormat.TORCH_ZIP) or path.suffix.lower() in PICKLE_SUFFIXES:
+        raise PickleRefused(f"{name} is {describe(fmt, path.suffix.lower())}, refused unopened")
+    limit = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES)
+    if size > limit:
+        raise FileTooLarge(f"{name} has {size} bytes, over the intake limit of {limit} bytes")
+    with open_checked(real) as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:  # grew while being read
+        raise FileTooLarge(f"{name} has more than {limit} bytes, over the intake limit")
+    return data
+
+
+def _checked_layout(layout: Layout | str | None) -> Layout | None:
+    if layout is None:
+        return None
+    try:
+        return Layout(layout)
+    except ValueError as error:
+        raise UsageError(f"unknown input layout '{shown(layout)}'", hint="give NCHW or NHWC") from error
+
+
+def _checked_value_range(value_range: tuple[float, float] | None) -> tuple[float, float]:
+    if value_range is None:
+        return DEFAULT_VALUE_RANGE
+    low, high = (float(bound) for bound in value_range)
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise UsageError(
+            f"the input value range [{low}, {high}] is not an interval", hint="give two finite numbers, low < high"
+        )
+    return (low, high)

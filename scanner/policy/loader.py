@@ -1,0 +1,353 @@
+"""Reading a policy file: YAML -> version check -> JSON Schema -> semantic checks -> typed `Policy`.
+
+Every problem names the path of the bad key (`rules[1].when.score_at_least: ...`), so a user can find it in the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scanner.errors import PolicyError
+from scanner.findings import Action, Layout, Verdict
+from scanner.policy.model import (
+    FAIL_CLOSED_RULE,
+    FORMAT_VERSION,
+    REQUIRED_DETECTORS_RULE,
+    Condition,
+    InputDefaults,
+    Match,
+    Policy,
+    Rule,
+    Waiver,
+)
+
+BUILTIN_POLICIES = ("default", "strict", "audit")
+DEFAULT_POLICY = "default"
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What `policy validate` reports: errors make the policy unusable, warnings do not."""
+
+    source: str
+    policy: Policy | None
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load and validate a policy file; raises PolicyError naming the first bad key's path."""
+    path = Path(path)
+    return _require_valid(validate_policy_text(_read(path), source=str(path), base_dir=path.parent))
+
+
+def load_builtin_policy(name: str = DEFAULT_POLICY) -> Policy:
+    """One of the policies shipped inside the package (the same files as policies/ at the repository root)."""
+    return _require_valid(validate_policy_text(builtin_policy_text(name), source=f"builtin:{name}", base_dir=None))
+
+
+def builtin_policy_text(name: str) -> str:
+    if name not in BUILTIN_POLICIES:
+        raise PolicyError(f"no built-in policy named {name!r}", hint=f"choose one of: {', '.join(BUILTIN_POLICIES)}")
+    return (resources.files("scanner.policy") / "builtin" / f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def validate_policy_file(path: str | Path, *, today: dt.date | None = None) -> Validation:
+    path = Path(path)
+    return validate_policy_text(_read(path), source=str(path), base_dir=path.parent, today=today)
+
+
+def validate_policy_text(text: str, *, source: str, base_dir: Path | None, today: dt.date | None = None) -> Validation:
+    try:
+        document = yaml.load(text, Loader=_PolicyLoader)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        return Validation(source, None, errors=(f"{problem}{line}",))
+    errors = list(_version_problems(document))
+    if not errors:
+        errors = list(_schema_problems(document))
+    if not errors:
+        errors = list(_semantic_problems(document))
+    if errors:
+        return Validation(source, None, errors=tuple(errors))
+    policy = _build(document, source=source, base_dir=base_dir)
+    return Validation(source, policy, warnings=tuple(_warnings(policy, today or dt.date.today())))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(f"policy file {path} does not exist", hint="check the path given to --policy") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise PolicyError(f"cannot read policy file {path}: {error}", hint="it must be a UTF-8 YAML file") from None
+
+
+def _require_valid(validation: Validation) -> Policy:
+    if validation.policy is None:
+        first, rest = validation.errors[0], len(validation.errors) - 1
+        more = f" (and {rest} more problem{'s' if rest > 1 else ''})" if rest else ""
+        raise PolicyError(
+            f"invalid policy {validation.source}: {first}{more}",
+            hint="run 'model-scanner policy validate FILE' to see every problem",
+        )
+    return validation.policy
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys (the last would silently win) and keeps dates as the text written
+    (so `expires: 2030-02-30` is a problem with a path, not a crash, and JSON editors see what the schema sees)."""
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - replaces the base class table, read-only
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _path(parts: Sequence[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _version_problems(document: Any) -> Iterator[str]:
+    if not isinstance(document, dict):
+        yield "(top level): a policy must be a YAML mapping with 'version: 1' first"
+    elif "version" not in document:
+        yield f"version: missing (this scanner reads policy version {FORMAT_VERSION}; add 'version: {FORMAT_VERSION}')"
+    elif document["version"] != FORMAT_VERSION or isinstance(document["version"], bool):
+        found = document["version"]
+        yield f"version: unsupported policy version {found!r} (this scanner reads version {FORMAT_VERSION})"
+
+
+@cache
+def policy_schema() -> dict[str, Any]:
+    """The policy's JSON Schema (also policies/policy.schema.json, for editors)."""
+    text = (resources.files("scanner.policy") / "builtin" / "policy.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def known_detectors() -> tuple[str, ...]:
+    return tuple(policy_schema()["$defs"]["detector"]["enum"])
+
+
+def _schema_problems(document: Mapping[str, Any]) -> Iterator[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(policy_schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+    for error in errors:
+        yield from _explain(error)
+
+
+def _explain(error: Any) -> Iterator[str]:
+    """One jsonschema error -> messages that name the bad key's path and say what is allowed."""
+    parts = list(error.absolute_path)
+    where = _path(parts)
+    kind, instance, expected = error.validator, error.instance, error.validator_value
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        for key in sorted(set(instance) - set(allowed), key=str):
+            yield f"{_path([*parts, key])}: unknown key (allowed here: {', '.join(allowed)})"
+    elif kind == "required":
+        missing = [key for key in expected if key not in instance]
+        for key in missing:
+            yield f"{_path([*parts, key])}: missing (required)"
+    elif kind == "type":
+        yield f"{where}: expected {_type_name(expected)}, got {_type_name(type(instance).__name__)} {instance!r}"
+    elif kind == "enum" and parts and (parts[-1] == "detector" or "required_detectors" in parts):
+        yield f"{where}: unknown detector {instance!r} (known detectors: {', '.join(expected)})"
+    elif kind in ("enum", "const"):
+        choices = expected if isinstance(expected, list) else [expected]
+        yield f"{where}: {instance!r} is not allowed (expected one of: {', '.join(map(str, choices))})"
+    elif kind == "pattern" and parts and parts[-1] == "expires":
+        yield f"{where}: expected a date written YYYY-MM-DD, got {instance!r}"
+    elif kind == "pattern":
+        yield f"{where}: {instance!r} does not have the expected form ({expected})"
+    elif kind in ("minItems", "minLength", "minProperties"):
+        yield f"{where}: must not be empty"
+    elif kind == "uniqueItems":
+        yield f"{where}: has duplicates"
+    else:
+        yield f"{where}: {error.message}"
+
+
+def _type_name(name: Any) -> str:
+    names = {
+        "str": "a string",
+        "string": "a string",
+        "int": "an integer",
+        "integer": "an integer",
+        "float": "a number",
+        "number": "a number",
+        "bool": "true or false",
+        "boolean": "true or false",
+        "list": "a list",
+        "array": "a list",
+        "dict": "a mapping",
+        "object": "a mapping",
+        "NoneType": "nothing",
+        "null": "nothing",
+    }
+    if isinstance(name, list):
+        return " or ".join(names.get(str(n), str(n)) for n in name)
+    return names.get(name, str(name))
+
+
+def glob_problem(glob: str) -> str | None:
+    """Why a glob is malformed, or None. fnmatch would silently read an unclosed '[' as a literal."""
+    if glob != glob.strip():
+        return f"glob {glob!r} has leading or trailing spaces"
+    index = 0
+    while index < len(glob):
+        if glob[index] == "[":
+            start = index + 1
+            if start < len(glob) and glob[start] == "!":
+                start += 1
+            close = glob.find("]", start + 1)  # a ']' right after '[' or '[!' belongs to the set
+            if close == -1:
+                return f"glob {glob!r} has an unclosed '['"
+            index = close
+        index += 1
+    return None
+
+
+def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
+    rules = document.get("rules", [])
+    rule_ids = [rule["id"] for rule in rules]
+    for index, rule in enumerate(rules):
+        where = f"rules[{index}]"
+        if rule_ids.index(rule["id"]) != index:
+            yield f"{where}.id: duplicate rule id {rule['id']!r}"
+        if rule["id"] in (FAIL_CLOSED_RULE, REQUIRED_DETECTORS_RULE):
+            yield f"{where}.id: {rule['id']!r} is reserved for the policy's built-in check"
+        match, when = rule.get("match", {}), rule.get("when", {})
+        yield from _glob_problems(f"{where}.match.models", match.get("models", []))
+        yield from _glob_problems(f"{where}.match.aliases", match.get("aliases", []))
+        if "detector" in match and "verdict" in when:
+            yield f"{where}.when.verdict: a verdict belongs to the fused result; drop match.detector or use a score"
+        low, high = when.get("score_at_least"), when.get("score_below")
+        if low is not None and high is not None and low >= high:
+            yield f"{where}.when: score_at_least {low} >= score_below {high} can never hold"
+    for index, entry in enumerate(document.get("inputs", [])):
+        yield from _glob_problems(f"inputs[{index}].models", entry["models"])
+        value_range = entry.get("value_range")
+        if value_range is not None and not value_range[0] < value_range[1]:
+            yield f"inputs[{index}].value_range: low {value_range[0]} must be below high {value_range[1]}"
+    waivable = (*rule_ids, FAIL_CLOSED_RULE, REQUIRED_DETECTORS_RULE)
+    for index, waiver in enumerate(document.get("waivers", [])):
+        yield from _glob_problems(f"waivers[{index}].models", waiver["models"])
+        for position, rule_id in enumerate(waiver.get("rules", [])):
+            if rule_id not in waivable:
+                yield f"waivers[{index}].rules[{position}]: unknown rule id {rule_id!r} (known: {', '.join(waivable)})"
+        try:
+            dt.date.fromisoformat(waiver["expires"])
+        except ValueError:
+            yield f"waivers[{index}].expires: {waiver['expires']!r} is not a real date"
+
+
+def _glob_problems(where: str, globs: Sequence[str]) -> Iterator[str]:
+    for index, glob in enumerate(globs):
+        problem = glob_problem(glob)
+        if problem:
+            yield f"{where}[{index}]: {problem}"
+
+
+def _warnings(policy: Policy, today: dt.date) -> Iterator[str]:
+    for index, waiver in enumerate(policy.waivers):
+        if waiver.expired(today):
+            yield f"waivers[{index}]: expired on {waiver.expires.isoformat()}, no longer applies: {waiver.describe()}"
+    for index, entry in enumerate(policy.inputs):
+        if entry.clean_data is not None and not entry.clean_data.is_file():
+            yield f"inputs[{index}].clean_data: {entry.clean_data} does not exist here (BAN will not run without it)"
+
+
+def _build(document: Mapping[str, Any], *, source: str, base_dir: Path | None) -> Policy:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return Policy(
+        name=document.get("name", Path(source).stem if not source.startswith("builtin:") else source[8:]),
+        digest=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+        source=source,
+        description=document.get("description"),
+        fail_closed=document.get("fail_closed", True),
+        required_detectors=tuple(document.get("required_detectors", ())),
+        rules=tuple(_rule(rule) for rule in document.get("rules", ())),
+        inputs=tuple(_input(entry, base_dir) for entry in document.get("inputs", ())),
+        waivers=tuple(_waiver(waiver) for waiver in document.get("waivers", ())),
+    )
+
+
+def _rule(rule: Mapping[str, Any]) -> Rule:
+    match, when = rule.get("match", {}), rule.get("when")
+    return Rule(
+        id=rule["id"],
+        action=Action(rule["action"]),
+        description=rule.get("description"),
+        match=Match(
+            models=tuple(match.get("models", ("*",))),
+            stages=tuple(match.get("stages", ())),
+            aliases=tuple(match.get("aliases", ())),
+            plain_scan=match.get("plain_scan", False),
+            detector=match.get("detector"),
+        ),
+        when=None
+        if when is None
+        else Condition(
+            statuses=tuple(when.get("status", ())),
+            verdicts=tuple(Verdict(v) for v in when.get("verdict", ())),
+            score_at_least=when.get("score_at_least"),
+            score_below=when.get("score_below"),
+        ),
+    )
+
+
+def _input(entry: Mapping[str, Any], base_dir: Path | None) -> InputDefaults:
+    value_range = entry.get("value_range")
+    clean_data = entry.get("clean_data")
+    clean_path = None
+    if clean_data is not None:
+        clean_path = Path(clean_data).expanduser()
+        if not clean_path.is_absolute() and base_dir is not None:
+            clean_path = base_dir / clean_path
+    return InputDefaults(
+        models=tuple(entry["models"]),
+        value_range=None if value_range is None else (float(value_range[0]), float(value_range[1])),
+        layout=None if "layout" not in entry else Layout(entry["layout"]),
+        clean_data=clean_path,
+    )
+
+
+def _waiver(waiver: Mapping[str, Any]) -> Waiver:
+    return Waiver(
+        models=tuple(waiver["models"]),
+        reason=waiver["reason"],
+        approved_by=waiver["approved_by"],
+        expires=dt.date.fromisoformat(waiver["expires"]),
+        rules=tuple(waiver.get("rules", ())),
+        sha256=waiver.get("sha256"),
+    )

@@ -1,0 +1,108 @@
+"""The scanner's core, as the registry's workers see it: scan a fetched model version and judge it, render its report.
+
+A thin adapter over `scanner.scan.Scanner`: the registry adds only where the inputs come from (a `clean_sample.npz`
+beside the model, producer tags `model_scanner.value_range` / `model_scanner.layout`) and the scan key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from scanner import __version__
+from scanner.detectors.interface import Detector
+from scanner.errors import ScannerError, UsageError
+from scanner.findings import Layout, ScanResult
+from scanner.policy import Policy, PromotionTarget
+from scanner.registry.source import FetchedModel
+from scanner.scan import Scanner, ScanOptions, ScanTarget
+
+log = logging.getLogger(__name__)
+
+VALUE_RANGE_TAG = "model_scanner.value_range"  # "LO,HI", e.g. "-1,1"
+LAYOUT_TAG = "model_scanner.layout"  # NCHW or NHWC
+
+
+class CoreScanEngine:
+    def __init__(self, detectors: Sequence[Detector], policy: Policy, *, device: str = "auto") -> None:
+        self.detectors = tuple(detectors)
+        self.policy = policy
+        self.device = device
+
+    @property
+    def policy_label(self) -> str:
+        return str(self.policy.label)
+
+    @property
+    def key(self) -> str:
+        versions = sorted((detector.name, detector.version) for detector in self.detectors)
+        return json.dumps({"detectors": versions, "policy": self.policy.digest, "scanner": __version__})
+
+    def scan(self, model: FetchedModel, artifacts_dir: Path) -> ScanResult:
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
+        value_range, layout = input_hints(model.tags)
+        options = ScanOptions(device=self.device, artifacts_dir=artifacts_dir, value_range=value_range, layout=layout)
+        scanner = Scanner(self.detectors, self.policy, options=options)
+        target = ScanTarget(path=model.path, label=model.uri, model_name=model.name, clean_data=model.clean_data)
+        return scanner.scan_target(target)
+
+    def judge(self, result: ScanResult) -> ScanResult:
+        name = result.target.removeprefix("models:/").rsplit("/", 1)[0]
+        return Scanner(self.detectors, self.policy).judge(result, PromotionTarget(name))
+
+    def report(self, result: ScanResult) -> str:
+        from scanner.reports import Report
+        from scanner.reports.json_report import render_json
+
+        return render_json(Report(results=(result,), policy=self.policy_label, scanner_version=__version__))
+
+
+def input_hints(version_tags: Mapping[str, str]) -> tuple[tuple[float, float] | None, Layout | None]:
+    """Value range and layout a producer declared in the version's tags (MLflow records no preprocessing)."""
+    value_range = None
+    text = version_tags.get(VALUE_RANGE_TAG)
+    if text:
+        try:
+            low, high = (float(part) for part in text.split(","))
+            value_range = (low, high)
+        except ValueError:
+            log.warning("ignoring tag %s=%r: expected LO,HI", VALUE_RANGE_TAG, text)
+    layout = None
+    if version_tags.get(LAYOUT_TAG):
+        try:
+            layout = Layout(version_tags[LAYOUT_TAG].upper())
+        except ValueError:
+            log.warning("ignoring tag %s=%r: expected NCHW or NHWC", LAYOUT_TAG, version_tags[LAYOUT_TAG])
+    return value_range, layout
+
+
+def build_engine(
+    policy_path: str | None, detector_names: Sequence[str] | None = None, *, device: str = "auto"
+) -> CoreScanEngine:
+    """The engine for `serve`: the named detectors (each must load), or every detector that loads here."""
+    from scanner.detectors import DETECTORS
+    from scanner.policy import load_builtin_policy, load_policy
+
+    unknown = [name for name in detector_names or () if name not in DETECTORS]
+    if unknown:
+        raise UsageError(
+            f"unknown detector(s): {', '.join(unknown)}", hint=f"choose from: {', '.join(sorted(DETECTORS))}"
+        )
+    detectors: list[Detector] = []
+    for name in detector_names or list(DETECTORS):
+        try:
+            detectors.append(DETECTORS[name]())
+        except (ScannerError, ImportError) as error:
+            message = error.one_line() if isinstance(error, ScannerError) else str(error)
+            if detector_names:
+                raise UsageError(
+                    f"detector {name} is not available: {message}",
+                    hint="install model-scanner[torch,cpu], or choose other --detectors",
+                ) from None
+            log.warning("detector %s is not available, scanning without it: %s", name, message)
+    if not detectors:
+        raise UsageError("no detector is available", hint="install model-scanner[torch,cpu]")
+    policy = load_policy(policy_path) if policy_path else load_builtin_policy()
+    return CoreScanEngine(detectors, policy, device=device)

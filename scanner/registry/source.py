@@ -1,0 +1,191 @@
+"""`models:/name/version` and `models:/name@alias`: download a registered model and find the ONNX file to scan.
+
+The ONNX file comes from the MLmodel file's `onnx` flavor. Pickled flavors (pytorch, sklearn, a pyfunc loader
+module...) are refused, never loaded: unpickling runs code. Clean sample data for BAN may be logged as
+`clean_sample.npz` beside the model (anywhere in the model's artifacts, or at the root of the version's run).
+mlflow is imported inside the functions: `import scanner` stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scanner.errors import IntakeError, MissingDependency, RegistryError, UsageError
+
+log = logging.getLogger(__name__)
+
+CLEAN_SAMPLE_NAME = "clean_sample.npz"
+# Flavors whose model files are pickles (or load through pickles): refused by name.
+PICKLED_FLAVORS = frozenset({"pytorch", "sklearn", "xgboost", "lightgbm", "catboost", "statsmodels", "h2o", "spacy"})
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))/?$")
+
+
+class PickledFlavorRefused(IntakeError):
+    kind = "pickle_refused"
+    hint = "log the model with mlflow.onnx.log_model (export it with torch.onnx.export) and register that version"
+
+
+class NoOnnxFlavor(IntakeError):
+    kind = "no_onnx_flavor"
+    hint = "log the model with mlflow.onnx.log_model so that its MLmodel file has an onnx flavor"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        return f"models:/{self.name}/{self.version}" if self.version else f"models:/{self.name}@{self.alias}"
+
+
+@dataclass(frozen=True)
+class FetchedModel:
+    """A registered model version, downloaded: the ONNX file to scan and what was found beside it."""
+
+    path: Path
+    clean_data: Path | None
+    name: str
+    version: str
+    run_id: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def is_models_uri(target: str) -> bool:
+    return target.startswith("models:/")
+
+
+def parse_models_uri(uri: str) -> ModelRef:
+    match = _MODELS_URI.match(uri)
+    if not match:
+        raise UsageError(
+            f"not a registered model URI: {uri!r}", hint="write models:/NAME/VERSION or models:/NAME@ALIAS"
+        )
+    return ModelRef(name=match["name"], version=match["version"], alias=match["alias"])
+
+
+def mlflow_client(tracking_uri: str | None = None) -> Any:
+    try:
+        from mlflow import MlflowClient
+    except ImportError as error:
+        raise MissingDependency("mlflow", "mlflow") from error
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def fetch_model(uri: str, dest_dir: Path, *, client: Any | None = None) -> FetchedModel:
+    """Downloads `uri`'s model artifacts into `dest_dir` and returns the ONNX file inside them.
+
+    Raises RegistryError when the registry cannot be reached or has no such version, PickledFlavorRefused or
+    NoOnnxFlavor when the version holds something we must not or cannot scan.
+    """
+    ref = parse_models_uri(uri)
+    client = client or mlflow_client()
+    version = _resolve(client, ref)
+    model_dir = dest_dir / "model"
+    _download(client, f"models:/{version.name}/{version.version}", model_dir)
+    onnx_path = onnx_file_of(model_dir)
+    clean = _find_clean_sample(client, model_dir, version.run_id, dest_dir)
+    return FetchedModel(
+        path=onnx_path,
+        clean_data=clean,
+        name=version.name,
+        version=str(version.version),
+        run_id=version.run_id or None,
+        tags=dict(version.tags or {}),
+    )
+
+
+def _resolve(client: Any, ref: ModelRef) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if ref.version is not None:
+            return client.get_model_version(ref.name, ref.version)
+        return client.get_model_version_by_alias(ref.name, ref.alias)
+    except MlflowException as error:
+        raise RegistryError(
+            f"{ref}: {error.message}", hint="check the model name, version or alias, and --tracking-uri"
+        ) from error
+
+
+def _download(client: Any, artifact_uri: str, dest: Path) -> None:
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri, dst_path=str(dest), tracking_uri=client.tracking_uri
+        )
+    except (MlflowException, OSError) as error:
+        raise RegistryError(f"{artifact_uri}: could not download its artifacts: {error}") from error
+
+
+def onnx_file_of(model_dir: Path) -> Path:
+    """The ONNX file named by `model_dir/MLmodel`'s onnx flavor, checked to lie inside `model_dir`."""
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        raise NoOnnxFlavor(f"{model_dir.name}: no MLmodel file in the model's artifacts")
+    try:
+        document = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise NoOnnxFlavor(f"MLmodel is not valid YAML: {error}") from error
+    flavors = document.get("flavors") if isinstance(document, dict) else None
+    if not isinstance(flavors, dict):
+        raise NoOnnxFlavor("MLmodel lists no flavors")
+    onnx_flavor = flavors.get("onnx")
+    if not isinstance(onnx_flavor, dict):
+        pickled = sorted(PICKLED_FLAVORS & set(flavors) | _pickled_pyfunc(flavors))
+        if pickled:
+            raise PickledFlavorRefused(
+                f"the model is a pickle ({', '.join(pickled)} flavor): loading it would run code from the file, "
+                "so it is not scanned"
+            )
+        raise NoOnnxFlavor(f"the model has no onnx flavor (flavors: {', '.join(sorted(flavors))})")
+    data = onnx_flavor.get("data")
+    if not isinstance(data, str) or not data:
+        raise NoOnnxFlavor("the onnx flavor names no model file (key 'data')")
+    root = model_dir.resolve()
+    path = (model_dir / data).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise NoOnnxFlavor(f"the onnx flavor's file {data!r} is not a file inside the model's artifacts")
+    return path
+
+
+def _pickled_pyfunc(flavors: Mapping[str, Any]) -> set[str]:
+    pyfunc = flavors.get("python_function")
+    loader = pyfunc.get("loader_module") if isinstance(pyfunc, dict) else None
+    if isinstance(loader, str) and loader != "mlflow.onnx":
+        return {f"python_function via {loader}"}
+    return set()
+
+
+def _find_clean_sample(client: Any, model_dir: Path, run_id: str | None, dest_dir: Path) -> Path | None:
+    beside = sorted(model_dir.rglob(CLEAN_SAMPLE_NAME))
+    if beside:
+        return beside[0]
+    if not run_id:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        names = {entry.path for entry in client.list_artifacts(run_id)}
+        if CLEAN_SAMPLE_NAME not in names:
+            return None
+        path = client.download_artifacts(run_id, CLEAN_SAMPLE_NAME, str(dest_dir))
+    except (MlflowException, OSError) as error:
+        log.warning("run %s: could not fetch %s: %s", run_id, CLEAN_SAMPLE_NAME, error)
+        return None
+    return Path(path)

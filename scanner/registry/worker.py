@@ -1,0 +1,165 @@
+"""Workers: take a job from the queue, fetch the model version, scan it once per scan key, write tags and report.
+
+The scan key is (model digest, detector versions + policy digest, input hints): a version already scanned under the
+same key is not scanned again, whatever number of webhooks, pollers and restarts point at it. A registry outage is
+retried with backoff; a model that cannot be scanned (a pickle, no ONNX flavor, a broken file) is a result with
+status `error`, tagged like any other, so the gate can fail closed on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+from scanner import __version__
+from scanner.errors import IntakeError, RegistryError, ScannerError
+from scanner.findings import ErrorInfo, ScanResult, Status
+from scanner.registry import tags as scan_tags
+from scanner.registry.client import RegistryClient, VersionGone, VersionInfo
+from scanner.registry.queue import Job, WorkQueue
+from scanner.registry.source import FetchedModel, fetch_model
+from scanner.registry.webhook import INPUT_TAG_PREFIX
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+class ScanEngine(Protocol):
+    """What a worker needs from the scanner's core (scanner.registry.engine builds the real one)."""
+
+    @property
+    def policy_label(self) -> str: ...
+
+    @property
+    def key(self) -> str:
+        """Changes whenever a new scan could give a different result: detector versions, policy digest."""
+        ...
+
+    def scan(self, model: FetchedModel, artifacts_dir: Path) -> ScanResult:
+        """Scans and judges one fetched model (for a plain scan: no stage, no alias)."""
+        ...
+
+    def judge(self, result: ScanResult) -> ScanResult:
+        """`result` with the policy's decision, for results made outside `scan` (models that could not be fetched)."""
+        ...
+
+    def report(self, result: ScanResult) -> str:
+        """The JSON report (schema model-scanner/report/v1) of one result."""
+        ...
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def scan_key(model_digest: str, engine_key: str, version_tags: Mapping[str, str]) -> str:
+    hints = {k: v for k, v in sorted(version_tags.items()) if k.startswith(INPUT_TAG_PREFIX)}
+    text = json.dumps([model_digest, engine_key, hints], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class Worker:
+    def __init__(
+        self, queue: WorkQueue, registry: RegistryClient, engine: ScanEngine, *, work_dir: Path | None = None
+    ) -> None:
+        self.queue = queue
+        self.registry = registry
+        self.engine = engine
+        self.work_dir = work_dir
+
+    def run_forever(self, stop: threading.Event, *, idle_s: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                worked = self.run_one()
+            except Exception:  # a bug in one job must not end the worker: log it and carry on
+                log.exception("worker crashed on a job; continuing")
+                worked = False
+            if not worked:
+                stop.wait(idle_s)
+
+    def run_one(self) -> bool:
+        """Processes the next ready job; False when there was none."""
+        job = self.queue.claim()
+        if job is None:
+            return False
+        uri = f"models:/{job.model_name}/{job.model_version}"
+        try:
+            outcome = self._process(job)
+        except VersionGone as gone:
+            log.info("%s: %s", uri, gone)
+            self.queue.fail(job, str(gone), retry_in_s=None)
+        except RegistryError as error:
+            retry = None if job.attempts >= MAX_ATTEMPTS else min(60.0, 2.0**job.attempts)
+            log.warning("%s: attempt %d failed (%s)%s", uri, job.attempts, error, " - retrying" if retry else "")
+            self.queue.fail(job, error.one_line(), retry_in_s=retry)
+        else:
+            self.queue.finish(job, outcome)
+        return True
+
+    def _process(self, job: Job) -> str:
+        info = self.registry.version(job.model_name, job.model_version)
+        with tempfile.TemporaryDirectory(prefix="model-scanner-", dir=self.work_dir) as scratch:
+            scratch_dir = Path(scratch)
+            try:
+                fetched = fetch_model(f"models:/{info.name}/{info.version}", scratch_dir, client=self.registry.mlflow)
+            except IntakeError as refused:
+                # Nothing to scan, and nothing that a retry would change: say so on the version.
+                result = self.engine.judge(_unscannable(info, refused))
+                self._publish(info, result, scratch_dir)
+                return f"error: {refused.kind}"
+            digest = sha256_of(fetched.path)
+            key = scan_key(digest, self.engine.key, info.tags)
+            if self.queue.already_scanned(info.name, info.version, key):
+                return "already scanned"
+            self.queue.scan_started(info.name, info.version, key)
+            started = time.perf_counter()
+            try:
+                result = self.engine.scan(fetched, scratch_dir / "artifacts")
+            except ScannerError as error:
+                result = self.engine.judge(_unscannable(info, error, sha256=digest))
+            self._publish(info, result, scratch_dir)
+            self.queue.scan_finished(info.name, info.version, key)
+            log.info(
+                "models:/%s/%s: %s, score %s, decision %s (%.1f s)",
+                info.name,
+                info.version,
+                result.verdict.value,
+                "-" if result.score is None else f"{result.score:.3f}",
+                result.decision.action.value if result.decision else "-",
+                time.perf_counter() - started,
+            )
+            return f"{result.status.value}: {result.verdict.value}"
+
+    def _publish(self, info: VersionInfo, result: ScanResult, scratch_dir: Path) -> None:
+        report = scratch_dir / "scan-report.json"
+        report.write_text(self.engine.report(result), encoding="utf-8")
+        pictures = [Path(p) for p in result.artifacts if Path(p).is_file()]
+        report_uri = self.registry.log_report(info, [report, *pictures])
+        tags = scan_tags.tags_for(
+            result, policy=self.engine.policy_label, scanner_version=__version__, report_uri=report_uri
+        )
+        # One request per tag (MLflow has no batch call for version tags): skip what is already there, but always
+        # write scan.status, last, so that its presence means a complete set.
+        changed = {k: v for k, v in tags.items() if k == scan_tags.STATUS or info.tags.get(k, None if v else "") != v}
+        self.registry.set_scan_tags(info.name, info.version, changed)
+
+
+def _unscannable(info: VersionInfo, error: ScannerError, *, sha256: str | None = None) -> ScanResult:
+    return ScanResult(
+        target=f"models:/{info.name}/{info.version}",
+        sha256=sha256,
+        status=Status.ERROR,
+        error=ErrorInfo(kind=error.kind, message=str(error)),
+    )

@@ -1,0 +1,28 @@
+"""The report extension point: what every format renders, and how a format is called."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from scanner.findings import Action, ScanResult, Status
+
+
+@dataclass(frozen=True)
+class Report:
+    """One scan's results under one policy: what every format renders."""
+
+    results: tuple[ScanResult, ...]
+    policy: str  # Policy.label: name@digest
+    scanner_version: str
+
+    def count(self, action: Action) -> int:
+        return sum(1 for result in self.results if result.decision is not None and result.decision.action is action)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for result in self.results if result.status is Status.ERROR)
+
+
+# A format: Report -> the text written to stdout or --output.
+Renderer = Callable[[Report], str]

@@ -1,0 +1,284 @@
+"""The scan orchestrator: targets in, one judged `ScanResult` per model file out.
+
+`Scanner(detectors, policy)` loads each model through the intake, runs every detector on it (a detector that fails or
+does not apply becomes a result with a reason, never an exception that hides the others), fuses their scores, and
+hands the result to the policy. It prints nothing and writes nothing but what detectors write to `artifacts_dir`.
+Callers: the `scan` command, the registry's workers, the re-scan executors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scanner.detectors.interface import CleanData, DetectionContext, Detector, Progress, no_progress
+from scanner.errors import ScannerError, UsageError
+from scanner.findings import (
+    DetectorResult,
+    ErrorInfo,
+    Layout,
+    ModelArtifact,
+    ScanResult,
+    Status,
+    Verdict,
+)
+from scanner.policy import Policy, PromotionTarget, evaluate
+
+log = logging.getLogger(__name__)
+
+# The intake's calls, injectable: load(path, value_range=..., layout=...) -> ModelArtifact; find(target) -> files.
+ModelLoader = Callable[..., ModelArtifact]
+ModelFinder = Callable[[Path], list[Path]]
+Fuse = Callable[[Mapping[str, DetectorResult]], tuple[float | None, Verdict]]
+
+# Intake errors that mean "fine model, but not one the detectors can judge" (kind of NotAnImageModel).
+NOT_APPLICABLE_KINDS = frozenset({"not_applicable"})
+
+
+@dataclass(frozen=True)
+class ScanTarget:
+    """One model file to scan, and how the report and the policy name it."""
+
+    path: Path
+    label: str  # in reports: the path as found, or models:/name/version
+    model_name: str  # what the policy's globs match: the registered name, or the file name without its suffix
+    clean_data: Path | None = None  # found beside the model (a registry version's clean_sample.npz)
+
+    @classmethod
+    def for_file(cls, path: Path) -> ScanTarget:
+        return cls(path=path, label=str(path), model_name=path.stem if path.suffix else path.name)
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """How to run the detectors. Explicit values here win over the policy's input defaults."""
+
+    device: str = "auto"
+    artifacts_dir: Path | None = None
+    clean_data: CleanData | None = None  # --clean-data: for every target
+    value_range: tuple[float, float] | None = None
+    layout: Layout | None = None
+    seed: int = 0
+
+
+class Scanner:
+    """Runs detectors on models and judges them: `Scanner(detectors, policy).scan(targets)`."""
+
+    def __init__(
+        self,
+        detectors: Sequence[Detector],
+        policy: Policy,
+        *,
+        fuse: Fuse | None = None,
+        options: ScanOptions = ScanOptions(),
+        load_model: ModelLoader | None = None,
+        on_target: Progress = no_progress,
+        on_step: Progress = no_progress,
+    ) -> None:
+        names = [detector.name for detector in detectors]
+        if len(set(names)) != len(names):
+            raise UsageError(f"detectors listed twice: {', '.join(names)}", hint="name each detector once")
+        self.detectors = tuple(detectors)
+        self.policy = policy
+        self.fuse = fuse or _default_fuse()
+        self.options = options
+        self.load_model = load_model or _default_loader()
+        self.on_target = on_target
+        self.on_step = on_step
+        self._clean_cache: dict[Path, CleanData] = {}
+
+    def scan(self, targets: Sequence[ScanTarget | ScanResult]) -> list[ScanResult]:
+        """Scan and judge each target; a `ScanResult` among them (a target that failed earlier) is only judged."""
+        results = []
+        for done, target in enumerate(targets, start=1):
+            if isinstance(target, ScanResult):
+                results.append(self.judge(target, PromotionTarget(_name_of(target.target))))
+            else:
+                results.append(self.scan_target(target))
+            self.on_target(done, len(targets))
+        return results
+
+    def scan_target(self, target: ScanTarget, promotion: PromotionTarget | None = None) -> ScanResult:
+        """Scan one model file and judge it for `promotion` (default: a plain scan of its model name)."""
+        promotion = promotion or PromotionTarget(target.model_name)
+        return self.judge(self._scan_unjudged(target), promotion)
+
+    def judge(self, result: ScanResult, promotion: PromotionTarget) -> ScanResult:
+        return dataclasses.replace(result, decision=evaluate(self.policy, result, promotion))
+
+    def _scan_unjudged(self, target: ScanTarget) -> ScanResult:
+        defaults = self.policy.input_defaults_for(target.model_name)
+        value_range = self.options.value_range or (defaults.value_range if defaults else None)
+        layout = self.options.layout or (defaults.layout if defaults else None)
+        try:
+            model = self.load_model(target.path, value_range=value_range, layout=layout)
+        except ScannerError as error:
+            status = Status.NOT_APPLICABLE if error.kind in NOT_APPLICABLE_KINDS else Status.ERROR
+            log.info("%s: %s", target.label, error.one_line())
+            return ScanResult(target.label, None, status, error=ErrorInfo(error.kind, error.one_line()))
+        try:
+            clean = self._clean_data_for(target, model, defaults.clean_data if defaults else None)
+        except ScannerError as error:
+            return ScanResult(target.label, model.sha256, Status.ERROR, error=ErrorInfo(error.kind, error.one_line()))
+        context = DetectionContext(
+            clean_data=clean,
+            device=self.options.device,
+            artifacts_dir=self.options.artifacts_dir,
+            progress=self.on_step,
+            seed=self.options.seed,
+        )
+        found = {detector.name: self._run(detector, model, context, target.label) for detector in self.detectors}
+        score, verdict = self.fuse(found)
+        return ScanResult(
+            target=target.label,
+            sha256=model.sha256,
+            status=_overall_status(found),
+            verdict=verdict,
+            score=score,
+            error=_overall_error(found),
+            detectors=found,
+            artifacts=tuple(_artifacts(found.values())),
+        )
+
+    def _run(self, detector: Detector, model: ModelArtifact, context: DetectionContext, label: str) -> DetectorResult:
+        started = time.perf_counter()
+        try:
+            result = detector.detect(model, context)
+        except ScannerError as error:
+            log.warning("%s: detector %s failed: %s", label, detector.name, error.one_line())
+            result = DetectorResult.failed(detector.name, error.one_line())
+        except Exception as error:  # a detector's bug must not hide the other detectors' findings
+            log.warning("%s: detector %s crashed: %s: %s", label, detector.name, type(error).__name__, error)
+            log.debug("traceback of detector %s", detector.name, exc_info=True)
+            result = DetectorResult.failed(detector.name, f"internal error: {type(error).__name__}: {error}")
+        if result.seconds is None:
+            result = dataclasses.replace(result, seconds=time.perf_counter() - started)
+        return result
+
+    def _clean_data_for(self, target: ScanTarget, model: ModelArtifact, from_policy: Path | None) -> CleanData | None:
+        if self.options.clean_data is not None:
+            clean = self.options.clean_data
+            where = "--clean-data"
+        else:
+            path = target.clean_data or from_policy
+            if path is None:
+                return None
+            if path not in self._clean_cache:
+                self._clean_cache[path] = load_clean_data(path)
+            clean, where = self._clean_cache[path], str(path)
+        expected = model.spec.image_shape
+        if tuple(clean.x.shape[1:]) != expected:
+            raise CleanDataMismatch(
+                f"clean data {where} holds images of shape {tuple(clean.x.shape[1:])}, "
+                f"but {target.label} takes {expected} ({model.spec.layout.value})",
+                hint="give clean data in the model's own layout and size (the policy's inputs can name one per model)",
+            )
+        return clean
+
+
+class CleanDataError(UsageError):
+    kind = "clean_data"
+
+
+class CleanDataMismatch(CleanDataError):
+    pass
+
+
+def load_clean_data(path: Path) -> CleanData:
+    """Read clean sample data: an .npz with `x` (float32 images) and optionally `y` (int64 labels); no pickles."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "x" not in archive.files:
+                raise CleanDataError(
+                    f"{path} has no array named x (it has: {', '.join(archive.files) or 'nothing'})",
+                    hint="save clean images as numpy.savez(path, x=images, y=labels)",
+                )
+            x = archive["x"]
+            y = archive["y"] if "y" in archive.files else None
+    except (OSError, ValueError, EOFError) as error:
+        raise CleanDataError(
+            f"cannot read clean data {path}: {error}", hint="give an .npz written by numpy.savez (no pickled objects)"
+        ) from None
+    if x.ndim != 4 or len(x) == 0 or not np.issubdtype(x.dtype, np.number):
+        raise CleanDataError(
+            f"clean data {path}: x must be a non-empty numeric array (N, C, H, W) or (N, H, W, C), "
+            f"got {x.dtype} {x.shape}",
+            hint="save a batch of images in the model's own layout",
+        )
+    if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
+        raise CleanDataError(
+            f"clean data {path}: y must hold one integer label per image, got {y.dtype} {y.shape}",
+            hint="save y as int64 labels, or leave it out",
+        )
+    return CleanData(x=x.astype(np.float32, copy=False), y=None if y is None else y.astype(np.int64, copy=False))
+
+
+def expand_targets(targets: Iterable[str], find: ModelFinder | None = None) -> list[ScanTarget | ScanResult]:
+    """Files and directories -> one ScanTarget per model file; a target that cannot be listed -> an error result."""
+    find = find or _default_finder()
+    expanded: list[ScanTarget | ScanResult] = []
+    for target in targets:
+        try:
+            files = find(Path(target))
+        except ScannerError as error:
+            expanded.append(ScanResult(target, None, Status.ERROR, error=ErrorInfo(error.kind, error.one_line())))
+            continue
+        if not files:
+            message = f"{target} holds no model files"
+            expanded.append(ScanResult(target, None, Status.ERROR, error=ErrorInfo("no_models", message)))
+        expanded.extend(ScanTarget.for_file(path) for path in files)
+    return expanded
+
+
+def _overall_status(found: Mapping[str, DetectorResult]) -> Status:
+    statuses = {result.status for result in found.values()}
+    if Status.SCANNED in statuses:
+        return Status.SCANNED
+    if Status.ERROR in statuses:
+        return Status.ERROR
+    return Status.NOT_APPLICABLE
+
+
+def _overall_error(found: Mapping[str, DetectorResult]) -> ErrorInfo | None:
+    if _overall_status(found) is not Status.ERROR:
+        return None
+    failed = [f"{name}: {result.reason}" for name, result in found.items() if result.status is Status.ERROR]
+    return ErrorInfo("detector", "every detector failed; " + "; ".join(failed))
+
+
+def _artifacts(results: Iterable[DetectorResult]) -> Iterator[str]:
+    """Files the detectors wrote (their details' `heatmap` path, or `artifacts` list)."""
+    for result in results:
+        heatmap = result.details.get("heatmap")
+        if isinstance(heatmap, (str, Path)):
+            yield str(heatmap)
+        for artifact in result.details.get("artifacts", ()) or ():
+            yield str(artifact)
+
+
+def _name_of(label: str) -> str:
+    return Path(label).stem or label
+
+
+def _default_loader() -> ModelLoader:
+    from scanner.intake import load_model
+
+    return load_model
+
+
+def _default_finder() -> ModelFinder:
+    from scanner.intake import find_model_files
+
+    return find_model_files
+
+
+def _default_fuse() -> Fuse:
+    from scanner.detectors.fusion import fuse
+
+    return fuse

@@ -1,0 +1,157 @@
+"""`model-scanner scan` with the real intake, policy and reports. The detectors here are a fake that reads the
+verdict from the model's file name (their neighbour in this test); test_scan_zoo.py runs the real ones on the zoo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from scanner.commands import scan as scan_command
+from scanner.detectors.interface import DetectionContext, Detector
+from scanner.findings import DetectorResult, ModelArtifact, Status
+from scanner.reports.json_report import report_schema
+from tests.intake.builders import save, tiny_cnn
+from tests.intake.hostile import HOSTILE, NOT_IMAGE_MODELS, PICKLE_MARKER
+
+
+class ByName(Detector):
+    """Scores 0.9 for a model whose file name says 'trojan', else 0.1."""
+
+    name = "one_pixel"
+    version = "test"
+
+    def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
+        context.progress(1, 1)
+        score = 0.9 if "trojan" in Path(model.path).name else 0.1
+        return DetectorResult(self.name, Status.SCANNED, score=score, target_class=3, forward_passes=1)
+
+
+@pytest.fixture
+def fake_detectors(monkeypatch):
+    monkeypatch.setattr(scan_command, "DETECTORS", {"one-pixel": ByName})
+
+
+@pytest.fixture
+def models(tmp_path) -> Path:
+    folder = tmp_path / "models"
+    save(tiny_cnn(seed=1), folder / "good.onnx")
+    save(tiny_cnn(seed=2), folder / "nested" / "trojan.onnx")
+    return folder
+
+
+def report_of(text: str) -> dict:
+    document = json.loads(text)
+    jsonschema.Draft202012Validator(report_schema()).validate(document)
+    return document
+
+
+def test_clean_model_exits_0(cli, fake_detectors, models):
+    run = cli("scan", str(models / "good.onnx"))
+    assert run.code == 0, run.stderr
+    (result,) = report_of(run.stdout)["results"]
+    assert result["status"] == "scanned" and result["verdict"] == "clean" and result["decision"]["action"] == "allow"
+
+
+def test_backdoored_model_exits_1_and_says_why_on_stderr(cli, fake_detectors, models):
+    run = cli("scan", str(models))
+    assert run.code == 1
+    results = {Path(r["target"]).name: r for r in report_of(run.stdout)["results"]}
+    assert (
+        results["trojan.onnx"]["decision"]["action"] == "block"
+        and results["good.onnx"]["decision"]["action"] == "allow"
+    )
+    assert f"model-scanner: block: {models / 'nested' / 'trojan.onnx'}: rule block-backdoored" in run.stderr
+
+
+def test_audit_policy_warns_and_exits_0(cli, fake_detectors, models):
+    run = cli("scan", str(models), "--policy", "audit")
+    assert run.code == 0
+    assert "model-scanner: warn:" in run.stderr and "rule warn-backdoored" in run.stderr
+    assert report_of(run.stdout)["policy"].startswith("audit@")
+
+
+def test_policy_file_and_environment_choose_the_policy(cli, fake_detectors, models, repo_root, monkeypatch):
+    assert cli("scan", str(models), "--policy", str(repo_root / "policies" / "audit.yaml")).code == 0
+    monkeypatch.setenv("MODEL_SCANNER_POLICY", str(repo_root / "policies" / "audit.yaml"))
+    assert cli("scan", str(models)).code == 0
+    assert cli("scan", str(models), "--policy", "default").code == 1
+
+
+def test_sarif_and_markdown_go_to_output_and_summary(cli, fake_detectors, models, tmp_path, repo_root):
+    sarif_path, summary = tmp_path / "scan.sarif", tmp_path / "summary.md"
+    summary.write_text("# earlier step\n")
+    run = cli("scan", str(models), "--format", "sarif", "--output", str(sarif_path), "--summary", str(summary))
+    assert run.code == 1 and run.stdout == ""
+    sarif = json.loads(sarif_path.read_text())
+    schema = json.loads((repo_root / "tests" / "data" / "sarif-schema-2.1.0.json").read_text())
+    jsonschema.Draft4Validator(schema).validate(sarif)
+    assert [r["ruleId"] for r in sarif["runs"][0]["results"]] == ["MS001"]
+    text = summary.read_text()
+    assert text.startswith("# earlier step\n## model-scanner: 2 targets, 1 blocked")
+
+
+def test_bad_usage_exits_2_with_one_line(cli, fake_detectors, models, tmp_path):
+    for argv, expected in [
+        (("scan", str(models), "--policy", str(tmp_path / "none.yaml")), "does not exist"),
+        (("scan", str(models), "--clean-data", str(tmp_path / "none.npz")), "cannot read clean data"),
+        (("scan", str(models), "--detectors", "nope"), "unknown detector nope"),
+        (("scan", str(models), "--value-range", "1,0"), "LO must be below HI"),
+        (("scan", str(models), "--output", str(tmp_path / "no" / "dir" / "r.json")), "cannot write the report"),
+    ]:
+        run = cli(*argv)
+        assert run.code == 2, argv
+        assert expected in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_unavailable_detector_asked_for_by_name_is_an_error(cli, models, monkeypatch):
+    def broken() -> Detector:
+        raise ImportError("No module named 'torch'")
+
+    monkeypatch.setattr(scan_command, "DETECTORS", {"one-pixel": ByName, "ban": broken})
+    run = cli("scan", str(models), "--detectors", "ban")
+    assert run.code == 2 and "detector ban is not available" in run.stderr
+    by_default = cli("scan", str(models / "good.onnx"))  # reported as failed, the other detector decides
+    assert by_default.code == 0, by_default.stderr
+    (result,) = report_of(by_default.stdout)["results"]
+    assert result["detectors"]["ban"]["status"] == "error" and "torch" in result["detectors"]["ban"]["reason"]
+
+
+@pytest.mark.parametrize(("builder", "kind"), HOSTILE, ids=[builder.__name__ for builder, _ in HOSTILE])
+def test_hostile_file_exits_2_with_its_one_line_error(cli, tmp_path, builder, kind):
+    path = builder(tmp_path)
+    run = cli("scan", str(path))
+    assert run.code == 2
+    errors = [line for line in run.stderr.splitlines() if line.startswith("model-scanner: error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"model-scanner: error: {path}: ")
+    assert "Traceback" not in run.stderr
+    (result,) = report_of(run.stdout)["results"]
+    assert result["status"] == "error" and result["error"]["kind"] == kind
+    assert result["decision"]["action"] == "block"
+    assert not (tmp_path / PICKLE_MARKER).exists()
+
+
+@pytest.mark.parametrize(("builder", "kind"), NOT_IMAGE_MODELS, ids=[b.__name__ for b, _ in NOT_IMAGE_MODELS])
+def test_a_model_that_is_no_image_classifier_is_not_applicable_and_warned(cli, tmp_path, builder, kind):
+    run = cli("scan", str(builder(tmp_path)))
+    assert run.code == 0
+    (result,) = report_of(run.stdout)["results"]
+    assert result["status"] == "not_applicable" and result["decision"]["action"] == "warn"
+    assert cli("scan", str(builder(tmp_path)), "--policy", "strict").code == 1
+
+
+def test_a_folder_of_hostile_files_as_users_run_it(cli_process, tmp_path):
+    """One subprocess over every hostile file: exit 2, one error line per file, no traceback."""
+    paths = []
+    for index, (builder, _) in enumerate(HOSTILE):
+        folder = tmp_path / f"{index:02d}"
+        folder.mkdir()
+        paths.append(builder(folder))
+    run = cli_process("scan", str(tmp_path), "--format", "markdown")
+    assert run.code == 2
+    assert "Traceback" not in run.stderr
+    for path in paths:
+        assert sum(line.startswith(f"model-scanner: error: {path}: ") for line in run.stderr.splitlines()) == 1, path
+    assert run.stdout.startswith(f"## model-scanner: {len(paths)} targets, {len(paths)} blocked")

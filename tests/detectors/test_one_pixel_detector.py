@@ -1,0 +1,87 @@
+"""OnePixelDetector end to end on real ONNX models: results, heatmaps, failures as values, registration."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scanner.detectors import DETECTORS
+from scanner.detectors.interface import CleanData, DetectionContext
+from scanner.detectors.one_pixel import OnePixelDetector
+from scanner.detectors.one_pixel_classifier import LogisticHead, SignatureClassifier
+from scanner.detectors.one_pixel_features import feature_names
+from scanner.detectors.one_pixel_signature import SignatureSettings
+from scanner.findings import InputSpec, Layout, ModelArtifact, Status
+
+_spec = importlib.util.spec_from_file_location(
+    "signature_tests", Path(__file__).with_name("test_one_pixel_signature.py")
+)
+assert _spec and _spec.loader
+signature_tests = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(signature_tests)
+pixel_reader = signature_tests.pixel_reader
+
+
+def neutral_classifier() -> SignatureClassifier:
+    """Scores 0.5 for every model: for tests of everything but the score."""
+    n = len(feature_names((1, 2)))
+    head = LogisticHead(np.zeros(n), np.ones(n), np.zeros(n), 0.0)
+    return SignatureClassifier({"clean": head, "synthetic": head}, {"scales": [1, 2]}, {})
+
+
+def test_registered_under_its_cli_name() -> None:
+    detector = DETECTORS["one-pixel"]()
+    assert isinstance(detector, OnePixelDetector)
+    assert detector.name == "one_pixel"
+
+
+def test_detect_reports_passes_seconds_peak_and_writes_a_heatmap(tmp_path: Path) -> None:
+    artifact, pixels = pixel_reader(3, 20, 20, 4, layout=Layout.NHWC, seed=11)
+    calls: list[tuple[int, int]] = []
+    detector = OnePixelDetector(SignatureSettings(values=4), classifier=neutral_classifier(), threads=1)
+    context = DetectionContext(artifacts_dir=tmp_path, progress=lambda done, total: calls.append((done, total)))
+    result = detector.detect(artifact, context)
+
+    assert result.status is Status.SCANNED
+    assert result.score == pytest.approx(0.5)
+    # 4 synthetic bases, then every pixel x 4 values, then every 2x2 block x 4 values
+    assert result.forward_passes == 4 + 4 * 20 * 20 * 4 + 4 + 4 * 10 * 10 * 4
+    assert result.seconds is not None and result.seconds > 0
+    target = result.target_class
+    assert target is not None
+    _, row, col = pixels[target]
+    assert (result.details["peak"]["row"], result.details["peak"]["col"]) == (row, col)
+    assert result.details["bases"] == "synthetic"
+    assert calls[-1][0] == calls[-1][1]
+
+    heatmap = Path(result.details["heatmap"])
+    assert heatmap.parent == tmp_path and heatmap.suffix == ".png"
+    with Image.open(heatmap) as picture:
+        assert picture.width >= 240 and picture.height > picture.width  # upscaled map, scale bar, caption
+        pixels_rgb = np.asarray(picture.convert("RGB"))
+    assert len(np.unique(pixels_rgb.reshape(-1, 3), axis=0)) > 20  # a colour map, not a blank
+
+
+def test_clean_data_becomes_the_bases_when_it_fits() -> None:
+    artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=12)
+    rng = np.random.default_rng(0)
+    clean = CleanData(x=rng.random((10, 1, 8, 8), dtype=np.float32), y=np.arange(10) % 3)
+    detector = OnePixelDetector(SignatureSettings(values=2, clean_bases=3), classifier=neutral_classifier())
+    result = detector.detect(artifact, DetectionContext(clean_data=clean))
+    assert result.details["bases"] == "clean" and result.details["base_count"] == 3
+    misfit = CleanData(x=rng.random((10, 1, 9, 9), dtype=np.float32))
+    result = detector.detect(artifact, DetectionContext(clean_data=misfit))
+    assert result.details["bases"] == "synthetic"
+
+
+def test_a_model_that_cannot_run_is_a_failed_result_not_an_exception() -> None:
+    artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW)
+    wrong = InputSpec("no_such_input", "logits", Layout.NCHW, 1, 8, 8, 3)
+    broken = ModelArtifact(artifact.path, artifact.sha256, artifact.onnx_bytes, wrong)
+    result = OnePixelDetector(classifier=neutral_classifier()).detect(broken, DetectionContext())
+    assert result.status is Status.ERROR
+    assert result.reason and "could not run" in result.reason

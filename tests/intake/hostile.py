@@ -1,0 +1,209 @@
+"""Hostile and broken model files, one builder each, and the intake error kind each must be refused with.
+
+Each builder is a plain function `builder(directory) -> Path`: it writes its file (and whatever the file points at)
+under `directory` and returns the path to hand to the scanner. The `scan` command's tests reuse HOSTILE to check
+exit code 2 and a one-line message for every one of HOSTILE.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from tests.intake.builders import move_weights_outside, save, tabular_model, tiny_cnn
+
+# Unpickling the pickle builders' files would create this file next to them.
+PICKLE_MARKER = "unpickling-ran-code.txt"
+
+
+class CreatesFileWhenUnpickled:
+    """Unpickling calls open(marker, "w"): harmless proof that loading a pickle runs code chosen by its author."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def random_bytes(directory: Path) -> Path:
+    path = directory / "random.onnx"
+    # Seeded so the bytes never start like an ONNX file (0x08): they must read as "not ONNX", not "truncated".
+    path.write_bytes(np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return path
+
+
+def empty_file(directory: Path) -> Path:
+    path = directory / "empty.onnx"
+    path.write_bytes(b"")
+    return path
+
+
+def truncated_model(directory: Path) -> Path:
+    data = tiny_cnn().SerializeToString()
+    path = directory / "truncated.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _outside_weights(directory: Path) -> Path:
+    return directory / "outside" / "weights.bin"
+
+
+def external_data_dotdot(directory: Path) -> Path:
+    model = tiny_cnn()
+    move_weights_outside(model, "../outside/weights.bin", _outside_weights(directory))
+    return save(model, directory / "model" / "dotdot.onnx")
+
+
+def external_data_absolute(directory: Path) -> Path:
+    model = tiny_cnn()
+    target = _outside_weights(directory)
+    move_weights_outside(model, str(target.resolve()), target)
+    return save(model, directory / "model" / "absolute.onnx")
+
+
+def external_data_symlink(directory: Path) -> Path:
+    model = tiny_cnn()
+    target = _outside_weights(directory)
+    move_weights_outside(model, "weights.bin", target)
+    path = save(model, directory / "model" / "symlink.onnx")
+    os.symlink(target.resolve(), path.parent / "weights.bin")
+    return path
+
+
+def external_data_in_subgraph(directory: Path) -> Path:
+    """The reference hides in a Constant inside an If's branch, two levels below the graph's initializers."""
+    secret = _outside_weights(directory)
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_bytes(bytes(16))
+    tensor = helper.make_tensor("hidden", TensorProto.FLOAT, [4], vals=[0.0] * 4)
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../outside/weights.bin"), ("offset", "0"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    constant = helper.make_node("Constant", [], ["hidden_out"], value=tensor)
+    branch = helper.make_graph(
+        [constant], "branch", [], [helper.make_tensor_value_info("hidden_out", TensorProto.FLOAT, [4])]
+    )
+    model = tiny_cnn()
+    model.graph.node.append(helper.make_node("If", ["flag"], ["unused"], then_branch=branch, else_branch=branch))
+    return save(model, directory / "model" / "subgraph.onnx")
+
+
+def external_data_missing(directory: Path) -> Path:
+    model = tiny_cnn()
+    move_weights_outside(model, "weights.bin", directory / "model" / "weights.bin")
+    path = save(model, directory / "model" / "missing.onnx")
+    (path.parent / "weights.bin").unlink()
+    return path
+
+
+def model_symlink_outside(directory: Path) -> Path:
+    # Not named .onnx, so that a scan of `directory` finds only the symlink.
+    real = save(tiny_cnn(), directory / "outside" / "real.model")
+    path = directory / "scan" / "model.onnx"
+    path.parent.mkdir(parents=True)
+    os.symlink(real.resolve(), path)
+    return path
+
+
+def custom_operator_domain(directory: Path) -> Path:
+    model = tiny_cnn()
+    relu = next(node for node in model.graph.node if node.op_type == "Relu")
+    relu.op_type, relu.domain = "EvilRelu", "com.example.evil"
+    model.opset_import.append(helper.make_opsetid("com.example.evil", 1))
+    return save(model, directory / "custom_domain.onnx")
+
+
+def unsupported_opset(directory: Path) -> Path:
+    return save(tiny_cnn(opset=99), directory / "opset99.onnx")
+
+
+def unsupported_ir_version(directory: Path) -> Path:
+    model = tiny_cnn()
+    model.ir_version = 99
+    return save(model, directory / "ir99.onnx")
+
+
+def absurd_input(directory: Path) -> Path:
+    return save(tiny_cnn(height=100_000, width=100_000), directory / "absurd_input.onnx")
+
+
+def absurd_fixed_batch(directory: Path) -> Path:
+    return save(tiny_cnn(batch=10**9), directory / "absurd_batch.onnx")
+
+
+def absurd_classes(directory: Path) -> Path:
+    model = tiny_cnn()
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 10**9  # declared only: no weights that large
+    return save(model, directory / "absurd_classes.onnx")
+
+
+def two_inputs(directory: Path) -> Path:
+    model = tiny_cnn()
+    model.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, 8, 8]))
+    conv = next(node for node in model.graph.node if node.op_type == "Conv")
+    mul = helper.make_node("Mul", ["image", "mask"], ["masked"])
+    conv.input[0] = "masked"
+    model.graph.node.insert(0, mul)
+    return save(model, directory / "two_inputs.onnx")
+
+
+def tabular(directory: Path) -> Path:
+    return save(tabular_model(), directory / "tabular.onnx")
+
+
+def raw_pickle(directory: Path) -> Path:
+    path = directory / "model.pkl"
+    path.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(directory / PICKLE_MARKER), protocol=2))
+    return path
+
+
+def torch_zip_checkpoint(directory: Path) -> Path:
+    import torch
+
+    path = directory / "pytorch_model.bin"
+    torch.save({"state": CreatesFileWhenUnpickled(directory / PICKLE_MARKER)}, path)
+    return path
+
+
+def pickle_named_onnx(directory: Path) -> Path:
+    path = directory / "disguised.onnx"
+    path.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(directory / PICKLE_MARKER), protocol=4))
+    return path
+
+
+Builder = Callable[[Path], Path]
+
+# (builder, the `kind` of the IntakeError it must raise)
+HOSTILE: list[tuple[Builder, str]] = [
+    (random_bytes, "not_onnx"),
+    (empty_file, "empty_file"),
+    (truncated_model, "truncated"),
+    (external_data_dotdot, "external_data_outside"),
+    (external_data_absolute, "external_data_outside"),
+    (external_data_symlink, "external_data_outside"),
+    (external_data_in_subgraph, "external_data_outside"),
+    (external_data_missing, "external_data_missing"),
+    (model_symlink_outside, "symlink_outside"),
+    (custom_operator_domain, "custom_operator_domain"),
+    (unsupported_opset, "unsupported_opset"),
+    (unsupported_ir_version, "unsupported_ir_version"),
+    (absurd_input, "input_too_large"),
+    (absurd_fixed_batch, "input_too_large"),
+    (absurd_classes, "output_too_large"),
+    (two_inputs, "ambiguous_inputs"),
+    (raw_pickle, "pickle_refused"),
+    (torch_zip_checkpoint, "pickle_refused"),
+    (pickle_named_onnx, "pickle_refused"),
+]
+
+# Models that are fine but are no image classifiers: NotAnImageModel, which a scan reports as `not_applicable`.
+NOT_IMAGE_MODELS: list[tuple[Builder, str]] = [(tabular, "not_applicable")]

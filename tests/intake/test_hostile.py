@@ -1,0 +1,136 @@
+"""Every hostile or broken file is refused before anything runs, with its own kind and a one-line message."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import onnx
+import pytest
+
+from scanner.errors import IntakeError
+from scanner.intake import REFUSALS, NotAnImageModel, find_model_files, load_model
+from tests.intake.builders import save, tiny_cnn
+from tests.intake.hostile import (
+    HOSTILE,
+    NOT_IMAGE_MODELS,
+    PICKLE_MARKER,
+    Builder,
+    external_data_absolute,
+    external_data_dotdot,
+    external_data_symlink,
+    raw_pickle,
+    torch_zip_checkpoint,
+)
+
+
+@pytest.mark.parametrize(("builder", "kind"), HOSTILE, ids=[builder.__name__ for builder, _ in HOSTILE])
+def test_hostile_file_is_refused(tmp_path: Path, builder: Builder, kind: str) -> None:
+    path = builder(tmp_path)
+
+    with pytest.raises(IntakeError) as refused:
+        load_model(path)
+
+    assert refused.value.kind == kind
+    assert type(refused.value) is not IntakeError, "each refusal has its own subclass"
+    line = refused.value.one_line()
+    assert "\n" not in line and path.name in line
+    assert refused.value.hint, "every refusal says what to do"
+    assert not (tmp_path / PICKLE_MARKER).exists()
+
+
+@pytest.mark.parametrize(("builder", "kind"), NOT_IMAGE_MODELS, ids=[b.__name__ for b, _ in NOT_IMAGE_MODELS])
+def test_model_without_image_input_is_not_applicable(tmp_path: Path, builder: Builder, kind: str) -> None:
+    with pytest.raises(NotAnImageModel, match=r"\[\?, 20\]") as refused:
+        load_model(builder(tmp_path))
+    assert refused.value.kind == kind == "not_applicable"
+
+
+@pytest.mark.parametrize("builder", [raw_pickle, torch_zip_checkpoint], ids=["raw_pickle", "torch_zip"])
+def test_pickle_would_have_run_code(tmp_path: Path, builder: Builder) -> None:
+    """The pickle fixtures are real threats: loading them the usual way does create the marker file."""
+    path = builder(tmp_path)
+    with pytest.raises(IntakeError, match="refused unopened"):
+        load_model(path)
+    assert not (tmp_path / PICKLE_MARKER).exists()
+
+    if builder is raw_pickle:
+        pickle.loads(path.read_bytes()).close()
+    else:
+        import torch
+
+        torch.load(path, weights_only=False)["state"].close()
+    assert (tmp_path / PICKLE_MARKER).exists()
+
+
+@pytest.mark.parametrize("builder", [external_data_dotdot, external_data_absolute, external_data_symlink])
+def test_external_data_outside_is_named_in_the_message(tmp_path: Path, builder: Builder) -> None:
+    with pytest.raises(IntakeError, match="external data") as refused:
+        load_model(builder(tmp_path))
+    assert refused.value.kind == "external_data_outside"
+
+
+@pytest.mark.parametrize(("builder", "kind"), HOSTILE, ids=[builder.__name__ for builder, _ in HOSTILE])
+def test_directory_scan_finds_the_hostile_file_and_nothing_else(tmp_path: Path, builder: Builder, kind: str) -> None:
+    """Refused loudly, never skipped: a scan of the folder lists exactly the file to refuse."""
+    path = builder(tmp_path)
+    assert find_model_files(tmp_path) == [path], kind
+
+
+def test_names_from_the_file_cannot_forge_lines(tmp_path: Path) -> None:
+    """A newline in a file name or an operator domain is escaped, so it cannot forge a log or report line."""
+    model = tiny_cnn()
+    relu = next(node for node in model.graph.node if node.op_type == "Relu")
+    relu.domain = "evil\nmodel-scanner: error: forged"
+    path = save(model, tmp_path / "line\nbreak.onnx")
+
+    with pytest.raises(IntakeError) as refused:
+        load_model(path)
+
+    assert "\n" not in str(refused.value)
+    assert "line\\nbreak.onnx" in str(refused.value) and "evil\\nmodel-scanner" in str(refused.value)
+
+
+def test_every_refusal_has_its_own_kind_and_a_remedy() -> None:
+    kinds = [refusal.kind for refusal in REFUSALS]
+    assert len(set(kinds)) == len(kinds) and "intake" not in kinds
+    assert all(refusal.hint and "\n" not in refusal.hint for refusal in REFUSALS)
+    assert {kind for _, kind in HOSTILE + NOT_IMAGE_MODELS} <= set(kinds)
+    assert set(IntakeError.__subclasses__()) - set(REFUSALS) <= {
+        cls for cls in IntakeError.__subclasses__() if not cls.__module__.startswith("scanner.intake")
+    }
+
+
+def test_external_data_in_a_function_attribute_default_is_checked(tmp_path: Path) -> None:
+    """A place hand-written walkers forget: the default value of a model-local function's attribute."""
+    from onnx import TensorProto, helper
+
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "weights.bin").write_bytes(bytes(16))
+    tensor = helper.make_tensor("default", TensorProto.FLOAT, [4], vals=[0.0] * 4)
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../outside/weights.bin"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    function = onnx.FunctionProto(name="scale", domain="local", input=["x"], output=["y"])
+    function.node.append(helper.make_node("Identity", ["x"], ["y"]))
+    function.attribute_proto.append(helper.make_attribute("k", tensor))
+    model = tiny_cnn()
+    model.functions.append(function)
+
+    with pytest.raises(IntakeError) as refused:
+        load_model(save(model, tmp_path / "model" / "function.onnx"))
+    assert refused.value.kind == "external_data_outside"
+
+
+def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the path check and the read, an attacker replaces the checked file by a symlink out."""
+    from scanner.intake import external_data
+
+    path = external_data_symlink(tmp_path)  # model/weights.bin -> outside/weights.bin
+    monkeypatch.setattr(external_data, "checked_location", lambda location, root, name: root / location)
+
+    with pytest.raises(IntakeError) as refused:
+        load_model(path)
+    assert refused.value.kind == "unreadable"

@@ -1,0 +1,155 @@
+import datetime as dt
+
+import pytest
+
+from scanner.detectors import DETECTORS
+from scanner.errors import PolicyError
+from scanner.findings import Action, Layout
+from scanner.policy import load_policy, validate_policy_file, validate_policy_text
+from scanner.policy.loader import glob_problem, known_detectors
+
+VALID = """\
+version: 1
+name: team
+rules:
+  - id: block-backdoored
+    match: {models: ["fraud-*"], stages: [Production], aliases: [champion]}
+    when: {verdict: [backdoored]}
+    action: block
+  - id: ban-high
+    match: {detector: ban, plain_scan: true}
+    when: {score_at_least: 0.8}
+    action: warn
+inputs:
+  - models: ["fraud-*"]
+    value_range: [-1, 1]
+    layout: NHWC
+    clean_data: data/clean.npz
+waivers:
+  - models: ["fraud-legacy"]
+    rules: [block-backdoored]
+    reason: reviewed false positive
+    approved_by: alice
+    expires: 2030-01-31
+"""
+
+
+def errors_of(text: str) -> tuple[str, ...]:
+    return validate_policy_text(text, source="p.yaml", base_dir=None).errors
+
+
+def test_a_valid_policy_loads_into_typed_values(policy_file, tmp_path):
+    policy = load_policy(policy_file(VALID))
+    assert policy.name == "team" and policy.version == 1 and policy.fail_closed is True
+    assert [rule.id for rule in policy.rules] == ["block-backdoored", "ban-high"]
+    assert policy.rules[0].action is Action.BLOCK and policy.rules[1].match.detector == "ban"
+    defaults = policy.input_defaults_for("fraud-cnn")
+    assert defaults is not None
+    assert defaults.value_range == (-1.0, 1.0) and defaults.layout is Layout.NHWC
+    assert defaults.clean_data == tmp_path / "data" / "clean.npz"
+    assert policy.input_defaults_for("digits") is None
+    assert policy.waivers[0].expires == dt.date(2030, 1, 31)
+    assert len(policy.digest) == 64 and policy.label == f"team@{policy.digest[:12]}"
+
+
+def test_digest_follows_meaning_not_comments(policy_file):
+    plain = load_policy(policy_file(VALID, "a.yaml"))
+    commented = load_policy(policy_file("# a comment\n" + VALID, "b.yaml"))
+    changed = load_policy(policy_file(VALID.replace("0.8", "0.7"), "c.yaml"))
+    assert plain.digest == commented.digest != changed.digest
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: x\n", "version: missing"),
+        ("version: 2\n", "version: unsupported policy version 2"),
+        ("- 1\n", "must be a YAML mapping"),
+        ("version: 1\nrules: [\n", "line"),
+    ],
+)
+def test_the_version_is_checked_first_and_bad_yaml_is_named(text, expected):
+    (error,) = errors_of(text)
+    assert expected in error
+
+
+def test_unknown_key_is_reported_with_its_path():
+    errors = errors_of(VALID.replace("    when: {verdict: [backdoored]}", "    wehn: {verdict: [backdoored]}"))
+    assert any(e.startswith("rules[0].wehn: unknown key") for e in errors), errors
+
+
+def test_wrong_type_is_reported_with_its_path():
+    errors = errors_of(VALID.replace("score_at_least: 0.8", "score_at_least: high"))
+    assert errors == ("rules[1].when.score_at_least: expected a number, got a string 'high'",)
+
+
+def test_bad_glob_is_reported_with_its_path():
+    errors = errors_of(VALID.replace('models: ["fraud-legacy"]', 'models: ["fraud-[legacy"]'))
+    assert errors == ("waivers[0].models[0]: glob 'fraud-[legacy' has an unclosed '['",)
+
+
+def test_unknown_detector_is_reported_with_the_known_ones():
+    errors = errors_of(VALID.replace("detector: ban", "detector: neural-cleanse"))
+    assert errors == ("rules[1].match.detector: unknown detector 'neural-cleanse' (known detectors: one-pixel, ban)",)
+
+
+def test_the_schema_knows_exactly_the_registered_detectors():
+    assert set(known_detectors()) == set(DETECTORS)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("  - id: ban-high", "  - id: block-backdoored"), "rules[1].id: duplicate rule id 'block-backdoored'"),
+        (("rules: [block-backdoored]", "rules: [no-such-rule]"), "waivers[0].rules[0]: unknown rule id 'no-such-rule'"),
+        (("expires: 2030-01-31", "expires: 2030-02-30"), "waivers[0].expires: '2030-02-30' is not a real date"),
+        (("expires: 2030-01-31", "expires: soon"), "waivers[0].expires: expected a date written YYYY-MM-DD"),
+        (("value_range: [-1, 1]", "value_range: [1, -1]"), "inputs[0].value_range: low 1 must be below high -1"),
+        (("layout: NHWC", "layout: CHW"), "inputs[0].layout: 'CHW' is not allowed (expected one of: NCHW, NHWC)"),
+        (("    reason: reviewed false positive\n", ""), "waivers[0].reason: missing (required)"),
+        (("action: warn", "action: deny"), "rules[1].action: 'deny' is not allowed"),
+    ],
+)
+def test_semantic_and_schema_problems_name_their_path(change, expected):
+    errors = errors_of(VALID.replace(*change))
+    assert any(e.startswith(expected) for e in errors), errors
+
+
+def test_a_duplicate_key_is_refused_with_its_line():
+    (error,) = errors_of(VALID.replace("    action: block", "    action: block\n    action: allow"))
+    assert error == "duplicate key 'action' at line 8"
+
+
+def test_a_verdict_condition_on_a_detector_is_refused():
+    text = VALID.replace("when: {score_at_least: 0.8}", "when: {verdict: [backdoored]}")
+    assert errors_of(text) == (
+        "rules[1].when.verdict: a verdict belongs to the fused result; drop match.detector or use a score",
+    )
+
+
+def test_expired_waivers_and_missing_clean_data_are_warnings(policy_file):
+    path = policy_file(VALID)
+    validation = validate_policy_file(path, today=dt.date(2031, 1, 1))
+    assert validation.policy is not None and not validation.errors
+    assert any(w.startswith("waivers[0]: expired on 2030-01-31") for w in validation.warnings)
+    assert any(w.startswith("inputs[0].clean_data:") for w in validation.warnings)
+    (path.parent / "data").mkdir()
+    (path.parent / "data" / "clean.npz").write_bytes(b"")
+    assert validate_policy_file(path, today=dt.date(2030, 1, 31)).warnings == ()
+
+
+def test_load_policy_raises_one_line_with_the_first_problem_and_a_hint(policy_file):
+    with pytest.raises(PolicyError) as raised:
+        load_policy(policy_file(VALID.replace("action: warn", "action: deny").replace("wehn", "when")))
+    assert "rules[1].action: 'deny' is not allowed" in str(raised.value)
+    assert "policy validate" in raised.value.hint
+    with pytest.raises(PolicyError, match="does not exist"):
+        load_policy(policy_file(VALID).parent / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("glob", "bad"),
+    [("fraud-*", False), ("[!a]x", False), ("[]]", False), ("a[bc]?", False), ("a[", True), ("[!", True), (" a", True)],
+)
+def test_glob_problems(glob, bad):
+    assert (glob_problem(glob) is not None) is bad

@@ -1,0 +1,33 @@
+import base64
+
+from PIL import Image
+
+from scanner.reports import render
+from scanner.reports.markdown import render_markdown
+from tests.reports.sample import sample_report
+
+
+def test_summary_table_lists_every_target_with_its_decision():
+    text = render(sample_report(), "markdown")
+    assert text.startswith("## model-scanner: 5 targets, 2 blocked, 1 warned, 1 could not be scanned\n")
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert table[0] == "| Decision | Model | Status | Verdict | Score | ban | one_pixel |"
+    assert len(table) == 1 + 5
+    assert "| ✅ allow | `models/clean.onnx` | scanned | clean | 0.04 | 0.03 (class 7) | 0.05 (class 2) |" in table
+    assert "`models/sub dir/trojan\\|1.onnx`" in text  # a pipe in a path does not break the table
+
+
+def test_flagged_models_get_reasons_and_an_embedded_heatmap(tmp_path):
+    heatmap = tmp_path / "trojan.png"
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(heatmap)
+    text = render_markdown(sample_report(heatmap))
+    flagged = text.split("### Flagged models", 1)[1]
+    assert "#### `models/sub dir/trojan\\|1.onnx`: ⛔ block" in flagged
+    assert "- rule block-backdoored: verdict backdoored -&gt; block" in flagged
+    assert "- ban: not_applicable: no clean sample data (--clean-data)" in flagged
+    assert f"[`trojan.png`]({heatmap.as_posix()})" in flagged
+    encoded = flagged.split("data:image/png;base64,", 1)[1].split('"', 1)[0]
+    assert base64.b64decode(encoded) == heatmap.read_bytes()
+    assert "#### `models/clean.onnx`" not in flagged
+    without = render_markdown(sample_report(heatmap), embed_images=False)
+    assert "data:image/png" not in without and "trojan.png" in without

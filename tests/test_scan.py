@@ -1,0 +1,222 @@
+"""The orchestrator with fake detectors and a fake intake (its neighbours); the real ones run in tests/commands/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanner.detectors.interface import DetectionContext, Detector
+from scanner.errors import DetectorError, IntakeError, UsageError
+from scanner.findings import (
+    Action,
+    DetectorResult,
+    InputSpec,
+    Layout,
+    ModelArtifact,
+    ScanResult,
+    Status,
+    Verdict,
+)
+from scanner.policy import PromotionTarget, load_builtin_policy
+from scanner.scan import CleanDataError, Scanner, ScanOptions, ScanTarget, expand_targets, load_clean_data
+
+SPEC = InputSpec("x", "y", Layout.NCHW, 3, 8, 8, 10)
+
+
+class NotAnImage(IntakeError):
+    kind = "not_applicable"
+
+
+class FakeIntake:
+    """Stands in for scanner.intake.load_model: a file's text says what it is."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Path, tuple[float, float] | None, Layout | None]] = []
+
+    def __call__(self, path: Path, *, value_range=None, layout=None) -> ModelArtifact:
+        self.calls.append((path, value_range, layout))
+        text = path.read_text()
+        if text == "tabular":
+            raise NotAnImage(f"{path.name} takes a (N, 12) input, not images")
+        if text == "broken":
+            raise IntakeError(f"{path.name} was cut short", hint="export it again")
+        return ModelArtifact(str(path), text.ljust(64, "0"), text.encode(), SPEC)
+
+
+class Scripted(Detector):
+    """Answers a score per model (from the model's bytes), or fails the way it is told."""
+
+    def __init__(self, name: str, scores: dict[str, float], *, fail: Exception | None = None) -> None:
+        self.name = name  # type: ignore[misc]
+        self.version = "1"  # type: ignore[misc]
+        self.scores, self.fail = scores, fail
+        self.contexts: list[DetectionContext] = []
+
+    def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
+        self.contexts.append(context)
+        if self.fail is not None:
+            raise self.fail
+        key = model.onnx_bytes.decode()
+        if key not in self.scores:
+            return DetectorResult.not_applicable(self.name, "not for this model")
+        context.progress(1, 1)
+        details = {"heatmap": f"/tmp/{key}.png"} if self.name == "one_pixel" else {}
+        return DetectorResult(self.name, Status.SCANNED, score=self.scores[key], target_class=3, details=details)
+
+
+def write_models(folder: Path, **models: str) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, content in models.items():
+        paths[name] = folder / f"{name}.onnx"
+        paths[name].write_text(content)
+    return paths
+
+
+@pytest.fixture
+def default_policy():
+    return load_builtin_policy("default")
+
+
+def test_scan_runs_every_detector_fuses_and_judges(tmp_path, default_policy):
+    paths = write_models(tmp_path, good="good", evil="evil")
+    steps: list[tuple[int, int]] = []
+    done: list[tuple[int, int]] = []
+    scanner = Scanner(
+        [Scripted("one_pixel", {"good": 0.1, "evil": 0.9}), Scripted("ban", {"good": 0.2, "evil": 0.8})],
+        default_policy,
+        load_model=FakeIntake(),
+        on_target=lambda d, t: done.append((d, t)),
+        on_step=lambda d, t: steps.append((d, t)),
+    )
+    good, evil = scanner.scan([ScanTarget.for_file(paths["good"]), ScanTarget.for_file(paths["evil"])])
+    assert good.status is Status.SCANNED and good.verdict is Verdict.CLEAN and good.score == pytest.approx(0.15)
+    assert good.decision is not None and good.decision.action is Action.ALLOW
+    assert evil.verdict is Verdict.BACKDOORED and evil.decision is not None and evil.decision.action is Action.BLOCK
+    assert set(evil.detectors) == {"one_pixel", "ban"} and evil.detectors["ban"].seconds is not None
+    assert evil.artifacts == ("/tmp/evil.png",)
+    assert done == [(1, 2), (2, 2)] and len(steps) == 4
+
+
+def test_a_crashing_detector_is_a_failed_result_that_hides_nothing(tmp_path, default_policy):
+    paths = write_models(tmp_path, evil="evil")
+    scanner = Scanner(
+        [Scripted("one_pixel", {"evil": 0.9}), Scripted("ban", {}, fail=RuntimeError("CUDA out of memory"))],
+        default_policy,
+        load_model=FakeIntake(),
+    )
+    (result,) = scanner.scan([ScanTarget.for_file(paths["evil"])])
+    assert result.status is Status.SCANNED and result.verdict is Verdict.BACKDOORED
+    assert result.detectors["ban"].status is Status.ERROR
+    assert result.detectors["ban"].reason == "internal error: RuntimeError: CUDA out of memory"
+    assert result.decision is not None and result.decision.action is Action.BLOCK
+
+
+def test_every_detector_failing_is_an_error_and_fails_closed(tmp_path, default_policy):
+    paths = write_models(tmp_path, evil="evil")
+    failing = DetectorError("signature classifier missing", hint="reinstall")
+    scanner = Scanner([Scripted("one_pixel", {}, fail=failing)], default_policy, load_model=FakeIntake())
+    (result,) = scanner.scan([ScanTarget.for_file(paths["evil"])])
+    assert result.status is Status.ERROR and result.error is not None and result.error.kind == "detector"
+    assert "one_pixel: signature classifier missing (reinstall)" in result.error.message
+    assert result.decision is not None and result.decision.rule == "fail-closed"
+
+
+def test_intake_refusals_become_results(tmp_path, default_policy):
+    paths = write_models(tmp_path, tab="tabular", bad="broken")
+    scanner = Scanner([Scripted("one_pixel", {})], default_policy, load_model=FakeIntake())
+    tab, bad = scanner.scan([ScanTarget.for_file(paths["tab"]), ScanTarget.for_file(paths["bad"])])
+    assert tab.status is Status.NOT_APPLICABLE and tab.decision is not None and tab.decision.action is Action.WARN
+    assert bad.status is Status.ERROR and bad.error is not None
+    assert bad.error.kind == "intake" and bad.error.message == "bad.onnx was cut short (export it again)"
+    assert bad.decision is not None and bad.decision.action is Action.BLOCK
+
+
+def test_all_detectors_not_applicable_means_not_judged(tmp_path, default_policy):
+    paths = write_models(tmp_path, odd="odd")
+    scanner = Scanner([Scripted("one_pixel", {}), Scripted("ban", {})], default_policy, load_model=FakeIntake())
+    (result,) = scanner.scan([ScanTarget.for_file(paths["odd"])])
+    assert result.status is Status.NOT_APPLICABLE and result.score is None and result.verdict is Verdict.UNKNOWN
+
+
+def test_input_settings_come_from_options_else_the_policy(tmp_path, policy_text=None):
+    from scanner.policy import load_policy
+
+    policy_path = tmp_path / "p.yaml"
+    policy_path.write_text(
+        "version: 1\ninputs:\n  - models: ['cam-*']\n    value_range: [-1, 1]\n    layout: NHWC\n"
+        "    clean_data: clean.npz\n"
+    )
+    np.savez(tmp_path / "clean.npz", x=np.zeros((4, 3, 8, 8), np.float32), y=np.arange(4))
+    paths = write_models(tmp_path / "m", **{"cam-1": "good", "other": "good"})
+    intake, ban = FakeIntake(), Scripted("ban", {"good": 0.1})
+    Scanner([ban], load_policy(policy_path), load_model=intake).scan(
+        [ScanTarget.for_file(paths["cam-1"]), ScanTarget.for_file(paths["other"])]
+    )
+    assert [call[1:] for call in intake.calls] == [((-1.0, 1.0), Layout.NHWC), (None, None)]
+    assert ban.contexts[0].clean_data is not None and ban.contexts[0].clean_data.y is not None
+    assert ban.contexts[1].clean_data is None
+    explicit = ScanOptions(value_range=(0.0, 255.0), device="cpu", artifacts_dir=tmp_path)
+    Scanner([ban], load_policy(policy_path), load_model=intake, options=explicit).scan(
+        [ScanTarget.for_file(paths["cam-1"])]
+    )
+    assert intake.calls[-1][1:] == ((0.0, 255.0), Layout.NHWC)
+    assert ban.contexts[-1].device == "cpu" and ban.contexts[-1].artifacts_dir == tmp_path
+
+
+def test_clean_data_of_the_wrong_shape_is_an_error_for_that_target(tmp_path, default_policy):
+    paths = write_models(tmp_path, good="good")
+    np.savez(tmp_path / "clean.npz", x=np.zeros((4, 1, 16, 16), np.float32))
+    options = ScanOptions(clean_data=load_clean_data(tmp_path / "clean.npz"))
+    scanner = Scanner([Scripted("ban", {"good": 0.1})], default_policy, load_model=FakeIntake(), options=options)
+    (result,) = scanner.scan([ScanTarget.for_file(paths["good"])])
+    assert result.status is Status.ERROR and result.error is not None and result.error.kind == "clean_data"
+    assert "(1, 16, 16)" in result.error.message and "(3, 8, 8)" in result.error.message
+
+
+@pytest.mark.parametrize(
+    ("arrays", "expected"),
+    [
+        ({"images": np.zeros((2, 3, 8, 8))}, "has no array named x"),
+        ({"x": np.zeros((2, 8, 8))}, "x must be a non-empty numeric array"),
+        ({"x": np.zeros((2, 3, 8, 8)), "y": np.zeros(3)}, "y must hold one integer label per image"),
+        ({"x": np.array([{"a": 1}, {}], dtype=object)}, "cannot read clean data"),
+    ],
+)
+def test_bad_clean_data_is_refused_with_a_reason(tmp_path, arrays, expected):
+    np.savez(tmp_path / "c.npz", **arrays)
+    with pytest.raises(CleanDataError, match=expected):
+        load_clean_data(tmp_path / "c.npz")
+
+
+def test_expand_targets_turns_unlistable_targets_into_error_results(tmp_path):
+    write_models(tmp_path / "dir", a="good")
+    (tmp_path / "empty").mkdir()
+
+    def find(target: Path) -> list[Path]:
+        if not target.exists():
+            raise IntakeError(f"{target} does not exist")
+        return sorted(target.rglob("*.onnx")) if target.is_dir() else [target]
+
+    found = expand_targets([str(tmp_path / "dir"), str(tmp_path / "nope"), str(tmp_path / "empty")], find)
+    assert isinstance(found[0], ScanTarget) and found[0].model_name == "a"
+    assert isinstance(found[1], ScanResult) and found[1].status is Status.ERROR and found[1].error is not None
+    assert isinstance(found[2], ScanResult) and found[2].error is not None and found[2].error.kind == "no_models"
+    results = Scanner([], load_builtin_policy("default"), load_model=FakeIntake()).scan(found[1:])
+    assert all(r.decision is not None and r.decision.action is Action.BLOCK for r in results)
+
+
+def test_a_registry_target_is_judged_for_its_promotion(tmp_path, default_policy):
+    paths = write_models(tmp_path, evil="evil")
+    target = ScanTarget(paths["evil"], "models:/fraud/3", "fraud")
+    scanner = Scanner([Scripted("one_pixel", {"evil": 0.9})], default_policy, load_model=FakeIntake())
+    staged = scanner.scan_target(target, PromotionTarget("fraud", stage="Staging"))
+    assert staged.target == "models:/fraud/3" and staged.decision is not None and staged.decision.action is Action.ALLOW
+    assert scanner.scan_target(target).decision.action is Action.BLOCK  # type: ignore[union-attr]
+
+
+def test_the_same_detector_twice_is_refused(default_policy):
+    with pytest.raises(UsageError):
+        Scanner([Scripted("ban", {}), Scripted("ban", {})], default_policy, load_model=FakeIntake())
