@@ -1,0 +1,92 @@
+"""The zoo's manifest: one `manifest.json` per zoo directory, listing every model and how it was made.
+
+Format (versioned): ``{"schema": "model-scanner/zoo-manifest/v1", "models": [entry, ...]}``, one entry per ONNX
+file, with the keys of `ZooEntry`. Several builds (both families, several seeds) merge into one manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from scanner.zoo.errors import ZooError
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA = "model-scanner/zoo-manifest/v1"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    file: str  # ONNX file name, relative to the zoo directory
+    family: str  # shapes32 | digits16
+    arch: str  # cnn | cnn_bn | resnet
+    attack: str | None  # None for a clean model
+    target: int | None  # the backdoor's target class; None for clean models and all-to-all attacks
+    backdoored: bool
+    clean_acc: float  # accuracy on held-out clean test images
+    asr: float | None  # attack success rate on held-out triggered images; None for clean models
+    exporter: str  # legacy | dynamo
+    num_classes: int = 10
+    input_shape: tuple[int, int, int] = (3, 32, 32)  # one image, NCHW
+    clean_data: str = ""  # .npz of held-out clean images for this family, relative to the zoo directory
+    seed: int = 0
+    trigger: Mapping[str, Any] | None = field(default=None, compare=False)  # Backdoor.to_json(), to re-create it
+    train_seconds: float = field(default=0.0, compare=False)
+
+    def path(self, zoo_dir: Path | str) -> Path:
+        return Path(zoo_dir) / self.file
+
+    def clean_data_path(self, zoo_dir: Path | str) -> Path:
+        return Path(zoo_dir) / self.clean_data
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_shape"] = list(self.input_shape)
+        data["trigger"] = dict(self.trigger) if self.trigger is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ZooEntry:
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["input_shape"] = tuple(values.get("input_shape", (3, 32, 32)))
+        return cls(**values)
+
+
+def read_manifest(zoo_dir: Path | str) -> list[ZooEntry]:
+    """The models listed in `zoo_dir/manifest.json` (empty when there is none yet)."""
+    path = Path(zoo_dir) / MANIFEST_NAME
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ZooError(f"cannot read {path}: {error}", hint="delete the manifest and rebuild the zoo") from error
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ZooError(f"{path} is not a {SCHEMA} manifest", hint="rebuild the zoo with this version of model-scanner")
+    return [ZooEntry.from_json(entry) for entry in data["models"]]
+
+
+def write_manifest(zoo_dir: Path | str, entries: Iterable[ZooEntry]) -> None:
+    """Write the manifest atomically: readers see the old one or the new one, never half of it."""
+    zoo_dir = Path(zoo_dir)
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(entries, key=lambda entry: entry.file)
+    text = json.dumps({"schema": SCHEMA, "models": [entry.to_json() for entry in ordered]}, indent=1)
+    handle, temporary = tempfile.mkstemp(dir=zoo_dir, prefix=".manifest-", suffix=".json")
+    with os.fdopen(handle, "w") as stream:
+        stream.write(text + "\n")
+    os.replace(temporary, zoo_dir / MANIFEST_NAME)
+
+
+def merge_into_manifest(zoo_dir: Path | str, new_entries: Iterable[ZooEntry]) -> list[ZooEntry]:
+    """Add or replace entries (keyed by file name) in the manifest; returns the whole manifest."""
+    by_file = {entry.file: entry for entry in read_manifest(zoo_dir)}
+    by_file.update({entry.file: entry for entry in new_entries})
+    write_manifest(zoo_dir, by_file.values())
+    return sorted(by_file.values(), key=lambda entry: entry.file)
