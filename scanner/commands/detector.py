@@ -25,7 +25,7 @@ class Trainer:
 
 def _one_pixel_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("one-pixel")
-    group.add_argument("--values", type=int, default=8, help="K candidate values per pixel (default 8)")
+    group.add_argument("--values", type=int, default=3, help="K candidate values per pixel (default 3)")
     group.add_argument("--per-channel", action="store_true", help="probe every channel separately")
     group.add_argument("--mode", choices=("full", "coarse-to-fine"), default="full")
     group.add_argument("--cache", type=Path, default=None, help="signature cache (default $MODEL_SCANNER_CACHE/...)")

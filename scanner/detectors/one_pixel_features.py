@@ -168,7 +168,12 @@ def model_features(signatures: Sequence[Signature]) -> np.ndarray:
 
 
 def suspected_target(signatures: Sequence[Signature]) -> int:
-    """The class whose probability one probe raises most (summed over scales), ties broken by the log rise."""
-    prob_peak = sum(class_statistics(s)[CLASS_STATISTICS.index("prob.peak")] for s in signatures)
-    consistent = sum(class_statistics(s)[CLASS_STATISTICS.index("logprob.consistent_peak")] for s in signatures)
-    return int(np.lexsort((consistent, prob_peak))[-1])
+    """The class that one probe pushes hardest: per scale, its log-probability rise reached on every base (relative
+    to the strongest class: comparable on confident clean bases, where probabilities barely move) plus its absolute
+    probability rise (decisive on synthetic bases, where no class is confident)."""
+    score = np.zeros(signatures[0].num_classes)
+    for signature in signatures:
+        table = class_statistics(signature)
+        consistent = table[CLASS_STATISTICS.index("logprob.consistent_peak")]
+        score += consistent / max(float(consistent.max()), 1e-12) + table[CLASS_STATISTICS.index("prob.peak")]
+    return int(score.argmax())

@@ -21,7 +21,7 @@ from scanner.findings import InputSpec, Layout
 
 # Inputs per forward call, and a bound on one batch's bytes for large images.
 DEFAULT_BATCH = 1024
-MAX_BATCH_BYTES = 64 * 2**20
+MAX_BATCH_BYTES = 16 * 2**20  # as scanner.runtime: activations grow with the batch
 
 
 class ImageModel(Protocol):
@@ -66,10 +66,10 @@ class SignatureSettings:
     smaller than a cell is only found if filling its whole cell with one value still fires it).
     """
 
-    values: int = 8  # K candidate values, evenly spaced over the input range (ends included)
+    values: int = 3  # K candidate values, evenly spaced over the input range (ends included): low, middle, high
     per_channel: bool = False
     mode: str = "full"  # full | coarse-to-fine
-    refine_fraction: float = 0.08  # coarse-to-fine: share of locations refined, split among the classes
+    refine_fraction: float = 0.06  # coarse-to-fine: share of locations refined, split among the classes
     max_grid: int = 32  # inputs larger than this on a side are probed on a grid of patches (bounded cost)
     scales: tuple[int, ...] = (1, 2)  # probe cells of 1x1 and 2x2 base cells: part of a trigger fires more at 2x2
     clean_bases: int = 4  # clean images used as bases when clean data is given

@@ -50,6 +50,7 @@ class ZooModel:
     architecture: str
     target: int | None = None
     trigger: dict[str, Any] | None = None  # the attack's parameters, as the zoo recorded them
+    clean_data: str | None = None  # the family's clean sample .npz, relative to the zoo directory
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class Zoo:
     manifest: dict[str, Any]
 
     def clean_data(self, family: str) -> CleanData | None:
-        path = self.directory / f"clean_{family}.npz"
+        named = next((m.clean_data for m in self.models if m.family == family and m.clean_data), None)
+        path = self.directory / (named or f"clean_{family}.npz")
         if not path.exists():
             return None
         with np.load(path) as data:
@@ -82,39 +84,28 @@ def read_zoo(directory: Path) -> Zoo:
 
 
 def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
-    backdoor = entry.get("backdoor")
-    attack = (backdoor or {}).get("attack") if isinstance(backdoor, dict) else None
-    attack = attack or entry.get("attack") or "clean"
-    backdoored = bool(entry.get("backdoored", backdoor is not None and attack != "clean"))
-    target = (backdoor or {}).get("target") if isinstance(backdoor, dict) else entry.get("target")
+    """One manifest entry (scanner.zoo.manifest.ZooEntry's JSON; an older "backdoor" key is read too)."""
+    trigger = entry.get("trigger") or entry.get("backdoor")
+    attack = entry.get("attack") or (trigger or {}).get("attack") or "clean"
+    backdoored = bool(entry.get("backdoored", trigger is not None))
+    target = entry["target"] if "target" in entry else (trigger or {}).get("target")
     return ZooModel(
-        path=directory / (entry.get("path") or entry.get("file") or entry["onnx"]),
+        path=directory / (entry.get("file") or entry["path"]),
         family=str(entry["family"]),
         backdoored=backdoored,
-        attack=attack if backdoored else "clean",
+        attack=str(attack) if backdoored else "clean",
         architecture=str(entry.get("arch") or entry.get("architecture") or "unknown"),
         target=target,
-        trigger=dict(backdoor.get("params", {})) if isinstance(backdoor, dict) else None,
+        trigger=dict(trigger.get("params", {})) if isinstance(trigger, dict) else None,
+        clean_data=entry.get("clean_data") or None,
     )
 
 
 def artifact_for(path: Path, value_range: tuple[float, float] = (0.0, 1.0)) -> ModelArtifact:
-    """A ModelArtifact for a zoo model (trusted: built by our own zoo code), its spec read from the graph."""
-    import onnx
+    """A zoo model through the real intake (safety checks, input spec read from the graph)."""
+    from scanner.intake import load_model
 
-    data = Path(path).read_bytes()
-    graph = onnx.load_from_string(data).graph
-    initialisers = {init.name for init in graph.initializer}
-    graph_input = next(i for i in graph.input if i.name not in initialisers)
-    dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
-    output = graph.output[0]
-    classes = output.type.tensor_type.shape.dim[-1].dim_value
-    if dims[1] in (1, 3) and dims[3] not in (1, 3):
-        layout, (channels, height, width) = Layout.NCHW, dims[1:]
-    else:
-        layout, (height, width, channels) = Layout.NHWC, dims[1:]
-    spec = InputSpec(graph_input.name, output.name, layout, channels, height, width, classes, value_range)
-    return ModelArtifact(str(path), hashlib.sha256(data).hexdigest(), data, spec)
+    return load_model(Path(path), value_range=value_range)
 
 
 def default_cache_dir() -> Path:
@@ -194,7 +185,7 @@ def zoo_features(
             clean_by_family[model.family] = zoo.clean_data(model.family)
         total = 0
         for kind in kinds:
-            bases = _bases(kind, artifact.spec, clean_by_family[model.family], settings)
+            bases = bases_for(kind, artifact.spec, clean_by_family[model.family], settings)
             signatures = [
                 cached_signature(artifact, bases, kind, settings, cache_dir, scale=scale, threads=threads)
                 for scale in settings.scales
@@ -211,7 +202,7 @@ def zoo_features(
     )
 
 
-def _bases(kind: str, spec: InputSpec, clean: CleanData | None, settings: SignatureSettings) -> np.ndarray:
+def bases_for(kind: str, spec: InputSpec, clean: CleanData | None, settings: SignatureSettings) -> np.ndarray:
     if kind == "synthetic":
         return synthetic_bases(spec)
     if clean is None:
