@@ -133,3 +133,8 @@ def test_images_in_the_wrong_layout_are_refused_clearly(tmp_path: Path) -> None:
     classifier = OnnxClassifier(_artifact(tmp_path), device="cpu")
     with pytest.raises(InputMismatch, match=r"\(3, 8, 8\) \(NCHW\), not \(8, 8, 3\)"):
         classifier.probabilities(_images(2, (8, 8, 3)))
+
+
+def test_no_images_give_no_rows(tmp_path: Path) -> None:
+    classifier = OnnxClassifier(_artifact(tmp_path, classes=4), device="cpu")
+    assert classifier.probabilities(np.zeros((0, 3, 8, 8), np.float32)).shape == (0, 4)

@@ -21,7 +21,7 @@ from scanner.findings import InputSpec, Layout
 
 # Inputs per forward call, and a bound on one batch's bytes for large images.
 DEFAULT_BATCH = 1024
-MAX_BATCH_BYTES = 64 * 2**20
+MAX_BATCH_BYTES = 16 * 2**20  # as scanner.runtime: activations grow with the batch
 
 
 class ImageModel(Protocol):

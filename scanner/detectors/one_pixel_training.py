@@ -102,22 +102,10 @@ def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
 
 
 def artifact_for(path: Path, value_range: tuple[float, float] = (0.0, 1.0)) -> ModelArtifact:
-    """A ModelArtifact for a zoo model (trusted: built by our own zoo code), its spec read from the graph."""
-    import onnx
+    """A zoo model through the real intake (safety checks, input spec read from the graph)."""
+    from scanner.intake import load_model
 
-    data = Path(path).read_bytes()
-    graph = onnx.load_from_string(data).graph
-    initialisers = {init.name for init in graph.initializer}
-    graph_input = next(i for i in graph.input if i.name not in initialisers)
-    dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
-    output = graph.output[0]
-    classes = output.type.tensor_type.shape.dim[-1].dim_value
-    if dims[1] in (1, 3) and dims[3] not in (1, 3):
-        layout, (channels, height, width) = Layout.NCHW, dims[1:]
-    else:
-        layout, (height, width, channels) = Layout.NHWC, dims[1:]
-    spec = InputSpec(graph_input.name, output.name, layout, channels, height, width, classes, value_range)
-    return ModelArtifact(str(path), hashlib.sha256(data).hexdigest(), data, spec)
+    return load_model(Path(path), value_range=value_range)
 
 
 def default_cache_dir() -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from scanner.intake.errors import ExternalDataMissing, ExternalDataOutside, FileTooLarge, shown
+from scanner.intake.files import open_checked
 from scanner.intake.tensors import tensors_of
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def inline_external_data(model: onnx.ModelProto, model_dir: Path, name: str, byt
         inlined += length
         if inlined > byte_budget:
             raise FileTooLarge(f"{name} with its external data is larger than the intake limit")
-        with path.open("rb") as stream:
+        with open_checked(path) as stream:
             stream.seek(offset)
             data = stream.read(length)
         tensor.raw_data = data

@@ -23,6 +23,7 @@ from scanner.intake.errors import (
     shown,
 )
 from scanner.intake.external_data import inline_external_data
+from scanner.intake.files import open_checked
 from scanner.intake.formats import PICKLE_SUFFIXES, FileFormat, describe, read_head, sniff
 from scanner.intake.graph_checks import check_graph
 from scanner.intake.limits import PROTOBUF_LIMIT_BYTES, IntakeLimits
@@ -67,9 +68,10 @@ def _read_checked(path: Path, limits: IntakeLimits) -> bytes:
     name = shown(path.name)
     if not path.is_file():
         raise ModelNotFound(f"{shown(path)} does not exist or is not a regular file")
-    if not path.resolve().is_relative_to(path.parent.resolve()):
-        raise SymlinkOutside(f"{name} is a symlink to {shown(path.resolve())}, outside the directory it is in")
-    size = path.stat().st_size
+    real = path.resolve()
+    if not real.is_relative_to(path.parent.resolve()):
+        raise SymlinkOutside(f"{name} is a symlink to {shown(real)}, outside the directory it is in")
+    size = real.stat().st_size
     if size == 0:
         raise EmptyFile(f"{name} is empty (0 bytes)")
     fmt = sniff(path, read_head(path))
@@ -78,7 +80,7 @@ def _read_checked(path: Path, limits: IntakeLimits) -> bytes:
     limit = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES)
     if size > limit:
         raise FileTooLarge(f"{name} has {size} bytes, over the intake limit of {limit} bytes")
-    with path.open("rb") as stream:
+    with open_checked(real) as stream:
         data = stream.read(limit + 1)
     if len(data) > limit:  # grew while being read
         raise FileTooLarge(f"{name} has more than {limit} bytes, over the intake limit")

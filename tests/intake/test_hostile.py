@@ -122,3 +122,15 @@ def test_external_data_in_a_function_attribute_default_is_checked(tmp_path: Path
     with pytest.raises(IntakeError) as refused:
         load_model(save(model, tmp_path / "model" / "function.onnx"))
     assert refused.value.kind == "external_data_outside"
+
+
+def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the path check and the read, an attacker replaces the checked file by a symlink out."""
+    from scanner.intake import external_data
+
+    path = external_data_symlink(tmp_path)  # model/weights.bin -> outside/weights.bin
+    monkeypatch.setattr(external_data, "checked_location", lambda location, root, name: root / location)
+
+    with pytest.raises(IntakeError) as refused:
+        load_model(path)
+    assert refused.value.kind == "unreadable"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -147,14 +148,14 @@ def test_custom_domain_passes_when_allowed(tmp_path: Path) -> None:
 
 def test_unreadable_file_is_a_refusal_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = save(tiny_cnn(), tmp_path / "m.onnx")
-    real_open = Path.open
+    real_open = os.open
 
-    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
-        if self == path:  # the tests run as root, who reads every file: the OS's refusal is simulated
+    def denied(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(file) == path.resolve():  # the tests run as root, who reads every file: the OS's refusal is simulated
             raise PermissionError(13, "Permission denied")
-        return real_open(self, *args, **kwargs)
+        return real_open(file, flags, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "open", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(Unreadable, match="Permission denied") as refused:
         load_model(path)
     assert refused.value.kind == "unreadable"
