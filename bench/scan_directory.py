@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -67,12 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     policy.write_text(policy_text(args.zoo.resolve(), {entry["family"] for entry in chosen}))
     report_path = work / "report.json"
     command = [
-        sys.executable, "-m", "scanner", "scan", str(models), "--policy", str(policy), "--detectors", args.detectors,
-        "--format", "json", "--output", str(report_path), "--artifacts", str(work / "heatmaps"),
+        sys.executable,
+        "-m",
+        "scanner",
+        "scan",
+        str(models),
+        "--policy",
+        str(policy),
+        "--detectors",
+        args.detectors,
+        "--format",
+        "json",
+        "--output",
+        str(report_path),
+        "--artifacts",
+        str(work / "heatmaps"),
     ]
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    load_after = os.getloadavg()[0]
     if not report_path.exists():
         print(done.stderr, file=sys.stderr)
         return 1
@@ -99,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"    {shown}",
         "",
-        f"- machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; load average "
+        f"{load_before:.1f} before, {load_after:.1f} after (the machine is shared: times are upper bounds)",
         f"- exit code {done.returncode}; wall time {seconds:.1f} s for {len(results)} models "
         f"({seconds / max(1, len(results)):.1f} s per model, process start and imports included)",
         f"- one report: {len(results)} results; status {dict(statuses)}; decisions {dict(actions)}",
