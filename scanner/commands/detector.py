@@ -49,9 +49,59 @@ def _train_one_pixel(args: argparse.Namespace) -> dict[str, Any]:
     return {"detector": "one-pixel", "out": str(args.out), "provenance": classifier.provenance}
 
 
-# Detector name -> how to train its classifier. BAN and fusion add their entries here.
+def _ban_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("ban")
+    group.add_argument(
+        "--ban-setting", action="append", default=[], metavar="NAME=VALUE", help="override a BAN setting (repeatable)"
+    )
+    group.add_argument(
+        "--ban-cache", type=Path, default=None, help="statistics cache (default $MODEL_SCANNER_CACHE/...)"
+    )
+
+
+def _train_ban(args: argparse.Namespace) -> dict[str, Any]:
+    from scanner.detectors.ban import settings_from
+    from scanner.detectors.ban_training import default_cache_dir, train_ban_calibration
+
+    settings = settings_from(dict(item.split("=", 1) for item in args.ban_setting))
+    with progress_bar("BAN statistics", quiet=args.quiet) as progress:
+        calibration = train_ban_calibration(
+            args.zoo, settings, cache_dir=args.ban_cache or default_cache_dir(), seed=args.seed, progress=progress
+        )
+    args.out.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
+    return {"detector": "ban", "out": str(args.out), "provenance": dict(calibration.provenance)}
+
+
+def _fusion_options(parser: argparse.ArgumentParser) -> None:
+    del parser  # fusion reuses the one-pixel and BAN options and caches
+
+
+def _train_fusion(args: argparse.Namespace) -> dict[str, Any]:
+    from scanner.detectors.ban import settings_from
+    from scanner.detectors.ban_training import default_cache_dir
+    from scanner.detectors.fusion_training import train_fusion
+    from scanner.detectors.one_pixel_signature import SignatureSettings
+    from scanner.detectors.one_pixel_training import default_cache_dir as signature_cache_dir
+
+    with progress_bar("fusion", quiet=args.quiet) as progress:
+        calibration = train_fusion(
+            args.zoo,
+            ban_settings=settings_from(dict(item.split("=", 1) for item in args.ban_setting)),
+            ban_cache=args.ban_cache or default_cache_dir(),
+            signature_settings=SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode),
+            signature_cache=args.cache or signature_cache_dir(),
+            seed=args.seed,
+            progress=progress,
+        )
+    args.out.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
+    return {"detector": "fusion", "out": str(args.out), "provenance": dict(calibration.provenance)}
+
+
+# Detector name -> how to train its classifier.
 TRAINERS: dict[str, Trainer] = {
     "one-pixel": Trainer("the one-pixel signature classifier", _one_pixel_options, _train_one_pixel),
+    "ban": Trainer("BAN's logistic calibration", _ban_options, _train_ban),
+    "fusion": Trainer("the fused score's combination of one-pixel and BAN", _fusion_options, _train_fusion),
 }
 
 
