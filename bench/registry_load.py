@@ -90,7 +90,7 @@ def main() -> int:
                 time.sleep(0.5)
             all_scanned_s = time.perf_counter() - burst_start
             time.sleep(1)  # let the last job's bookkeeping land
-            records = [r for r in service.queue.scans() if r.model_name == name]
+            records = [r for r in service.queue.scan_records() if r.model_name == name]
         finally:
             service.stop(timeout_s=30)
             server.stop()

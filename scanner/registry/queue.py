@@ -240,7 +240,15 @@ class WorkQueue:
             rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
         return {state.value: 0 for state in JobState} | {row[0]: row[1] for row in rows}
 
-    def scans(self) -> list[ScanRecord]:
+    def scans(self) -> list[tuple[str, str, str, float | None]]:
+        """Every recorded scan: (model name, version, scan key, finished_at or None if it never finished)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT model_name, model_version, scan_key, finished_at FROM scan_runs ORDER BY started_at"
+            ).fetchall()
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def scan_records(self) -> list[ScanRecord]:
         """Every scan key seen, with how often its scan started and how often its result was published."""
         with self._lock:
             rows = self._db.execute(

@@ -131,6 +131,8 @@ class Worker:
                 result = self.engine.judge(_unscannable(info, error, sha256=digest))
             self._publish(info, result, scratch_dir)
             self.queue.scan_finished(info.name, info.version, key)
+            if result.error is not None:
+                log.warning("models:/%s/%s: %s: %s", info.name, info.version, result.error.kind, result.error.message)
             log.info(
                 "models:/%s/%s: %s, score %s, decision %s (%.1f s)",
                 info.name,

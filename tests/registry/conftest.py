@@ -119,7 +119,9 @@ class ServeProcess:
             "--state-dir", str(self.state_dir),
             *self.extra,
         ]  # fmt: skip
-        env = {**os.environ, "MODEL_SCANNER_TOKEN": self.server.token, "MODEL_SCANNER_WEBHOOK_SECRET": "serve-secret"}
+        # Only --tracking-uri may lead the service to the server (mlflow.set_tracking_uri in this process sets these).
+        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+        env |= {"MODEL_SCANNER_TOKEN": self.server.token, "MODEL_SCANNER_WEBHOOK_SECRET": "serve-secret"}
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(command, cwd=self.repo_root, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
