@@ -3,13 +3,14 @@
 #   bench/zoo_build.sh small [OUT]  shapes32 10 clean + 10 backdoored (the "under 5 minutes on 2 cores" check); OUT=/tmp/z
 #   bench/zoo_build.sh full  [OUT]  the benchmark zoo: digits16 60+60 (seed 1) and shapes32 50+50 (seed 2), 220 models,
 #                                   OUT=/work/bench-zoo; touches OUT/DONE when both finish.
-# The full build runs the two families side by side with one torch thread each (2 threads in all), in two stages
-# (a quarter first, then the rest), so that a usable zoo of both families exists early; re-running resumes.
+# The full build runs the two families side by side with one torch thread each (2 threads in all), each in two
+# stages (a quarter first, then the rest), so that a usable zoo of both families exists early; re-running resumes.
+# A model that misses the bar after every retry is left out (exit status 2 of that build, no DONE).
 # Prints wall/CPU seconds (bash's `time`) and a manifest summary (bench/zoo_summary.py).
 set -euo pipefail
 PY=${PY:-python}
 mode=${1:-small}
-build() { "$PY" -m scanner -q zoo build "$@"; }
+build() { "$PY" -m scanner zoo build "$@"; }
 case "$mode" in
 small)
     out=${2:-/tmp/z}
@@ -17,20 +18,26 @@ small)
     ;;
 full)
     out=${2:-/work/bench-zoo}
-    for stage in "15 13" "60 50"; do
-        set -- $stage
-        echo "stage: digits16 $1+$1, shapes32 $2+$2 ($(date -u +%T))"
-        time {
-            build --family digits16 --clean "$1" --backdoored "$1" --out "$out" --seed 1 --threads 1 &
-            digits=$!
-            build --family shapes32 --clean "$2" --backdoored "$2" --out "$out" --seed 2 --threads 1 &
-            shapes=$!
-            failed=0
-            wait "$digits" || failed=1
-            wait "$shapes" || failed=1
-            test "$failed" = 0
-        }
-    done
+    # A stage with a left-out model still goes on to the next stage; the family's status says it happened.
+    family() {
+        local rc=0
+        for n in $3 $4; do
+            build --family "$1" --clean "$n" --backdoored "$n" --out "$out" --seed "$2" --threads 1 || rc=$?
+        done
+        return "$rc"
+    }
+    echo "start $(date -u +%T)"
+    time {
+        family digits16 1 15 60 &
+        digits_pid=$!
+        family shapes32 2 13 50 &
+        shapes_pid=$!
+        failed=0
+        wait "$digits_pid" || failed=1
+        wait "$shapes_pid" || failed=1
+        test "$failed" = 0
+    }
+    echo "end $(date -u +%T)"
     touch "$out/DONE"
     ;;
 *)
