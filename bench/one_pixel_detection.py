@@ -1,6 +1,6 @@
 """Detection quality of the one-pixel signature classifier on a zoo, with honest splits.
 
-    python -m bench.one_pixel_detection --zoo /work/bench-zoo [--kinds clean,synthetic] [--values 8] [--mode full]
+    python -m bench.one_pixel_detection --zoo DIR [--zoo DIR ...] [--kinds clean,synthetic] [--values 3] [--mode full]
 
 Signatures are cached per model under $MODEL_SCANNER_CACHE/one-pixel-signatures, so reruns only refit. Splits:
 (a) random 5-fold over models (repeated with 3 seeds); (b) leave-one-attack-out: fit without one attack (and
@@ -23,6 +23,7 @@ from scanner.detectors.one_pixel_classifier import fit_logistic
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import (
     ZooFeatures,
+    combined_features,
     cross_validated_scores,
     default_cache_dir,
     random_folds,
@@ -143,7 +144,7 @@ def report(table: ZooFeatures, kind: str) -> tuple[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--zoo", type=Path, required=True)
+    parser.add_argument("--zoo", type=Path, action="append", required=True, help="repeatable: the zoos are pooled")
     parser.add_argument("--kinds", default="clean,synthetic")
     parser.add_argument("--values", type=int, default=3)
     parser.add_argument("--per-channel", action="store_true")
@@ -155,18 +156,25 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
 
     settings = SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode)
-    zoo = read_zoo(args.zoo)
+    zoos = [read_zoo(directory) for directory in args.zoo]
     kinds = tuple(args.kinds.split(","))
     started = time.perf_counter()
-    table = zoo_features(
-        zoo,
-        settings,
-        kinds=kinds,
-        cache_dir=args.cache or default_cache_dir(),
-        threads=args.threads,
-        progress=lambda done, total: print(f"signatures {done}/{total}", file=sys.stderr) if done % 20 == 0 else None,
+    table = combined_features(
+        [
+            zoo_features(zoo, settings, kinds=kinds, cache_dir=args.cache or default_cache_dir(), threads=args.threads)
+            for zoo in zoos
+        ]
     )
-    print(f"## one-pixel detection: {len(zoo.models)} models, settings {settings}\n")
+    print(f"## one-pixel detection: {len(table.models)} models, settings {settings}\n")
+    print("zoos: " + ", ".join(f"{zoo.directory} ({len(zoo.models)})" for zoo in zoos) + "\n")
+    families = sorted({m.family for m in table.models})
+    for family in families:
+        of_family = [m for m in table.models if m.family == family]
+        counts = {a: sum(m.attack == a for m in of_family) for a in sorted({m.attack for m in of_family})}
+        arch_counts = {
+            a: sum(m.architecture == a for m in of_family) for a in sorted({m.architecture for m in of_family})
+        }
+        print(f"{family}: {counts}; architectures {arch_counts}\n")
     print(
         f"{int(table.labels.sum())} backdoored, {int((1 - table.labels).sum())} clean; "
         f"mean forward passes per model (all base kinds) {table.forward_passes.mean():.0f}; "

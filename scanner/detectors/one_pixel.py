@@ -87,6 +87,10 @@ class OnePixelDetector(Detector):
             log.debug("one-pixel signature failed for %s", model.path, exc_info=True)
             return DetectorResult.failed(NAME, f"could not run the model: {type(error).__name__}: {error}")
         signature = signatures[0]  # the finest: peak and heatmap come from it
+        if tuple(self.settings.scales) != classifier.scales:
+            return DetectorResult.failed(
+                NAME, f"the classifier was trained on scales {classifier.scales}, not {tuple(self.settings.scales)}"
+            )
         score = classifier.probability(model_features(signatures), signature.base_kind)
         target = suspected_target(signatures)
         details = _details(signature, target, model.spec)

@@ -102,5 +102,7 @@ def test_the_shipped_classifier_is_small_versioned_and_has_provenance() -> None:
     classifier = SignatureClassifier.load()
     assert set(classifier.heads) == {"clean", "synthetic"}
     provenance = classifier.provenance
-    assert provenance["zoo_command"] and provenance["models"] >= 15
-    assert provenance["metrics"]["clean"]["cv5_auc"] > 0.5
+    assert provenance["zoo_command"] and provenance["models"] >= 100
+    assert set(provenance["families"]) == {"digits16", "shapes32"}
+    assert set(provenance["attacks"]) == {"clean", "patch", "blend", "wanet", "sinusoidal", "all_to_all"}
+    assert provenance["metrics"]["clean"]["cv5_auc"] > 0.8
