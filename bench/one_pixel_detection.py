@@ -145,7 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--zoo", type=Path, required=True)
     parser.add_argument("--kinds", default="clean,synthetic")
-    parser.add_argument("--values", type=int, default=8)
+    parser.add_argument("--values", type=int, default=3)
     parser.add_argument("--per-channel", action="store_true")
     parser.add_argument("--mode", default="full")
     parser.add_argument("--cache", type=Path, default=None)

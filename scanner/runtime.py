@@ -14,8 +14,8 @@ from scanner.findings import ModelArtifact
 
 log = logging.getLogger(__name__)
 
-# Inputs per forward call. Measured on a 3.8 MFLOP CNN (bench/RESULTS-runtime.md): throughput is flat from 256 to
-# 1024 and falls off below 64, so 512 keeps the kernels busy with room to spare.
+# Inputs per forward call. Measured on a 5.6 MFLOP CNN (bench/RESULTS-runtime.md): work per image is flat from
+# batch 64 to 2048 and twice as high at batch 1; 512 sits in the middle of the flat part, at 6 MB of 32x32 input.
 DEFAULT_BATCH_SIZE = 512
 # Upper bound on one batch's input tensor whatever the image size (a 224x224x3 float32 image is 600 KB, so big
 # images go 27 at a time): activations grow with the batch too, and they are what exhausts memory first.
@@ -35,6 +35,13 @@ class ModelRuntimeError(DetectorError):
     hint = (
         "check that the model runs in ONNX Runtime (python -c 'import onnxruntime; onnxruntime.InferenceSession(...)')"
     )
+
+
+class InputMismatch(DetectorError):
+    """Images whose shape is not the one the model takes (for example clean data in the other layout)."""
+
+    kind = "input_mismatch"
+    hint = "give images shaped like the model's input, in its own layout (see the model's input spec)"
 
 
 def _onnxruntime() -> Any:
@@ -73,6 +80,9 @@ class OnnxClassifier:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle threads sleep instead of busy-waiting: the scanner shares its cores (CI runners, workers), and
+        # spinning cost 12% of the throughput per CPU second there (bench/RESULTS-runtime.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.spec = model.spec
         providers = providers_for(device, ort.get_available_providers())
         try:
@@ -103,6 +113,11 @@ class OnnxClassifier:
         A model exported with a fixed batch size is fed chunks of exactly that size, the last one padded.
         """
         images = np.ascontiguousarray(images, dtype=np.float32)
+        if images.shape[1:] != self.spec.image_shape:
+            raise InputMismatch(
+                f"{self._name} takes images of shape {self.spec.image_shape} ({self.spec.layout.value}),"
+                f" not {images.shape[1:]}"
+            )
         if self.fixed_batch is None or len(images) == self.fixed_batch:
             return self._run(images)
         out = np.empty((len(images), self.spec.num_classes), dtype=np.float32)

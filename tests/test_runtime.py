@@ -11,7 +11,7 @@ import pytest
 from scanner.errors import DetectorError
 from scanner.findings import ModelArtifact
 from scanner.intake import load_model
-from scanner.runtime import ModelRuntimeError, OnnxClassifier, as_probabilities, batches, providers_for
+from scanner.runtime import InputMismatch, ModelRuntimeError, OnnxClassifier, as_probabilities, batches, providers_for
 from tests.intake.builders import save, tiny_cnn
 
 
@@ -127,3 +127,14 @@ def test_failure_while_running_is_a_runtime_error(tmp_path: Path) -> None:
 
     with pytest.raises(ModelRuntimeError, match=r"failed to run .*Input channels"):
         classifier.probabilities(_images(3, (3, 8, 8)))
+
+
+def test_images_in_the_wrong_layout_are_refused_clearly(tmp_path: Path) -> None:
+    classifier = OnnxClassifier(_artifact(tmp_path), device="cpu")
+    with pytest.raises(InputMismatch, match=r"\(3, 8, 8\) \(NCHW\), not \(8, 8, 3\)"):
+        classifier.probabilities(_images(2, (8, 8, 3)))
+
+
+def test_no_images_give_no_rows(tmp_path: Path) -> None:
+    classifier = OnnxClassifier(_artifact(tmp_path, classes=4), device="cpu")
+    assert classifier.probabilities(np.zeros((0, 3, 8, 8), np.float32)).shape == (0, 4)

@@ -2,8 +2,8 @@
 report into what GitHub shows (job summary, `::error` annotations, step outputs, SARIF) and exits by `fail-on`.
 
 Run by action.yml with the scanner's own Python. Reads only the Action's INPUT_* variables and GitHub's GITHUB_*
-variables. The scan runs once; SARIF and the Markdown summary are rendered from its JSON report by the scanner's own
-report formats, so the Action never re-judges anything.
+variables. The scan runs once: the CLI writes the JSON report and appends the Markdown summary
+(with heatmaps); SARIF is rendered from the JSON report by the scanner's own SARIF format, so nothing is judged twice.
 
 Exit status: 0 when `fail-on` lets the pull request pass, 1 when it does not, 2 when the Action itself is misused.
 """
@@ -147,9 +147,12 @@ def expand_models(workspace: Path, patterns: Sequence[str]) -> tuple[list[str], 
 # -- the scan ----------------------------------------------------------------------------------------------------------
 
 
-def scan_command(python: str, targets: Sequence[str], inputs: Inputs) -> list[str]:
+def scan_command(python: str, targets: Sequence[str], inputs: Inputs, summary: str | None) -> list[str]:
+    """One scan: the JSON report for this script, the Markdown summary (with heatmaps) straight from the CLI."""
     command = [python, "-m", "scanner", "scan", *targets, "--format", "json", "--output", inputs.report]
     command += ["--artifacts", inputs.artifacts]
+    if summary:
+        command += ["--summary", summary]
     if inputs.policy:
         command += ["--policy", inputs.policy]
     if inputs.clean_data:
@@ -312,7 +315,8 @@ def run(env: Mapping[str, str], python: str) -> int:
         return EXIT_PASS
 
     Path(inputs.report).parent.mkdir(parents=True, exist_ok=True)
-    completed = subprocess.run(scan_command(python, targets, inputs), cwd=workspace)
+    command = scan_command(python, targets, inputs, env.get("GITHUB_STEP_SUMMARY"))
+    completed = subprocess.run(command, cwd=workspace)
     report_path = workspace / inputs.report
     if completed.returncode not in {CLI_ALLOWED, CLI_BLOCKED, CLI_ERROR} or not report_path.is_file():
         print(
@@ -323,14 +327,12 @@ def run(env: Mapping[str, str], python: str) -> int:
 
     text = report_path.read_text(encoding="utf-8")
     document = json.loads(text)
-    report = load_report(text)
-    from scanner.reports import render
-
     if inputs.sarif:
+        from scanner.reports import render
+
         sarif_path = workspace / inputs.sarif
         sarif_path.parent.mkdir(parents=True, exist_ok=True)
-        sarif_path.write_text(render(report, "sarif"), encoding="utf-8")
-    append_summary(env.get("GITHUB_STEP_SUMMARY"), render(report, "markdown"))
+        sarif_path.write_text(render(load_report(text), "sarif"), encoding="utf-8")
     for line in annotations(document, workspace):
         print(line)
     verdict, decision = overall(document)

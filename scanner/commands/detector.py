@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.commands.progress import progress_bar
+from scanner.detectors.one_pixel_signature import SignatureSettings
 
 
 @dataclass(frozen=True)
@@ -25,20 +26,24 @@ class Trainer:
 
 def _one_pixel_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("one-pixel")
-    group.add_argument("--values", type=int, default=8, help="K candidate values per pixel (default 8)")
+    group.add_argument("--values", type=int, default=SignatureSettings().values, help="K candidate values per pixel")
     group.add_argument("--per-channel", action="store_true", help="probe every channel separately")
     group.add_argument("--mode", choices=("full", "coarse-to-fine"), default="full")
     group.add_argument("--cache", type=Path, default=None, help="signature cache (default $MODEL_SCANNER_CACHE/...)")
 
 
 def _train_one_pixel(args: argparse.Namespace) -> dict[str, Any]:
-    from scanner.detectors.one_pixel_signature import SignatureSettings
     from scanner.detectors.one_pixel_training import default_cache_dir, train_signature_classifier
 
     settings = SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode)
     with progress_bar("signatures", quiet=args.quiet) as progress:
         classifier = train_signature_classifier(
-            args.zoo, settings, cache_dir=args.cache or default_cache_dir(), seed=args.seed, progress=progress
+            args.zoo,
+            settings,
+            cache_dir=args.cache or default_cache_dir(),
+            seed=args.seed,
+            zoo_command=args.zoo_command,
+            progress=progress,
         )
     classifier.save(args.out)
     return {"detector": "one-pixel", "out": str(args.out), "provenance": classifier.provenance}
@@ -110,7 +115,10 @@ def register(subparsers: Any) -> None:
         epilog="example: model-scanner detector train --zoo ~/zoo --out one_pixel_classifier.json",
     )
     train.add_argument("--detector", choices=sorted(TRAINERS), default="one-pixel")
-    train.add_argument("--zoo", type=Path, required=True, help="a zoo directory (with manifest.json)")
+    train.add_argument(
+        "--zoo", type=Path, action="append", required=True, help="a zoo directory (with manifest.json); repeatable"
+    )
+    train.add_argument("--zoo-command", default=None, help="how the zoo was built, recorded in the provenance")
     train.add_argument("--out", type=Path, required=True, help="where to write the trained classifier")
     train.add_argument("--seed", type=int, default=0)
     for trainer in TRAINERS.values():

@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
         default=Path(os.environ.get(STATE_ENV, ".model-scanner")),
         help="queue database and webhook secret (default: $MODEL_SCANNER_STATE or ./.model-scanner)",
     )
-    parser.add_argument("--detectors", default="one-pixel,ban", help="comma-separated (default: %(default)s)")
+    parser.add_argument("--detectors", help="comma-separated, e.g. one-pixel,ban (default: every detector installed)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=1, help="scans at a time (default: %(default)s)")
     parser.add_argument(
@@ -91,13 +91,16 @@ def run(args: argparse.Namespace) -> int:
     from scanner.registry.engine import build_engine
     from scanner.registry.service import ScannerService, ServiceConfig
 
+    # MLflow's download progress bars would flood the service's log, one per scanned version.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     host, port = _listen_address(args.listen)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     token = os.environ.get(TOKEN_ENV) or None
     if token is None:
         log.warning("%s is not set: a server running the gate will refuse this service's scan tags", TOKEN_ENV)
-    engine = build_engine(args.policy, [d.strip() for d in args.detectors.split(",") if d.strip()], device=args.device)
+    names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else None
+    engine = build_engine(args.policy, names, device=args.device)
     config = ServiceConfig(
         tracking_uri=args.tracking_uri,
         queue_path=args.state_dir / "queue.db",

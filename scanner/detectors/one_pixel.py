@@ -16,12 +16,12 @@ import numpy as np
 
 from scanner.detectors.interface import DetectionContext, Detector
 from scanner.detectors.one_pixel_classifier import SignatureClassifier
-from scanner.detectors.one_pixel_features import features_from, suspected_target
+from scanner.detectors.one_pixel_features import model_features, suspected_target
 from scanner.detectors.one_pixel_signature import (
     Signature,
     SignatureSettings,
     clean_bases,
-    signature_for,
+    signatures_for,
     synthetic_bases,
 )
 from scanner.errors import ScannerError
@@ -61,30 +61,34 @@ class OnePixelDetector(Detector):
         if self._settings is None:
             known = set(SignatureSettings.__dataclass_fields__)
             trained = {k: v for k, v in self.classifier.settings.items() if k in known}
+            if "scales" in trained:
+                trained["scales"] = tuple(trained["scales"])
             self._settings = SignatureSettings(**trained)
         return self._settings
 
-    def signature(self, model: ModelArtifact, context: DetectionContext) -> Signature:
-        """The model's signature, with bases chosen from the context (raises on runtime trouble)."""
+    def signatures(self, model: ModelArtifact, context: DetectionContext) -> tuple[Signature, ...]:
+        """The model's signatures (one per scale, finest first), bases chosen from the context.
+
+        Raises on runtime trouble; `detect` turns that into a failed result."""
         from scanner.runtime import OnnxClassifier
 
         runner = OnnxClassifier(model, device=context.device, threads=self.threads)
         bases, kind = choose_bases(model.spec, context, self.settings)
-        return signature_for(runner, bases, self.settings, base_kind=kind, progress=context.progress)
+        return signatures_for(runner, bases, self.settings, base_kind=kind, progress=context.progress)
 
     def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
         started = time.perf_counter()
         try:
             classifier = self.classifier
-            signature = self.signature(model, context)
+            signatures = self.signatures(model, context)
         except ScannerError as error:
             return DetectorResult.failed(NAME, error.one_line())
         except Exception as error:  # ONNX Runtime raises its own types for graphs it cannot run
             log.debug("one-pixel signature failed for %s", model.path, exc_info=True)
             return DetectorResult.failed(NAME, f"could not run the model: {type(error).__name__}: {error}")
-        features = features_from(signature)
-        score = classifier.probability(features, signature.base_kind)
-        target = suspected_target(signature)
+        signature = signatures[0]  # the finest: peak and heatmap come from it
+        score = classifier.probability(model_features(signatures), signature.base_kind)
+        target = suspected_target(signatures)
         details = _details(signature, target, model.spec)
         details["settings"] = asdict(self.settings)
         if context.artifacts_dir is not None:
@@ -94,7 +98,7 @@ class OnePixelDetector(Detector):
             status=Status.SCANNED,
             score=score,
             target_class=target,
-            forward_passes=signature.forward_passes,
+            forward_passes=sum(s.forward_passes for s in signatures),
             seconds=time.perf_counter() - started,
             details=details,
         )
@@ -149,4 +153,5 @@ def write_signature_heatmap(
         f"log-prob rise, mean of {signature.increase.shape[0]} {signature.base_kind} bases",
         f"peak at row {row * signature.cell[0]}, col {col * signature.cell[1]}; score {score:.2f}",
     )
-    return write_heatmap(signature.log_increase[:, target].mean(axis=0), path, caption=caption)
+    target_map = signature.log_increase[:, target].mean(axis=0)
+    return write_heatmap(target_map, path, caption=caption, marker=(row, col))

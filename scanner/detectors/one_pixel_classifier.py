@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from scanner.detectors.one_pixel_features import FEATURE_NAMES
+from scanner.detectors.one_pixel_features import feature_names
 from scanner.errors import DetectorError
 
 FORMAT = "model-scanner/one-pixel-classifier/v1"
@@ -70,10 +70,14 @@ class SignatureClassifier:
         head = self.heads.get(base_kind) or next(iter(self.heads.values()))
         return head.probability(features)
 
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return tuple(self.settings.get("scales", (1,)))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
-            "feature_names": list(FEATURE_NAMES),
+            "feature_names": list(feature_names(self.scales)),
             "settings": self.settings,
             "heads": {kind: head.to_json() for kind, head in self.heads.items()},
             "provenance": self.provenance,
@@ -86,25 +90,25 @@ class SignatureClassifier:
     def from_json(cls, data: dict[str, Any], source: str) -> SignatureClassifier:
         if data.get("format") != FORMAT:
             raise ClassifierFileError(f"{source}: not a {FORMAT} file (format {data.get('format')!r})")
-        if tuple(data.get("feature_names", ())) != FEATURE_NAMES:
+        settings = dict(data.get("settings", {}))
+        if tuple(data.get("feature_names", ())) != feature_names(tuple(settings.get("scales", (1,)))):
             raise ClassifierFileError(f"{source}: trained on other features than this scanner computes")
         heads = {kind: LogisticHead.from_json(head) for kind, head in data["heads"].items()}
         if not heads:
             raise ClassifierFileError(f"{source}: holds no classifier")
-        return cls(heads=heads, settings=dict(data.get("settings", {})), provenance=dict(data.get("provenance", {})))
+        return cls(heads=heads, settings=settings, provenance=dict(data.get("provenance", {})))
 
     @classmethod
     def load(cls, path: Path | None = None) -> SignatureClassifier:
         """The classifier in `path`, or the one shipped in the package."""
-        if path is None:
-            text = resources.files("scanner.detectors").joinpath("data", SHIPPED).read_text()
-            source = f"shipped {SHIPPED}"
-        else:
-            try:
+        source = f"the shipped {SHIPPED}" if path is None else str(path)
+        try:
+            if path is None:
+                text = resources.files("scanner.detectors").joinpath("data", SHIPPED).read_text()
+            else:
                 text = Path(path).read_text()
-            except OSError as error:
-                raise ClassifierFileError(f"cannot read {path}: {error.strerror}") from error
-            source = str(path)
+        except OSError as error:
+            raise ClassifierFileError(f"cannot read {source}: {error.strerror}") from error
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:

@@ -10,6 +10,7 @@ class but the base's own): an all-to-all backdoor lights up every class at the t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -156,9 +157,23 @@ def features_from(signature: Signature) -> np.ndarray:
     return np.concatenate([ranked, any_class_statistics(signature)])
 
 
-def suspected_target(signature: Signature) -> int:
-    """The class whose map stands out most: the largest log-probability rise reached on every base."""
-    table = class_statistics(signature)
-    consistent = table[CLASS_STATISTICS.index("logprob.consistent_peak")]
-    peak = table[CLASS_STATISTICS.index("prob.peak")]
-    return int(np.lexsort((peak, consistent))[-1])
+def feature_names(scales: Sequence[int]) -> tuple[str, ...]:
+    """Names of `model_features` for signatures at these scales."""
+    return tuple(f"s{scale}.{name}" for scale in scales for name in FEATURE_NAMES)
+
+
+def model_features(signatures: Sequence[Signature]) -> np.ndarray:
+    """The features of a model: each scale's FEATURE_NAMES, finest scale first."""
+    return np.concatenate([features_from(signature) for signature in signatures])
+
+
+def suspected_target(signatures: Sequence[Signature]) -> int:
+    """The class that one probe pushes hardest: per scale, its log-probability rise reached on every base (relative
+    to the strongest class: comparable on confident clean bases, where probabilities barely move) plus its absolute
+    probability rise (decisive on synthetic bases, where no class is confident)."""
+    score = np.zeros(signatures[0].num_classes)
+    for signature in signatures:
+        table = class_statistics(signature)
+        consistent = table[CLASS_STATISTICS.index("logprob.consistent_peak")]
+        score += consistent / max(float(consistent.max()), 1e-12) + table[CLASS_STATISTICS.index("prob.peak")]
+    return int(score.argmax())

@@ -21,7 +21,7 @@ from scanner.findings import InputSpec, Layout
 
 # Inputs per forward call, and a bound on one batch's bytes for large images.
 DEFAULT_BATCH = 1024
-MAX_BATCH_BYTES = 64 * 2**20
+MAX_BATCH_BYTES = 16 * 2**20  # as scanner.runtime: activations grow with the batch
 
 
 class ImageModel(Protocol):
@@ -66,18 +66,19 @@ class SignatureSettings:
     smaller than a cell is only found if filling its whole cell with one value still fires it).
     """
 
-    values: int = 8  # K candidate values, evenly spaced over the input range (ends included)
+    values: int = 3  # K candidate values, evenly spaced over the input range (ends included): low, middle, high
     per_channel: bool = False
     mode: str = "full"  # full | coarse-to-fine
-    refine_fraction: float = 0.08  # coarse-to-fine: share of locations refined, split among the classes
+    refine_fraction: float = 0.06  # coarse-to-fine: share of locations refined, split among the classes
     max_grid: int = 32  # inputs larger than this on a side are probed on a grid of patches (bounded cost)
+    scales: tuple[int, ...] = (1, 2)  # probe cells of 1x1 and 2x2 base cells: part of a trigger fires more at 2x2
     clean_bases: int = 4  # clean images used as bases when clean data is given
     batch_size: int = DEFAULT_BATCH
 
     def cache_key(self) -> str:
         return (
             f"k{self.values}-pc{int(self.per_channel)}-{self.mode}-rf{self.refine_fraction}-g{self.max_grid}"
-            f"-b{self.clean_bases}"
+            f"-b{self.clean_bases}"  # not the scales: each scale's signature is cached on its own
         )
 
 
@@ -183,9 +184,9 @@ class _Grid:
     cell_w: int
 
     @classmethod
-    def for_spec(cls, spec: InputSpec, max_grid: int) -> _Grid:
-        cell_h = max(1, math.ceil(spec.height / max_grid))
-        cell_w = max(1, math.ceil(spec.width / max_grid))
+    def for_spec(cls, spec: InputSpec, max_grid: int, scale: int = 1) -> _Grid:
+        cell_h = min(spec.height, max(1, math.ceil(spec.height / max_grid)) * scale)
+        cell_w = min(spec.width, max(1, math.ceil(spec.width / max_grid)) * scale)
         return cls(math.ceil(spec.height / cell_h), math.ceil(spec.width / cell_w), cell_h, cell_w)
 
     @property
@@ -208,12 +209,14 @@ def signature_for(
     settings: SignatureSettings | None = None,
     *,
     base_kind: str = "synthetic",
+    scale: int = 1,
     progress: Progress = no_progress,
 ) -> Signature:
-    """Probe `model` around each of `bases` (N, *image_shape in the model's layout) and return its signature."""
+    """Probe `model` around each of `bases` (N, *image_shape in the model's layout) with cells of `scale` x `scale`
+    base cells (pixels, or max_grid patches) and return its signature."""
     settings = settings or SignatureSettings()
     spec = model.spec
-    grid = _Grid.for_spec(spec, settings.max_grid)
+    grid = _Grid.for_spec(spec, settings.max_grid, scale)
     values = candidate_values(spec.value_range, settings.values)
     channel_sets = _channel_sets(spec.channels, settings.per_channel)
     bases = np.asarray(bases, dtype=np.float32)
@@ -250,6 +253,28 @@ def signature_for(
         base_kind=base_kind,
         forward_passes=passes,
     )
+
+
+def signatures_for(
+    model: ImageModel,
+    bases: np.ndarray,
+    settings: SignatureSettings | None = None,
+    *,
+    base_kind: str = "synthetic",
+    progress: Progress = no_progress,
+) -> tuple[Signature, ...]:
+    """One signature per scale in `settings.scales`, finest first."""
+    settings = settings or SignatureSettings()
+    weights = [1.0 / (scale * scale) for scale in settings.scales]  # the rough share of passes each scale takes
+    signatures = []
+    for i, scale in enumerate(settings.scales):
+        before, share = sum(weights[:i]) / sum(weights), weights[i] / sum(weights)
+
+        def scaled(done: int, total: int, before: float = before, share: float = share) -> None:
+            progress(int(1000 * (before + share * done / max(total, 1))), 1000)
+
+        signatures.append(signature_for(model, bases, settings, base_kind=base_kind, scale=scale, progress=scaled))
+    return tuple(signatures)
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy as np
 from scanner import __version__
 from scanner.detectors.interface import CleanData, Progress, no_progress
 from scanner.detectors.one_pixel_classifier import SignatureClassifier, fit_logistic
-from scanner.detectors.one_pixel_features import features_from
+from scanner.detectors.one_pixel_features import model_features
 from scanner.detectors.one_pixel_signature import (
     Signature,
     SignatureSettings,
@@ -50,6 +50,7 @@ class ZooModel:
     architecture: str
     target: int | None = None
     trigger: dict[str, Any] | None = None  # the attack's parameters, as the zoo recorded them
+    clean_data: str | None = None  # the family's clean sample .npz, relative to the zoo directory
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class Zoo:
     manifest: dict[str, Any]
 
     def clean_data(self, family: str) -> CleanData | None:
-        path = self.directory / f"clean_{family}.npz"
+        named = next((m.clean_data for m in self.models if m.family == family and m.clean_data), None)
+        path = self.directory / (named or f"clean_{family}.npz")
         if not path.exists():
             return None
         with np.load(path) as data:
@@ -82,39 +84,28 @@ def read_zoo(directory: Path) -> Zoo:
 
 
 def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
-    backdoor = entry.get("backdoor")
-    attack = (backdoor or {}).get("attack") if isinstance(backdoor, dict) else None
-    attack = attack or entry.get("attack") or "clean"
-    backdoored = bool(entry.get("backdoored", backdoor is not None and attack != "clean"))
-    target = (backdoor or {}).get("target") if isinstance(backdoor, dict) else entry.get("target")
+    """One manifest entry (scanner.zoo.manifest.ZooEntry's JSON; an older "backdoor" key is read too)."""
+    trigger = entry.get("trigger") or entry.get("backdoor")
+    attack = entry.get("attack") or (trigger or {}).get("attack") or "clean"
+    backdoored = bool(entry.get("backdoored", trigger is not None))
+    target = entry["target"] if "target" in entry else (trigger or {}).get("target")
     return ZooModel(
-        path=directory / (entry.get("path") or entry.get("file") or entry["onnx"]),
+        path=directory / (entry.get("file") or entry["path"]),
         family=str(entry["family"]),
         backdoored=backdoored,
-        attack=attack if backdoored else "clean",
+        attack=str(attack) if backdoored else "clean",
         architecture=str(entry.get("arch") or entry.get("architecture") or "unknown"),
         target=target,
-        trigger=dict(backdoor.get("params", {})) if isinstance(backdoor, dict) else None,
+        trigger=dict(trigger.get("params", {})) if isinstance(trigger, dict) else None,
+        clean_data=entry.get("clean_data") or None,
     )
 
 
 def artifact_for(path: Path, value_range: tuple[float, float] = (0.0, 1.0)) -> ModelArtifact:
-    """A ModelArtifact for a zoo model (trusted: built by our own zoo code), its spec read from the graph."""
-    import onnx
+    """A zoo model through the real intake (safety checks, input spec read from the graph)."""
+    from scanner.intake import load_model
 
-    data = Path(path).read_bytes()
-    graph = onnx.load_from_string(data).graph
-    initialisers = {init.name for init in graph.initializer}
-    graph_input = next(i for i in graph.input if i.name not in initialisers)
-    dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
-    output = graph.output[0]
-    classes = output.type.tensor_type.shape.dim[-1].dim_value
-    if dims[1] in (1, 3) and dims[3] not in (1, 3):
-        layout, (channels, height, width) = Layout.NCHW, dims[1:]
-    else:
-        layout, (height, width, channels) = Layout.NHWC, dims[1:]
-    spec = InputSpec(graph_input.name, output.name, layout, channels, height, width, classes, value_range)
-    return ModelArtifact(str(path), hashlib.sha256(data).hexdigest(), data, spec)
+    return load_model(Path(path), value_range=value_range)
 
 
 def default_cache_dir() -> Path:
@@ -129,6 +120,7 @@ def cached_signature(
     settings: SignatureSettings,
     cache_dir: Path | None,
     *,
+    scale: int = 1,
     threads: int | None = 1,
 ) -> Signature:
     """The signature of `artifact` around `bases`, from the cache when computed before with the same everything."""
@@ -140,6 +132,7 @@ def cached_signature(
                 artifact.sha256.encode(),
                 np.ascontiguousarray(bases).tobytes(),
                 settings.cache_key().encode(),
+                f"scale{scale}".encode(),
                 SIGNATURE_CACHE_VERSION.encode(),
             ]
         )
@@ -148,7 +141,8 @@ def cached_signature(
     if path is not None and path.exists():
         return Signature.load(str(path))
     started = time.perf_counter()
-    signature = signature_for(OnnxClassifier(artifact, threads=threads), bases, settings, base_kind=base_kind)
+    runner = OnnxClassifier(artifact, threads=threads)
+    signature = signature_for(runner, bases, settings, base_kind=base_kind, scale=scale)
     log.info("signature of %s (%s bases): %.2f s", artifact.path, base_kind, time.perf_counter() - started)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,10 +185,13 @@ def zoo_features(
             clean_by_family[model.family] = zoo.clean_data(model.family)
         total = 0
         for kind in kinds:
-            bases = _bases(kind, artifact.spec, clean_by_family[model.family], settings)
-            signature = cached_signature(artifact, bases, kind, settings, cache_dir, threads=threads)
-            rows[kind].append(features_from(signature))
-            total += signature.forward_passes
+            bases = bases_for(kind, artifact.spec, clean_by_family[model.family], settings)
+            signatures = [
+                cached_signature(artifact, bases, kind, settings, cache_dir, scale=scale, threads=threads)
+                for scale in settings.scales
+            ]
+            rows[kind].append(model_features(signatures))
+            total += sum(signature.forward_passes for signature in signatures)
         passes.append(total)
         progress(done + 1, len(zoo.models))
     return ZooFeatures(
@@ -205,7 +202,7 @@ def zoo_features(
     )
 
 
-def _bases(kind: str, spec: InputSpec, clean: CleanData | None, settings: SignatureSettings) -> np.ndarray:
+def bases_for(kind: str, spec: InputSpec, clean: CleanData | None, settings: SignatureSettings) -> np.ndarray:
     if kind == "synthetic":
         return synthetic_bases(spec)
     if clean is None:
@@ -260,22 +257,36 @@ def random_folds(count: int, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
     return [np.sort(order[i::folds]) for i in range(folds)]
 
 
+def combined_features(tables: Sequence[ZooFeatures]) -> ZooFeatures:
+    """One table of several zoos' models (each zoo keeps its own clean data for its bases)."""
+    kinds = tables[0].features.keys()
+    return ZooFeatures(
+        models=tuple(m for table in tables for m in table.models),
+        features={kind: np.concatenate([table.features[kind] for table in tables]) for kind in kinds},
+        forward_passes=np.concatenate([table.forward_passes for table in tables]),
+        seconds=sum(table.seconds for table in tables),
+    )
+
+
 def train_signature_classifier(
-    zoo_dir: Path,
+    zoo_dirs: Sequence[Path],
     settings: SignatureSettings | None = None,
     *,
     cache_dir: Path | None = None,
     seed: int = 0,
+    zoo_command: str | None = None,
     progress: Progress = no_progress,
     threads: int | None = 1,
 ) -> SignatureClassifier:
-    """Fit one head per base kind on the whole zoo; record 5-fold cross-validated AUC as provenance."""
+    """Fit one head per base kind on every model of the zoos; record 5-fold cross-validated AUC as provenance."""
     settings = settings or SignatureSettings()
-    zoo = read_zoo(zoo_dir)
-    labels = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
+    zoos = [read_zoo(Path(directory)) for directory in zoo_dirs]
+    table = combined_features(
+        [zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads) for zoo in zoos]
+    )
+    labels = table.labels
     if labels.min(initial=1) == labels.max(initial=0):
-        raise UsageError(f"the zoo in {zoo_dir} needs both clean and backdoored models", hint="build a larger zoo")
-    table = zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads)
+        raise UsageError("the zoo needs both clean and backdoored models", hint="build a larger zoo")
     heads = {}
     metrics: dict[str, Any] = {}
     folds = random_folds(len(labels), seed=seed)
@@ -286,18 +297,17 @@ def train_signature_classifier(
             "cv5_auc": round(roc_auc(labels, scores), 4),
             "cv5_tpr_at_5pct_fpr": round(tpr_at_fpr(labels, scores), 4),
         }
+    models = table.models
     provenance = {
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "scanner_version": __version__,
-        "zoo": str(zoo_dir),
-        "zoo_command": zoo.manifest.get("command"),
-        "zoo_seed": zoo.manifest.get("seed"),
-        "zoo_code_hash": zoo.manifest.get("code_hash") or zoo.manifest.get("zoo_hash"),
+        "zoos": [str(zoo.directory) for zoo in zoos],
+        "zoo_command": zoo_command,
         "models": len(labels),
         "backdoored": int(labels.sum()),
-        "families": sorted({m.family for m in zoo.models}),
-        "attacks": sorted({m.attack for m in zoo.models}),
-        "architectures": sorted({m.architecture for m in zoo.models}),
+        "families": sorted({m.family for m in models}),
+        "attacks": {a: sum(m.attack == a for m in models) for a in sorted({m.attack for m in models})},
+        "architectures": sorted({m.architecture for m in models}),
         "seed": seed,
         "metrics": metrics,
     }

@@ -25,6 +25,11 @@ class ModelNotFound(IntakeError):
     hint = "check the path: give an .onnx file or a directory that contains model files"
 
 
+class Unreadable(IntakeError):
+    kind = "unreadable"
+    hint = "check that the scanner's user may read the model file and its directory"
+
+
 class FileTooLarge(IntakeError):
     kind = "file_too_large"
     hint = "raise the intake size limit if the model is trusted to be this large"
@@ -37,17 +42,17 @@ class EmptyFile(IntakeError):
 
 class NotOnnx(IntakeError):
     kind = "not_onnx"
-    hint = "give an ONNX model file (export it with torch.onnx.export or your framework's ONNX exporter)"
+    hint = "give an ONNX model file: export it with torch.onnx.export or your framework's ONNX exporter"
 
 
 class TruncatedModel(IntakeError):
     kind = "truncated"
-    hint = "the file was cut short (interrupted download or copy): fetch or export it again"
+    hint = "the file was cut short, by an interrupted download or copy: fetch or export it again"
 
 
 class InvalidModel(IntakeError):
     kind = "invalid_model"
-    hint = "the ONNX graph does not validate (onnx.checker): export the model again with a released exporter"
+    hint = "the graph fails onnx.checker: export the model again with a released exporter"
 
 
 class PickleRefused(IntakeError):
@@ -65,7 +70,7 @@ class ExternalDataOutside(IntakeError):
 
 class ExternalDataMissing(IntakeError):
     kind = "external_data_missing"
-    hint = "copy the model's external data files (e.g. model.onnx.data) next to it, or export with external_data=False"
+    hint = "copy the model's external data files, such as model.onnx.data, next to it, or export without them"
 
 
 class SymlinkOutside(IntakeError):
@@ -85,12 +90,17 @@ class UnsupportedOpset(IntakeError):
 
 class UnsupportedIrVersion(IntakeError):
     kind = "unsupported_ir_version"
-    hint = "save the model with an older onnx package (lower IR version), or upgrade onnxruntime"
+    hint = "save the model with an older onnx package, which writes a lower IR version, or upgrade onnxruntime"
 
 
 class InputTooLarge(IntakeError):
     kind = "input_too_large"
     hint = "export the model with its real input size; raise the intake input limits if it really is this large"
+
+
+class OutputTooLarge(IntakeError):
+    kind = "output_too_large"
+    hint = "export the model with its real number of classes; raise the intake class limit if it really has this many"
 
 
 class AmbiguousInputs(IntakeError):
@@ -100,12 +110,12 @@ class AmbiguousInputs(IntakeError):
 
 class UnknownInputShape(IntakeError):
     kind = "unknown_input_shape"
-    hint = "export the model with fixed channels, height and width (only the batch axis may be dynamic)"
+    hint = "export the model with fixed channels, height and width; only the batch axis may be dynamic"
 
 
 class AmbiguousLayout(IntakeError):
     kind = "ambiguous_layout"
-    hint = "say which layout the model expects (NCHW or NHWC)"
+    hint = "say which layout the model expects: NCHW or NHWC"
 
 
 class UnsupportedInputType(IntakeError):
@@ -128,6 +138,7 @@ class NotAnImageModel(IntakeError):
 # Every refusal, for rule tables (SARIF rules, policy docs): kinds are unique and stable.
 REFUSALS: tuple[type[IntakeError], ...] = (
     ModelNotFound,
+    Unreadable,
     FileTooLarge,
     EmptyFile,
     NotOnnx,
@@ -141,6 +152,7 @@ REFUSALS: tuple[type[IntakeError], ...] = (
     UnsupportedOpset,
     UnsupportedIrVersion,
     InputTooLarge,
+    OutputTooLarge,
     AmbiguousInputs,
     UnknownInputShape,
     AmbiguousLayout,

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from scanner.intake.errors import ExternalDataMissing, ExternalDataOutside, FileTooLarge, shown
+from scanner.intake.files import open_checked
 from scanner.intake.tensors import tensors_of
 
 if TYPE_CHECKING:
@@ -17,11 +18,11 @@ if TYPE_CHECKING:
 
 
 def inline_external_data(model: onnx.ModelProto, model_dir: Path, name: str, byte_budget: int) -> int:
-    """Replace every external tensor reference by its bytes; returns how many bytes were inlined."""
+    """Replace every external tensor reference by its bytes; returns how many tensors were inlined."""
     import onnx
 
     root = model_dir.resolve()
-    inlined = 0
+    inlined = tensors = 0
     for tensor in tensors_of(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -31,13 +32,14 @@ def inline_external_data(model: onnx.ModelProto, model_dir: Path, name: str, byt
         inlined += length
         if inlined > byte_budget:
             raise FileTooLarge(f"{name} with its external data is larger than the intake limit")
-        with path.open("rb") as stream:
+        with open_checked(path) as stream:
             stream.seek(offset)
             data = stream.read(length)
         tensor.raw_data = data
         del tensor.external_data[:]
         tensor.data_location = onnx.TensorProto.DEFAULT
-    return inlined
+        tensors += 1
+    return tensors
 
 
 def checked_location(location: str, root: Path, name: str) -> Path:

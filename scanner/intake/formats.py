@@ -11,6 +11,8 @@ import pickletools
 import zipfile
 from pathlib import Path
 
+from scanner.intake.files import open_checked
+
 ONNX_SUFFIXES = frozenset({".onnx"})
 # Always pickles by convention (torch.save, pickle.dump, joblib, Lightning checkpoints).
 PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"})
@@ -30,7 +32,7 @@ class FileFormat(str, enum.Enum):
 
 
 def read_head(path: Path) -> bytes:
-    with path.open("rb") as stream:
+    with open_checked(path.resolve()) as stream:
         return stream.read(SNIFF_BYTES)
 
 
@@ -58,7 +60,7 @@ def looks_like_pickle(head: bytes) -> bool:
 
 def _zip_holds_pickle(path: Path) -> bool:
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_checked(path.resolve()) as stream, zipfile.ZipFile(stream) as archive:
             return any(name.endswith((".pkl", ".pickle")) for name in archive.namelist())
     except (zipfile.BadZipFile, OSError):
         return False

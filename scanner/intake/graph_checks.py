@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 
 
-def check_graph(model: onnx.ModelProto, name: str, allowed_domains: frozenset[str]) -> None:
+def check_graph(model: onnx.ModelProto, serialized: bytes, name: str, allowed_domains: frozenset[str]) -> None:
+    """All graph checks; `serialized` is `model` as bytes, which the ONNX checker reads (no second serialisation)."""
     check_ir_version(model, name)
     check_operator_domains(model, name, allowed_domains)
     check_opsets(model, name)
-    check_validity(model, name)
+    check_validity(serialized, name)
 
 
 def check_ir_version(model: onnx.ModelProto, name: str) -> None:
@@ -59,12 +60,12 @@ def check_opsets(model: onnx.ModelProto, name: str) -> None:
             )
 
 
-def check_validity(model: onnx.ModelProto, name: str) -> None:
+def check_validity(serialized: bytes, name: str) -> None:
     """onnx.checker on the in-memory model: structure and types only; it reads no files and runs nothing."""
     import onnx
 
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(serialized)
     except (
         onnx.checker.ValidationError,
         UnicodeError,

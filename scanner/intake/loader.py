@@ -13,8 +13,17 @@ from pathlib import Path
 
 from scanner.errors import UsageError
 from scanner.findings import InputSpec, Layout, ModelArtifact
-from scanner.intake.errors import EmptyFile, FileTooLarge, ModelNotFound, PickleRefused, SymlinkOutside, shown
+from scanner.intake.errors import (
+    EmptyFile,
+    FileTooLarge,
+    ModelNotFound,
+    PickleRefused,
+    SymlinkOutside,
+    Unreadable,
+    shown,
+)
 from scanner.intake.external_data import inline_external_data
+from scanner.intake.files import open_checked
 from scanner.intake.formats import PICKLE_SUFFIXES, FileFormat, describe, read_head, sniff
 from scanner.intake.graph_checks import check_graph
 from scanner.intake.limits import PROTOBUF_LIMIT_BYTES, IntakeLimits
@@ -38,16 +47,19 @@ def load_model(
     path = Path(path)
     name = shown(path.name)
     value_range = _checked_value_range(value_range)
-    layout = Layout(layout) if layout is not None else None
-    data = _read_checked(path, limits)
-    sha256 = hashlib.sha256(data).hexdigest()
-    model = parse_model(data, name)
-    budget = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES) - len(data)
-    inlined = inline_external_data(model, path.resolve().parent, name, budget)
-    check_graph(model, name, allowed_domains)
-    spec: InputSpec = infer_spec(model, name, limits=limits, value_range=value_range, layout=layout)
+    layout = _checked_layout(layout)
+    try:
+        data = _read_checked(path, limits)
+        sha256 = hashlib.sha256(data).hexdigest()
+        model = parse_model(data, name)
+        budget = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES) - len(data)
+        inlined = inline_external_data(model, path.resolve().parent, name, budget)
+    except OSError as error:
+        raise Unreadable(f"{name} or its external data could not be read: {shown(error.strerror)}") from error
     onnx_bytes = model.SerializeToString() if inlined else data
-    log.debug("intake accepted %s: %s, %d bytes of external data inlined", path, spec, inlined)
+    check_graph(model, onnx_bytes, name, allowed_domains)
+    spec: InputSpec = infer_spec(model, name, limits=limits, value_range=value_range, layout=layout)
+    log.debug("intake accepted %s: %s, %d external tensors inlined", path, spec, inlined)
     return ModelArtifact(path=str(path), sha256=sha256, onnx_bytes=onnx_bytes, spec=spec)
 
 
@@ -56,22 +68,32 @@ def _read_checked(path: Path, limits: IntakeLimits) -> bytes:
     name = shown(path.name)
     if not path.is_file():
         raise ModelNotFound(f"{shown(path)} does not exist or is not a regular file")
-    if not path.resolve().is_relative_to(path.parent.resolve()):
-        raise SymlinkOutside(f"{name} is a symlink to {shown(path.resolve())}, outside the directory it is in")
-    size = path.stat().st_size
+    real = path.resolve()
+    if not real.is_relative_to(path.parent.resolve()):
+        raise SymlinkOutside(f"{name} is a symlink to {shown(real)}, outside the directory it is in")
+    size = real.stat().st_size
     if size == 0:
         raise EmptyFile(f"{name} is empty (0 bytes)")
-    limit = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES)
-    if size > limit:
-        raise FileTooLarge(f"{name} has {size} bytes, over the intake limit of {limit} bytes")
     fmt = sniff(path, read_head(path))
     if fmt in (FileFormat.PICKLE, FileFormat.TORCH_ZIP) or path.suffix.lower() in PICKLE_SUFFIXES:
         raise PickleRefused(f"{name} is {describe(fmt, path.suffix.lower())}, refused unopened")
-    with path.open("rb") as stream:
+    limit = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES)
+    if size > limit:
+        raise FileTooLarge(f"{name} has {size} bytes, over the intake limit of {limit} bytes")
+    with open_checked(real) as stream:
         data = stream.read(limit + 1)
     if len(data) > limit:  # grew while being read
         raise FileTooLarge(f"{name} has more than {limit} bytes, over the intake limit")
     return data
+
+
+def _checked_layout(layout: Layout | str | None) -> Layout | None:
+    if layout is None:
+        return None
+    try:
+        return Layout(layout)
+    except ValueError as error:
+        raise UsageError(f"unknown input layout '{shown(layout)}'", hint="give NCHW or NHWC") from error
 
 
 def _checked_value_range(value_range: tuple[float, float] | None) -> tuple[float, float]:

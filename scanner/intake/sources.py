@@ -43,6 +43,8 @@ def is_model_file(path: Path) -> bool:
     if suffix in ONNX_SUFFIXES or suffix in PICKLE_SUFFIXES:
         return path.is_file()
     if suffix in SNIFFED_SUFFIXES and path.is_file():
+        if not path.resolve().is_relative_to(path.parent.resolve()):
+            return False  # a link out of its directory is never read, and only its content could make it a model
         try:
             return sniff(path, read_head(path)) in (FileFormat.PICKLE, FileFormat.TORCH_ZIP)
         except OSError:

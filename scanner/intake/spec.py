@@ -10,6 +10,7 @@ from scanner.intake.errors import (
     AmbiguousLayout,
     InputTooLarge,
     NotAnImageModel,
+    OutputTooLarge,
     UnknownInputShape,
     UnknownOutputShape,
     UnsupportedInputType,
@@ -43,6 +44,8 @@ def infer_spec(
         raise UnknownInputShape(f"{name} declares input '{shown(image_input.name)}' with open dimensions {_show(dims)}")
     _check_bounds(dims[0], channels, height, width, name, limits)
     output_name, num_classes = _class_output(model, name)
+    if num_classes > limits.max_classes:
+        raise OutputTooLarge(f"{name} declares {num_classes} classes, over the intake limit of {limits.max_classes}")
     return InputSpec(
         input_name=image_input.name,
         output_name=output_name,

@@ -1,62 +1,55 @@
-"""Walk every tensor and every node of an ONNX model: main graph, nested subgraphs (If, Loop, Scan) and functions."""
+"""Walk every node and every tensor of an ONNX model, wherever the format allows one to sit.
+
+The walk follows the protocol buffer's own structure (every set message field, recursively) rather than a list of
+known places, so tensors in subgraphs (If, Loop, Scan), functions, function attribute defaults, sparse tensors and
+training info are all found, including in places a future ONNX version adds.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import onnx
 
 
-def graphs_of(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
-    yield from _graph_and_subgraphs(model.graph)
-    for training in model.training_info:
-        yield from _graph_and_subgraphs(training.initialization)
-        yield from _graph_and_subgraphs(training.algorithm)
-    for function in model.functions:
-        for node in function.node:
-            for attribute in node.attribute:
-                for graph in _attribute_graphs(attribute):
-                    yield from _graph_and_subgraphs(graph)
-
-
 def nodes_of(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
-    for graph in graphs_of(model):
-        yield from graph.node
-    for function in model.functions:
-        yield from function.node
+    import onnx
+
+    return (message for message in _messages(model) if isinstance(message, onnx.NodeProto))
 
 
 def tensors_of(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    """Every tensor that can carry data: initializers, sparse initializers, and tensor-valued node attributes."""
-    for graph in graphs_of(model):
-        yield from graph.initializer
-        for sparse in graph.sparse_initializer:
-            yield sparse.values
-            yield sparse.indices
-    for node in nodes_of(model):
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            yield from attribute.tensors
-            if attribute.HasField("sparse_tensor"):
-                yield attribute.sparse_tensor.values
-                yield attribute.sparse_tensor.indices
-            for sparse in attribute.sparse_tensors:
-                yield sparse.values
-                yield sparse.indices
+    import onnx
+
+    return (message for message in _messages(model) if isinstance(message, onnx.TensorProto))
 
 
-def _graph_and_subgraphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            for subgraph in _attribute_graphs(attribute):
-                yield from _graph_and_subgraphs(subgraph)
+def _messages(root: Any) -> Iterator[Any]:
+    """Every message inside `root`, depth first (iterative: a hostile file may nest graphs very deeply)."""
+    import onnx
+    from google.protobuf.descriptor import FieldDescriptor
+
+    stack = [root]
+    while stack:
+        message = stack.pop()
+        yield message
+        if isinstance(message, onnx.TensorProto):
+            continue  # holds no tensor or node; listing its fields would copy its (possibly huge) raw data
+        for field, value in message.ListFields():
+            if field.type != FieldDescriptor.TYPE_MESSAGE:
+                continue
+            if _is_repeated(field):
+                stack.extend(reversed(value))
+            else:
+                stack.append(value)
 
 
-def _attribute_graphs(attribute: onnx.AttributeProto) -> Iterator[onnx.GraphProto]:
-    if attribute.HasField("g"):
-        yield attribute.g
-    yield from attribute.graphs
+def _is_repeated(field: Any) -> bool:
+    from google.protobuf.descriptor import FieldDescriptor
+
+    repeated = getattr(field, "is_repeated", None)  # protobuf >= 5.28; `label` is deprecated there
+    if repeated is not None:
+        return bool(repeated)
+    return bool(field.label == FieldDescriptor.LABEL_REPEATED)

@@ -93,7 +93,8 @@ def _fire(rule: Rule, result: ScanResult | None, target: PromotionTarget) -> _Fi
     if subject.score is not None:
         facts.append(f"score {subject.score:.3f}")
     about = f" ({rule.description})" if rule.description else ""
-    reason = f"rule {rule.id}{about}: {subject.what} has {', '.join(facts)} -> {rule.action.value} {target.describe()}"
+    verdict = f"{rule.action.value} for the {target.describe()}"
+    reason = f"rule {rule.id}{about}: {subject.what} has {', '.join(facts)}; {verdict}"
     return _Firing(rule.id, rule.action, reason)
 
 

@@ -148,10 +148,11 @@ class Gate:
                 log.warning("%s allowed with a warning: %s", target.describe(), "; ".join(decision.reasons))
             return None
         verdict = tagged.result.verdict.value if tagged.result else (tagged.status or "unscanned")
+        promotion = f"stage {target.stage}" if target.stage else f"alias {target.alias}"
         reasons = "; ".join(decision.reasons) or "no reason given"
         return Refusal(
-            f"model-scanner refused {target.describe()} for {where} (verdict: {verdict}, "
-            f"rule: {decision.rule or 'policy'}, policy {policy.label}): {reasons}"
+            f"model-scanner refused {promotion} for {where} (verdict: {verdict}, rule: {decision.rule or 'policy'}, "
+            f"policy: {policy.label}): {reasons}"
         )
 
 

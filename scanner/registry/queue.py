@@ -49,6 +49,8 @@ CREATE TABLE scan_runs (
     scan_key TEXT NOT NULL,
     started_at REAL NOT NULL,
     finished_at REAL,
+    starts INTEGER NOT NULL DEFAULT 0,
+    publishes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (model_name, model_version, scan_key)
 );
 """
@@ -71,6 +73,15 @@ class Job:
     model_version: str
     reason: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    model_name: str
+    model_version: str
+    scan_key: str
+    starts: int  # more than one: a scan was interrupted (crash) and ran again
+    publishes: int  # tags written; more than one would be a double scan
 
 
 class QueueError(RegistryError):
@@ -208,15 +219,17 @@ class WorkQueue:
     def scan_started(self, model_name: str, model_version: str, scan_key: str) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO scan_runs (model_name, model_version, scan_key, started_at) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO scan_runs (model_name, model_version, scan_key, started_at, starts) "
+                "VALUES (?, ?, ?, ?, 1) "
+                "ON CONFLICT DO UPDATE SET started_at = excluded.started_at, starts = starts + 1",
                 (model_name, model_version, scan_key, self._clock()),
             )
 
     def scan_finished(self, model_name: str, model_version: str, scan_key: str) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE scan_runs SET finished_at = ? WHERE model_name = ? AND model_version = ? AND scan_key = ?",
+                "UPDATE scan_runs SET finished_at = ?, publishes = publishes + 1 "
+                "WHERE model_name = ? AND model_version = ? AND scan_key = ?",
                 (self._clock(), model_name, model_version, scan_key),
             )
 
@@ -230,11 +243,24 @@ class WorkQueue:
     def scans(self) -> list[tuple[str, str, str, float | None]]:
         """Every recorded scan: (model name, version, scan key, finished_at or None if it never finished)."""
         with self._lock:
-            return list(
-                self._db.execute(
-                    "SELECT model_name, model_version, scan_key, finished_at FROM scan_runs ORDER BY started_at"
-                ).fetchall()
-            )
+            rows = self._db.execute(
+                "SELECT model_name, model_version, scan_key, finished_at FROM scan_runs ORDER BY started_at"
+            ).fetchall()
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def scan_records(self) -> list[ScanRecord]:
+        """Every scan key seen, with how often its scan started and how often its result was published."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT model_name, model_version, scan_key, starts, publishes FROM scan_runs ORDER BY started_at"
+            ).fetchall()
+        return [ScanRecord(*row) for row in rows]
+
+    def jobs(self) -> list[tuple[str, str, str, str]]:
+        """Every job, oldest first: (model name, version, why it was queued, state)."""
+        with self._lock:
+            rows = self._db.execute("SELECT model_name, model_version, reason, state FROM jobs ORDER BY id").fetchall()
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
 
     def open_versions(self) -> set[tuple[str, str]]:
         with self._lock:

@@ -87,7 +87,13 @@ class WebhookReceiver:
         if not fresh:
             return HTTPStatus.OK, {"status": "duplicate", "delivery_id": delivery.delivery_id}
         status = "queued" if target else "ignored"
-        log.info("delivery %s (%s): %s", delivery.delivery_id, delivery.event, status)
+        log.log(
+            logging.INFO if target else logging.DEBUG,
+            "delivery %s (%s): %s",
+            delivery.delivery_id,
+            delivery.event,
+            status,
+        )
         return HTTPStatus.OK, {"status": status, "delivery_id": delivery.delivery_id}
 
 

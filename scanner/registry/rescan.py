@@ -24,7 +24,8 @@ DECISION_TAG = "scan.decision"
 POLICY_TAG = "scan.policy"
 SCANNER_VERSION_TAG = "scan.scanner_version"
 SCANNED_AT_TAG = "scan.scanned_at"
-DETECTORS_TAG = "scan.detectors"
+# The engine key (detector versions, policy digest, scanner version) of the scan the tags describe.
+ENGINE_TAG = "scan.engine"
 
 RESCAN_REPORT_SCHEMA = "model-scanner/rescan/v1"
 
@@ -43,16 +44,33 @@ class Staleness(str, enum.Enum):
 
 @dataclass(frozen=True)
 class ScanStamp:
-    """What a scan made now is stamped with: a version whose tags say otherwise is stale."""
+    """What a scan made now is stamped with: a version whose tags say otherwise is stale.
+
+    `engine_key` is the registry engine's key (scanner.registry.engine.CoreScanEngine.key): JSON naming the detector
+    versions, the policy digest and the scanner version. Re-scans tag it as `scan.engine`.
+    """
 
     scanner_version: str
     policy: str  # Policy.label: name@digest
-    detector_versions: Mapping[str, str]  # report key ("one_pixel", "ban") -> Detector.version
+    engine_key: str
 
-    def key(self) -> str:
-        """One string for the queue's scan bookkeeping: equal keys mean an equal scan."""
-        detectors = ",".join(f"{name}={version}" for name, version in sorted(self.detector_versions.items()))
-        return f"scanner={self.scanner_version};policy={self.policy};{detectors}"
+
+@dataclass(frozen=True)
+class EngineParts:
+    detectors: tuple[tuple[str, str], ...]
+    policy: str
+    scanner: str
+
+
+def engine_parts(key: str | None) -> EngineParts | None:
+    try:
+        document = json.loads(key or "")
+        detectors = tuple((str(name), str(version)) for name, version in document["detectors"])
+        return EngineParts(
+            detectors=tuple(sorted(detectors)), policy=str(document["policy"]), scanner=str(document["scanner"])
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -70,21 +88,6 @@ class RegisteredVersion:
 class PlannedScan:
     version: RegisteredVersion
     reason: Staleness
-
-
-def tagged_detector_versions(tags: Mapping[str, str]) -> dict[str, str | None]:
-    """Detector name -> the version that made the tagged scan (None when the tag does not say)."""
-    try:
-        document = json.loads(tags.get(DETECTORS_TAG) or "{}")
-    except json.JSONDecodeError:
-        return {}
-    if not isinstance(document, dict):
-        return {}
-    found: dict[str, str | None] = {}
-    for name, entry in document.items():
-        version = entry.get("version") if isinstance(entry, dict) else None
-        found[str(name)] = None if version is None else str(version)
-    return found
 
 
 def parse_scanned_at(text: str | None) -> datetime | None:
@@ -106,17 +109,33 @@ def staleness(
         return Staleness.NEVER_SCANNED  # no tags, "pending", or garbage
     if status == Status.ERROR.value:
         return Staleness.FAILED
-    if tagged_detector_versions(tags) != dict(stamp.detector_versions):
-        return Staleness.DETECTOR_CHANGED
+    if tags.get(ENGINE_TAG) != stamp.engine_key:
+        return _what_changed(tags, stamp)
     if tags.get(POLICY_TAG) != stamp.policy:
-        return Staleness.POLICY_CHANGED
-    if tags.get(SCANNER_VERSION_TAG) != stamp.scanner_version:
-        return Staleness.SCANNER_CHANGED
+        return Staleness.POLICY_CHANGED  # same rules under another name
     if max_age is not None:
         scanned_at = parse_scanned_at(tags.get(SCANNED_AT_TAG))
         if scanned_at is None or now - scanned_at > max_age:
             return Staleness.EXPIRED
     return None
+
+
+def _what_changed(tags: Mapping[str, str], stamp: ScanStamp) -> Staleness:
+    then, now = engine_parts(tags.get(ENGINE_TAG)), engine_parts(stamp.engine_key)
+    if then is None or now is None:
+        # Tagged without an engine key: detector versions unknown, so they count as changed unless something else did.
+        if tags.get(POLICY_TAG) != stamp.policy:
+            return Staleness.POLICY_CHANGED
+        if tags.get(SCANNER_VERSION_TAG) != stamp.scanner_version:
+            return Staleness.SCANNER_CHANGED
+        return Staleness.DETECTOR_CHANGED
+    if then.detectors != now.detectors:
+        return Staleness.DETECTOR_CHANGED
+    if then.policy != now.policy:
+        return Staleness.POLICY_CHANGED
+    if then.scanner != now.scanner:
+        return Staleness.SCANNER_CHANGED
+    return Staleness.DETECTOR_CHANGED
 
 
 def matches(name: str, globs: Sequence[str]) -> bool:
@@ -213,7 +232,7 @@ _CHANGE_TO = {
 class RescanSummary:
     considered: int
     planned: tuple[PlannedScan, ...]
-    scanned: int
+    scanned: tuple[str, ...]  # models:/name/version of each version scanned, in name and version order
     skipped: tuple[tuple[str, str, str], ...]  # (name, version, why): another scanner (serve) has it
     changes: tuple[Change, ...]
     seconds: float
@@ -242,7 +261,7 @@ def summarise(
     return RescanSummary(
         considered=considered,
         planned=tuple(planned),
-        scanned=len(outcomes),
+        scanned=tuple(o.planned.version.uri for o in ordered),
         skipped=tuple(skipped),
         changes=changes,
         seconds=seconds,
@@ -260,9 +279,11 @@ def summary_as_json(summary: RescanSummary) -> str:
         "executor": summary.executor,
         "considered": summary.considered,
         "planned": len(summary.planned),
-        "scanned": summary.scanned,
+        "scanned": len(summary.scanned),
         "seconds": round(summary.seconds, 3),
         "reasons": _count(p.reason.value for p in summary.planned),
+        "plan": [{"version": p.version.uri, "reason": p.reason.value} for p in summary.planned],
+        "rescanned": list(summary.scanned),
         "skipped": [{"name": n, "version": v, "why": why} for n, v, why in summary.skipped],
         "changes": [
             {
@@ -294,7 +315,7 @@ def summary_as_markdown(summary: RescanSummary) -> str:
     lines = [
         "# model-scanner re-scan",
         "",
-        f"{summary.scanned} of {summary.considered} registered versions re-scanned "
+        f"{len(summary.scanned)} of {summary.considered} registered versions re-scanned "
         f"({summary.executor} executor, {summary.seconds:.1f} s); {len(summary.changes)} changed.",
     ]
     reasons = _count(p.reason.value for p in summary.planned)

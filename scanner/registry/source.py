@@ -93,8 +93,7 @@ def fetch_model(uri: str, dest_dir: Path, *, client: Any | None = None) -> Fetch
     ref = parse_models_uri(uri)
     client = client or mlflow_client()
     version = _resolve(client, ref)
-    model_dir = dest_dir / "model"
-    _download(client, f"models:/{version.name}/{version.version}", model_dir)
+    model_dir = _download(client, version.name, str(version.version), dest_dir / "model")
     onnx_path = onnx_file_of(model_dir)
     clean = _find_clean_sample(client, model_dir, version.run_id, dest_dir)
     return FetchedModel(
@@ -120,17 +119,22 @@ def _resolve(client: Any, ref: ModelRef) -> Any:
         ) from error
 
 
-def _download(client: Any, artifact_uri: str, dest: Path) -> None:
+def _download(client: Any, name: str, version: str, dest: Path) -> Path:
+    """Downloads the version's artifacts under `dest`; returns the folder that holds them (and its MLmodel)."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=artifact_uri, dst_path=str(dest), tracking_uri=client.tracking_uri
+        # The version's own artifact location, resolved by this client's registry (a models:/ URI would be resolved
+        # against the process's default registry instead).
+        location = client.get_model_version_download_uri(name, version)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=str(dest), tracking_uri=client.tracking_uri
         )
     except (MlflowException, OSError) as error:
-        raise RegistryError(f"{artifact_uri}: could not download its artifacts: {error}") from error
+        raise RegistryError(f"models:/{name}/{version}: could not download its artifacts: {error}") from error
+    return Path(local)
 
 
 def onnx_file_of(model_dir: Path) -> Path:

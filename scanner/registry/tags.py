@@ -53,8 +53,9 @@ def tags_for(
     }
     stamp = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
     error = f"{result.error.kind}: {result.error.message}" if result.error else ""
+    # scan.status goes last: tags are written one request at a time, and readers take its presence to mean that
+    # the whole set is there.
     return {
-        STATUS: result.status.value,
         VERDICT: result.verdict.value,
         SCORE: "" if result.score is None else f"{result.score:.4f}",
         DECISION: result.decision.action.value if result.decision else "",
@@ -65,6 +66,7 @@ def tags_for(
         DETECTORS: json.dumps(detectors, separators=(",", ":"))[:MAX_TAG_VALUE],
         ERROR: error[:MAX_TAG_VALUE],
         REPORT: report_uri or "",
+        STATUS: result.status.value,
     }
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -123,13 +124,24 @@ class Worker:
             if self.queue.already_scanned(info.name, info.version, key):
                 return "already scanned"
             self.queue.scan_started(info.name, info.version, key)
+            started = time.perf_counter()
             try:
                 result = self.engine.scan(fetched, scratch_dir / "artifacts")
             except ScannerError as error:
                 result = self.engine.judge(_unscannable(info, error, sha256=digest))
             self._publish(info, result, scratch_dir)
             self.queue.scan_finished(info.name, info.version, key)
-            log.info("models:/%s/%s: %s (score %s)", info.name, info.version, result.verdict.value, result.score)
+            if result.error is not None:
+                log.warning("models:/%s/%s: %s: %s", info.name, info.version, result.error.kind, result.error.message)
+            log.info(
+                "models:/%s/%s: %s, score %s, decision %s (%.1f s)",
+                info.name,
+                info.version,
+                result.verdict.value,
+                "-" if result.score is None else f"{result.score:.3f}",
+                result.decision.action.value if result.decision else "-",
+                time.perf_counter() - started,
+            )
             return f"{result.status.value}: {result.verdict.value}"
 
     def _publish(self, info: VersionInfo, result: ScanResult, scratch_dir: Path) -> None:
@@ -140,7 +152,10 @@ class Worker:
         tags = scan_tags.tags_for(
             result, policy=self.engine.policy_label, scanner_version=__version__, report_uri=report_uri
         )
-        self.registry.set_scan_tags(info.name, info.version, tags)
+        # One request per tag (MLflow has no batch call for version tags): skip what is already there, but always
+        # write scan.status, last, so that its presence means a complete set.
+        changed = {k: v for k, v in tags.items() if k == scan_tags.STATUS or info.tags.get(k, None if v else "") != v}
+        self.registry.set_scan_tags(info.name, info.version, changed)
 
 
 def _unscannable(info: VersionInfo, error: ScannerError, *, sha256: str | None = None) -> ScanResult:

@@ -13,7 +13,7 @@ from scanner.detectors import DETECTORS
 from scanner.detectors.interface import CleanData, DetectionContext
 from scanner.detectors.one_pixel import OnePixelDetector
 from scanner.detectors.one_pixel_classifier import LogisticHead, SignatureClassifier
-from scanner.detectors.one_pixel_features import FEATURE_NAMES
+from scanner.detectors.one_pixel_features import feature_names
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
 
@@ -28,9 +28,9 @@ pixel_reader = signature_tests.pixel_reader
 
 def neutral_classifier() -> SignatureClassifier:
     """Scores 0.5 for every model: for tests of everything but the score."""
-    n = len(FEATURE_NAMES)
+    n = len(feature_names((1, 2)))
     head = LogisticHead(np.zeros(n), np.ones(n), np.zeros(n), 0.0)
-    return SignatureClassifier({"clean": head, "synthetic": head}, {}, {})
+    return SignatureClassifier({"clean": head, "synthetic": head}, {"scales": [1, 2]}, {})
 
 
 def test_registered_under_its_cli_name() -> None:
@@ -48,7 +48,8 @@ def test_detect_reports_passes_seconds_peak_and_writes_a_heatmap(tmp_path: Path)
 
     assert result.status is Status.SCANNED
     assert result.score == pytest.approx(0.5)
-    assert result.forward_passes == 4 + 4 * 20 * 20 * 4  # 4 synthetic bases, then every pixel x 4 values
+    # 4 synthetic bases, then every pixel x 4 values, then every 2x2 block x 4 values
+    assert result.forward_passes == 4 + 4 * 20 * 20 * 4 + 4 + 4 * 10 * 10 * 4
     assert result.seconds is not None and result.seconds > 0
     target = result.target_class
     assert target is not None

@@ -77,6 +77,26 @@ def external_data_symlink(directory: Path) -> Path:
     return path
 
 
+def external_data_in_subgraph(directory: Path) -> Path:
+    """The reference hides in a Constant inside an If's branch, two levels below the graph's initializers."""
+    secret = _outside_weights(directory)
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_bytes(bytes(16))
+    tensor = helper.make_tensor("hidden", TensorProto.FLOAT, [4], vals=[0.0] * 4)
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../outside/weights.bin"), ("offset", "0"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    constant = helper.make_node("Constant", [], ["hidden_out"], value=tensor)
+    branch = helper.make_graph(
+        [constant], "branch", [], [helper.make_tensor_value_info("hidden_out", TensorProto.FLOAT, [4])]
+    )
+    model = tiny_cnn()
+    model.graph.node.append(helper.make_node("If", ["flag"], ["unused"], then_branch=branch, else_branch=branch))
+    return save(model, directory / "model" / "subgraph.onnx")
+
+
 def external_data_missing(directory: Path) -> Path:
     model = tiny_cnn()
     move_weights_outside(model, "weights.bin", directory / "model" / "weights.bin")
@@ -118,6 +138,12 @@ def absurd_input(directory: Path) -> Path:
 
 def absurd_fixed_batch(directory: Path) -> Path:
     return save(tiny_cnn(batch=10**9), directory / "absurd_batch.onnx")
+
+
+def absurd_classes(directory: Path) -> Path:
+    model = tiny_cnn()
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 10**9  # declared only: no weights that large
+    return save(model, directory / "absurd_classes.onnx")
 
 
 def two_inputs(directory: Path) -> Path:
@@ -164,6 +190,7 @@ HOSTILE: list[tuple[Builder, str]] = [
     (external_data_dotdot, "external_data_outside"),
     (external_data_absolute, "external_data_outside"),
     (external_data_symlink, "external_data_outside"),
+    (external_data_in_subgraph, "external_data_outside"),
     (external_data_missing, "external_data_missing"),
     (model_symlink_outside, "symlink_outside"),
     (custom_operator_domain, "custom_operator_domain"),
@@ -171,6 +198,7 @@ HOSTILE: list[tuple[Builder, str]] = [
     (unsupported_ir_version, "unsupported_ir_version"),
     (absurd_input, "input_too_large"),
     (absurd_fixed_batch, "input_too_large"),
+    (absurd_classes, "output_too_large"),
     (two_inputs, "ambiguous_inputs"),
     (raw_pickle, "pickle_refused"),
     (torch_zip_checkpoint, "pickle_refused"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import onnx
 import pytest
 
 from scanner.errors import IntakeError
@@ -98,3 +99,38 @@ def test_every_refusal_has_its_own_kind_and_a_remedy() -> None:
     assert set(IntakeError.__subclasses__()) - set(REFUSALS) <= {
         cls for cls in IntakeError.__subclasses__() if not cls.__module__.startswith("scanner.intake")
     }
+
+
+def test_external_data_in_a_function_attribute_default_is_checked(tmp_path: Path) -> None:
+    """A place hand-written walkers forget: the default value of a model-local function's attribute."""
+    from onnx import TensorProto, helper
+
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "weights.bin").write_bytes(bytes(16))
+    tensor = helper.make_tensor("default", TensorProto.FLOAT, [4], vals=[0.0] * 4)
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../outside/weights.bin"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    function = onnx.FunctionProto(name="scale", domain="local", input=["x"], output=["y"])
+    function.node.append(helper.make_node("Identity", ["x"], ["y"]))
+    function.attribute_proto.append(helper.make_attribute("k", tensor))
+    model = tiny_cnn()
+    model.functions.append(function)
+
+    with pytest.raises(IntakeError) as refused:
+        load_model(save(model, tmp_path / "model" / "function.onnx"))
+    assert refused.value.kind == "external_data_outside"
+
+
+def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the path check and the read, an attacker replaces the checked file by a symlink out."""
+    from scanner.intake import external_data
+
+    path = external_data_symlink(tmp_path)  # model/weights.bin -> outside/weights.bin
+    monkeypatch.setattr(external_data, "checked_location", lambda location, root, name: root / location)
+
+    with pytest.raises(IntakeError) as refused:
+        load_model(path)
+    assert refused.value.kind == "unreadable"

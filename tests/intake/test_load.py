@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -12,7 +14,15 @@ import pytest
 
 from scanner.errors import UsageError
 from scanner.findings import Layout
-from scanner.intake import AmbiguousLayout, FileTooLarge, IntakeLimits, UnknownInputShape, load_model
+from scanner.intake import (
+    AmbiguousLayout,
+    FileTooLarge,
+    IntakeLimits,
+    PickleRefused,
+    UnknownInputShape,
+    Unreadable,
+    load_model,
+)
 from tests.intake.builders import move_weights_outside, save, tiny_cnn
 from tests.intake.hostile import custom_operator_domain
 
@@ -134,3 +144,47 @@ def test_custom_domain_passes_when_allowed(tmp_path: Path) -> None:
     path = custom_operator_domain(tmp_path)
     artifact = load_model(path, allowed_domains=frozenset({"com.example.evil"}))
     assert artifact.spec.num_classes == 10
+
+
+def test_unreadable_file_is_a_refusal_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = save(tiny_cnn(), tmp_path / "m.onnx")
+    real_open = os.open
+
+    def denied(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(file) == path.resolve():  # the tests run as root, who reads every file: the OS's refusal is simulated
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(Unreadable, match="Permission denied") as refused:
+        load_model(path)
+    assert refused.value.kind == "unreadable"
+
+
+def test_pickle_is_refused_before_its_size_is_judged(tmp_path: Path) -> None:
+    path = tmp_path / "huge.pt"
+    path.write_bytes(b"\x80\x02" + bytes(100))
+    with pytest.raises(PickleRefused):
+        load_model(path, limits=IntakeLimits(max_model_bytes=10))
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(UsageError, match="max_classes"):
+        IntakeLimits(max_classes=0)
+
+
+def test_empty_external_tensor_leaves_no_reference_behind(tmp_path: Path) -> None:
+    model = tiny_cnn()
+    empty = onnx.numpy_helper.from_array(np.zeros((0,), np.float32), "unused")
+    model.graph.initializer.append(empty)
+    move_weights_outside(model, "unused.bin", tmp_path / "unused.bin", tensor="unused")
+
+    artifact = load_model(save(model, tmp_path / "m.onnx"))
+
+    tensors = onnx.load_model_from_string(artifact.onnx_bytes).graph.initializer
+    assert all(t.data_location == onnx.TensorProto.DEFAULT and not t.external_data for t in tensors)
+
+
+def test_layout_must_be_known(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown input layout"):
+        load_model(save(tiny_cnn(), tmp_path / "m.onnx"), layout="CHWN")  # type: ignore[arg-type]

@@ -67,3 +67,13 @@ def test_symlink_within_the_directory_is_followed(tmp_path: Path) -> None:
     real = save(tiny_cnn(), tmp_path / "runs" / "7" / "model.onnx")
     (tmp_path / "latest.onnx").symlink_to(real)
     assert load_model(tmp_path / "latest.onnx").spec.num_classes == 10
+
+
+def test_bin_symlink_out_of_its_directory_is_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(pickle.dumps({"w": 1}, protocol=2))  # would be listed (as a pickle) if it were read
+    (tmp_path / "scan").mkdir()
+    (tmp_path / "scan" / "weights.bin").symlink_to(outside)
+    assert find_model_files(tmp_path / "scan") == []
+    with pytest.raises(SymlinkOutside):
+        load_model(tmp_path / "scan" / "weights.bin")

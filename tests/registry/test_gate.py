@@ -197,3 +197,29 @@ def test_gate_rereads_the_policy_file(gated_server: Any) -> None:
     finally:
         gated_server.policy_file.write_text(original)
     refused(lambda: client.set_registered_model_alias(name, "production", version))
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_gate_under_gunicorn(tmp_path: Path, repo_root: Path) -> None:
+    """MLflow's other server: the factory then hands back the Flask app itself (no FastAPI wrapper)."""
+    from mlflow import MlflowClient
+
+    from scanner.registry.local_server import LocalMlflowServer, entry_point_dir
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text((POLICIES / "default.yaml").read_text())
+    server = LocalMlflowServer(
+        tmp_path / "server",
+        gunicorn=True,
+        pythonpath=[entry_point_dir(tmp_path / "ep"), repo_root],
+        env={"MODEL_SCANNER_POLICY": str(policy_file), "MODEL_SCANNER_TOKEN": "tok"},
+    )
+    with server:
+        assert "gunicorn" in server.log_file.read_text(errors="replace").lower()
+        client = MlflowClient(server.url, registry_uri=server.url)
+        name, version = register_version(client)
+        assert "never scanned" in refused(lambda: client.set_registered_model_alias(name, "champion", version))
+        refused(lambda: client.set_model_version_tag(name, version, "scan.verdict", "clean"))
+        RegistryClient(server.url, token="tok").set_scan_tags(name, version, scan_tags_for(scanned(Verdict.CLEAN, 0.1)))
+        client.set_registered_model_alias(name, "champion", version)

@@ -79,7 +79,9 @@ def test_scan_key_bookkeeping(tmp_path: Path) -> None:
     queue.scan_finished("m", "1", "k1")
     assert queue.already_scanned("m", "1", "k1")
     assert not queue.already_scanned("m", "1", "k2")
-    assert [row[:3] for row in queue.scans()] == [("m", "1", "k1")]
+    queue.scan_started("m", "1", "k2")
+    assert [(r.scan_key, r.starts, r.publishes) for r in queue.scan_records()] == [("k1", 1, 1), ("k2", 1, 0)]
+    assert [(key, finished is not None) for _, _, key, finished in queue.scans()] == [("k1", True), ("k2", False)]
 
 
 def test_schema_is_versioned_and_a_newer_one_is_refused(tmp_path: Path) -> None:

@@ -20,7 +20,14 @@ from scanner.registry.rescan import (
 )
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
-STAMP = ScanStamp(scanner_version="0.1.0", policy="default@abc", detector_versions={"one_pixel": "2", "ban": "1"})
+
+
+def engine_key(detectors=(("ban", "1"), ("one_pixel", "2")), policy="abc", scanner="0.1.0"):
+    """Shaped like scanner.registry.engine.CoreScanEngine.key."""
+    return json.dumps({"detectors": sorted(detectors), "policy": policy, "scanner": scanner})
+
+
+STAMP = ScanStamp(scanner_version="0.1.0", policy="default@abc", engine_key=engine_key())
 
 
 def tags(**overrides):
@@ -30,7 +37,7 @@ def tags(**overrides):
         "scan.policy": "default@abc",
         "scan.scanner_version": "0.1.0",
         "scan.scanned_at": (NOW - timedelta(days=1)).isoformat(timespec="seconds"),
-        "scan.detectors": json.dumps({"one_pixel": {"version": "2"}, "ban": {"version": "1"}}),
+        "scan.engine": engine_key(),
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
@@ -44,14 +51,21 @@ def test_each_reason_for_a_new_scan():
     assert staleness({}, STAMP, now=NOW) is Staleness.NEVER_SCANNED
     assert staleness(tags(**{"scan.status": "pending"}), STAMP, now=NOW) is Staleness.NEVER_SCANNED
     assert staleness(tags(**{"scan.status": "error"}), STAMP, now=NOW) is Staleness.FAILED
-    old_detector = json.dumps({"one_pixel": {"version": "1"}, "ban": {"version": "1"}})
-    assert staleness(tags(**{"scan.detectors": old_detector}), STAMP, now=NOW) is Staleness.DETECTOR_CHANGED
-    fewer_detectors = json.dumps({"one_pixel": {"version": "2"}})
-    assert staleness(tags(**{"scan.detectors": fewer_detectors}), STAMP, now=NOW) is Staleness.DETECTOR_CHANGED
-    no_versions = json.dumps({"one_pixel": {"status": "scanned"}, "ban": {"status": "scanned"}})
-    assert staleness(tags(**{"scan.detectors": no_versions}), STAMP, now=NOW) is Staleness.DETECTOR_CHANGED
-    assert staleness(tags(**{"scan.policy": "strict@def"}), STAMP, now=NOW) is Staleness.POLICY_CHANGED
-    assert staleness(tags(**{"scan.scanner_version": "0.0.9"}), STAMP, now=NOW) is Staleness.SCANNER_CHANGED
+    old_detector = engine_key(detectors=(("ban", "1"), ("one_pixel", "1")))
+    assert staleness(tags(**{"scan.engine": old_detector}), STAMP, now=NOW) is Staleness.DETECTOR_CHANGED
+    fewer_detectors = engine_key(detectors=(("one_pixel", "2"),))
+    assert staleness(tags(**{"scan.engine": fewer_detectors}), STAMP, now=NOW) is Staleness.DETECTOR_CHANGED
+    old_policy = engine_key(policy="000")
+    assert staleness(tags(**{"scan.engine": old_policy}), STAMP, now=NOW) is Staleness.POLICY_CHANGED
+    assert staleness(tags(**{"scan.policy": "renamed@abc"}), STAMP, now=NOW) is Staleness.POLICY_CHANGED
+    old_scanner = engine_key(scanner="0.0.9")
+    assert staleness(tags(**{"scan.engine": old_scanner}), STAMP, now=NOW) is Staleness.SCANNER_CHANGED
+    # Tagged by a scanner that did not record its engine: judged by the plain tags, detectors unknown.
+    assert staleness(tags(**{"scan.engine": None}), STAMP, now=NOW) is Staleness.DETECTOR_CHANGED
+    untracked_policy = {"scan.engine": None, "scan.policy": "strict@def"}
+    assert staleness(tags(**untracked_policy), STAMP, now=NOW) is Staleness.POLICY_CHANGED
+    untracked_scanner = {"scan.engine": None, "scan.scanner_version": "0.0.9"}
+    assert staleness(tags(**untracked_scanner), STAMP, now=NOW) is Staleness.SCANNER_CHANGED
     assert staleness(tags(), STAMP, now=NOW, max_age=timedelta(hours=12)) is Staleness.EXPIRED
     assert staleness(tags(**{"scan.scanned_at": "yesterday"}), STAMP, now=NOW, max_age=timedelta(days=7)) is (
         Staleness.EXPIRED
@@ -62,7 +76,9 @@ def test_plan_filters_by_name_glob_and_staleness():
     versions = [
         RegisteredVersion("fraud-cnn", "1", tags()),
         RegisteredVersion("fraud-cnn", "2", {}),
-        RegisteredVersion("vision-net", "1", tags(**{"scan.policy": "old@000"})),
+        RegisteredVersion(
+            "vision-net", "1", tags(**{"scan.policy": "old@000", "scan.engine": engine_key(policy="000")})
+        ),
     ]
     stale = plan_rescan(versions, STAMP, now=NOW, stale_only=True)
     assert [(p.version.uri, p.reason) for p in stale] == [
@@ -107,7 +123,9 @@ def test_reports_list_changes_and_counts():
     document = json.loads(summary_as_json(summary))
     assert document["schema"] == "model-scanner/rescan/v1"
     assert (document["considered"], document["planned"], document["scanned"]) == (5, 2, 2)
+    assert document["rescanned"] == ["models:/m/3", "models:/m/3"]
     assert document["reasons"] == {"detector_changed": 2}
+    assert document["plan"][0] == {"version": "models:/m/3", "reason": "detector_changed"}
     assert [(c["name"], c["change"], c["before"], c["after"]) for c in document["changes"]] == [
         ("m", "newly_blocked", "allow", "block")
     ]
@@ -116,7 +134,12 @@ def test_reports_list_changes_and_counts():
     assert "Newly allowed" not in markdown and "Skipped 1 version" in markdown
 
 
-def test_scan_key_is_independent_of_detector_order():
-    reordered = ScanStamp("0.1.0", "default@abc", {"ban": "1", "one_pixel": "2"})
-    assert reordered.key() == STAMP.key()
-    assert ScanStamp("0.1.0", "default@abc", {"ban": "2", "one_pixel": "2"}).key() != STAMP.key()
+def test_engine_keys_parse_in_any_detector_order():
+    from scanner.registry.rescan import engine_parts
+
+    one = engine_parts(engine_key(detectors=(("ban", "1"), ("one_pixel", "2"))))
+    other = engine_parts(
+        json.dumps({"detectors": [["one_pixel", "2"], ["ban", "1"]], "policy": "abc", "scanner": "0.1.0"})
+    )
+    assert one == other and one.detectors == (("ban", "1"), ("one_pixel", "2"))
+    assert engine_parts("not json") is None and engine_parts(None) is None

@@ -1,0 +1,106 @@
+"""Features and the numpy-only classifier file: size- and class-count-free, exact round trip, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanner.detectors.one_pixel_classifier import (
+    ClassifierFileError,
+    LogisticHead,
+    SignatureClassifier,
+    fit_logistic,
+)
+from scanner.detectors.one_pixel_features import FEATURE_NAMES, feature_names, features_from, suspected_target
+from scanner.detectors.one_pixel_signature import Signature
+
+
+def random_signature(rng: np.random.Generator, bases: int, classes: int, rows: int, cols: int) -> Signature:
+    log_increase = rng.gamma(1.0, 0.2, (bases, classes, rows, cols)).astype(np.float32)
+    base_probabilities = rng.dirichlet(np.ones(classes), bases).astype(np.float32)
+    return Signature(
+        increase=(log_increase / 10).astype(np.float32),
+        log_increase=log_increase,
+        best_value=rng.choice([0.0, 0.5, 1.0], (bases, classes, rows, cols)).astype(np.float32),
+        base_probabilities=base_probabilities,
+        value_range=(0.0, 1.0),
+        cell=(1, 1),
+        base_kind="synthetic",
+        forward_passes=1,
+    )
+
+
+@pytest.mark.parametrize(("bases", "classes", "rows", "cols"), [(4, 10, 32, 32), (2, 2, 16, 16), (3, 100, 7, 11)])
+def test_features_have_one_length_whatever_the_size_and_classes(bases: int, classes: int, rows: int, cols: int) -> None:
+    features = features_from(random_signature(np.random.default_rng(0), bases, classes, rows, cols))
+    assert features.shape == (len(FEATURE_NAMES),)
+    assert np.isfinite(features).all()
+
+
+def test_a_planted_trigger_raises_the_ranked_features_and_names_its_class() -> None:
+    rng = np.random.default_rng(1)
+    clean = random_signature(rng, 4, 10, 16, 16)
+    log_increase, increase = clean.log_increase.copy(), clean.increase.copy()
+    log_increase[:, 7, 3:5, 10:12] += 5.0  # class 7 rises strongly at one 2x2 spot on every base
+    increase[:, 7, 3:5, 10:12] += 0.5
+    planted = Signature(**{**clean.__dict__, "log_increase": log_increase, "increase": increase})
+    assert suspected_target([planted]) == 7
+    before, after = features_from(clean), features_from(planted)
+    for name in ("logprob.peak.gap", "logprob.consistent_peak.top", "logprob.top_mass.top"):
+        index = FEATURE_NAMES.index(name)
+        assert after[index] > before[index] + 0.1, name
+
+
+def test_the_numpy_head_reproduces_scikit_learn() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(80, len(FEATURE_NAMES)))
+    y = (x[:, 0] + 0.5 * rng.normal(size=80) > 0).astype(np.int64)
+    head = fit_logistic(x, y)
+    reference = LogisticRegression(C=0.3, max_iter=5000, class_weight="balanced").fit((x - head.mean) / head.scale, y)
+    expected = reference.predict_proba((x - head.mean) / head.scale)[:, 1]
+    np.testing.assert_allclose([head.probability(row) for row in x], expected, atol=1e-9)
+
+
+def test_classifier_files_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    n = len(feature_names((1, 2)))
+    head = LogisticHead(rng.normal(size=n), rng.uniform(0.5, 2, n), rng.normal(size=n), 0.25)
+    classifier = SignatureClassifier({"clean": head, "synthetic": head}, {"values": 8, "scales": [1, 2]}, {"seed": 0})
+    path = tmp_path / "classifier.json"
+    classifier.save(path)
+    loaded = SignatureClassifier.load(path)
+    features = rng.normal(size=n)
+    assert loaded.probability(features, "clean") == classifier.probability(features, "clean")
+    assert loaded.settings == {"values": 8, "scales": [1, 2]}
+
+
+def test_foreign_or_stale_classifier_files_are_refused_with_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"format": "something/else"}))
+    with pytest.raises(ClassifierFileError, match="not a model-scanner/one-pixel-classifier/v1") as error:
+        SignatureClassifier.load(path)
+    assert "detector train" in error.value.hint
+    stale = SignatureClassifier.load().to_json()
+    stale["feature_names"] = stale["feature_names"][:-1]
+    path.write_text(json.dumps(stale))
+    with pytest.raises(ClassifierFileError, match="other features"):
+        SignatureClassifier.load(path)
+    with pytest.raises(ClassifierFileError, match="cannot read"):
+        SignatureClassifier.load(tmp_path / "missing.json")
+
+
+def test_the_shipped_classifier_is_small_versioned_and_has_provenance() -> None:
+    from importlib import resources
+
+    shipped = resources.files("scanner.detectors").joinpath("data", "one_pixel_classifier.json")
+    assert len(shipped.read_bytes()) <= 1_000_000
+    classifier = SignatureClassifier.load()
+    assert set(classifier.heads) == {"clean", "synthetic"}
+    provenance = classifier.provenance
+    assert provenance["zoo_command"] and provenance["models"] >= 15
+    assert provenance["metrics"]["clean"]["cv5_auc"] > 0.5
