@@ -75,7 +75,7 @@ def _device(requested: str) -> str:
 
 class BanDetector(Detector):
     name: ClassVar[str] = "ban"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
 
     def __init__(self, settings: BanSettings | None = None, calibration: Any | None = None) -> None:
         self.settings = settings or BanSettings()
@@ -124,8 +124,10 @@ class BanDetector(Detector):
         from scanner.detectors.ban_steps import (
             BanModel,
             Cost,
+            class_margins,
             noise_at_matched_damage,
             prediction_statistics,
+            residual_anomaly,
             targeted_success,
             train_mask,
         )
@@ -243,6 +245,11 @@ class BanDetector(Detector):
             generator=generator,
             progress=step,
         )
+        with torch.no_grad():
+            clean_logits = batched(ban.logits, x_eval)
+        margins = class_margins(clean_logits, y_eval, classes)
+        stats.update(residual_anomaly(rates, margins))
+        stats.update({f"clean_margin_{k}": margin for k, margin in enumerate(margins)})
         ordered = sorted(rates, reverse=True)
         median = float(np.median(rates))
         spread = float(np.median(np.abs(np.asarray(rates) - median))) + 0.01

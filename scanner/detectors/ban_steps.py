@@ -234,3 +234,37 @@ def targeted_success(
         rates.append(float((predicted == target).float().mean()))
         progress()
     return rates
+
+
+def class_margins(logits: torch.Tensor, y: torch.Tensor, classes: int) -> list[float]:
+    """For each class k: mean of (logit_k - largest logit) over clean inputs not of class k. Classes with a small
+    margin are the ones any perturbation reaches first ("sink" classes), backdoor or not."""
+    gaps = logits - logits.max(dim=1, keepdim=True).values
+    margins = []
+    for k in range(classes):
+        others = y != k
+        margins.append(float(gaps[others, k].mean()) if bool(others.any()) else 0.0)
+    return margins
+
+
+def residual_anomaly(rates: list[float], margins: list[float]) -> dict[str, float]:
+    """How far the best class's targeted success stands out once explained by its clean margin.
+
+    Fits logit(rate) ~ a + b * margin over the classes (least squares) and returns the robust z-score of the largest
+    residual, and that residual: a sink class reached easily is expected; a class reached far more easily than its
+    margin predicts is what a backdoor looks like.
+    """
+    rate = torch.tensor(rates, dtype=torch.float64).clamp(0.01, 0.99)
+    observed = torch.log(rate / (1 - rate))
+    margin = torch.tensor(margins, dtype=torch.float64)
+    design = torch.stack([torch.ones_like(margin), margin], dim=1)
+    solution = torch.linalg.lstsq(design, observed.unsqueeze(1)).solution
+    residuals = observed - (design @ solution).squeeze(1)
+    median = residuals.median()
+    spread = (residuals - median).abs().median() + 0.05
+    best = int(residuals.argmax())
+    return {
+        "residual_anomaly": float((residuals[best] - median) / spread),
+        "residual_max": float(residuals[best]),
+        "residual_class": float(best),
+    }

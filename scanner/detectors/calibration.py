@@ -102,7 +102,7 @@ def fit_logistic(
     regularization: float = 1.0,
     provenance: Mapping[str, Any] | None = None,
 ) -> LogisticCalibration:
-    """Fit a standardised L2 logistic regression (scikit-learn) and keep the threshold at 0.5."""
+    """Fit a standardised, class-balanced L2 logistic regression (scikit-learn); threshold 0.5."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
@@ -111,7 +111,8 @@ def fit_logistic(
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    model = LogisticRegression(C=regularization, max_iter=1000).fit((x - mean) / scale, y)
+    # Balanced: a zoo's share of backdoored models is not the world's; the threshold should not inherit it.
+    model = LogisticRegression(C=regularization, max_iter=1000, class_weight="balanced").fit((x - mean) / scale, y)
     return LogisticCalibration(
         name=name,
         features=tuple(features),

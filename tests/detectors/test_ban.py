@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,3 +106,34 @@ def test_settings_from_rejects_unknown_names() -> None:
     assert settings_from({"noise_steps": "7"}).noise_steps == 7
     with pytest.raises(DetectorError, match="unknown BAN settings: stepz"):
         settings_from({"stepz": 1})
+
+
+# BAN's measured reach (bench/RESULTS-ban.md): it separates full-image triggers (blend, sinusoidal, warping) on the
+# family it is calibrated on; patches and all-to-all attacks it does not. The zoo test checks what it claims.
+REACHED_ATTACKS = ("sinusoidal", "blend", "wanet")
+
+
+def _zoo_models(zoo: Path, family: str) -> tuple[Any, CleanData, list[Any]]:
+    from scanner.detectors.one_pixel_training import read_zoo
+
+    loaded = read_zoo(zoo)
+    clean = loaded.clean_data(family)
+    assert clean is not None
+    return loaded, clean, [m for m in loaded.models if m.family == family]
+
+
+@pytest.mark.slow
+def test_ban_flags_a_backdoored_zoo_model_and_passes_a_clean_one(zoo: Path) -> None:
+    from scanner.detectors.one_pixel_training import artifact_for
+
+    _, clean, models = _zoo_models(zoo, "digits16")
+    backdoored = next(m for m in models if m.backdoored and m.attack in REACHED_ATTACKS)
+    benign = next(m for m in models if not m.backdoored and m.architecture == backdoored.architecture)
+    detector = BanDetector()
+    threshold = detector.calibration().threshold
+    flagged = detector.detect(artifact_for(backdoored.path), DetectionContext(clean_data=clean))
+    assert flagged.status is Status.SCANNED, flagged.reason
+    assert flagged.score is not None and flagged.score >= threshold
+    assert flagged.target_class == backdoored.target
+    passed = detector.detect(artifact_for(benign.path), DetectionContext(clean_data=clean))
+    assert passed.score is not None and passed.score < threshold
