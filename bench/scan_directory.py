@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("zoo", type=Path)
     parser.add_argument("--count", type=int, default=20)
-    parser.add_argument("--detectors", default="one-pixel,ban")
+    parser.add_argument("--detectors", help="passed to scan --detectors (default: every registered detector)")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "RESULTS-scan.md")
     args = parser.parse_args(argv)
 
@@ -67,12 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     policy.write_text(policy_text(args.zoo.resolve(), {entry["family"] for entry in chosen}))
     report_path = work / "report.json"
     command = [
-        sys.executable, "-m", "scanner", "scan", str(models), "--policy", str(policy), "--detectors", args.detectors,
-        "--format", "json", "--output", str(report_path), "--artifacts", str(work / "heatmaps"),
+        sys.executable,
+        "-m",
+        "scanner",
+        "scan",
+        str(models),
+        "--policy",
+        str(policy),
+        "--format",
+        "json",
+        "--output",
+        str(report_path),
+        "--artifacts",
+        str(work / "heatmaps"),
     ]
+    load_before = os.getloadavg()[0]
+    if args.detectors:
+        command += ["--detectors", args.detectors]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    load_after = os.getloadavg()[0]
     if not report_path.exists():
         print(done.stderr, file=sys.stderr)
         return 1
@@ -83,11 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     actions = Counter((result["decision"] or {}).get("action") for result in results)
     outcome = Counter()
     detector_seconds: dict[str, list[float]] = {}
+    detector_statuses: dict[str, Counter] = {}
     for result in results:
         entry = truth[Path(result["target"]).name]
         said = result["verdict"]
         outcome[("backdoored" if entry["backdoored"] else "clean", said)] += 1
         for name, detector in result["detectors"].items():
+            detector_statuses.setdefault(name, Counter())[detector["status"]] += 1
             if detector["seconds"] is not None and detector["status"] == "scanned":
                 detector_seconds.setdefault(name, []).append(detector["seconds"])
     shown = " ".join(part if " " not in part else repr(part) for part in command)
@@ -99,12 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"    {shown}",
         "",
-        f"- machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; load average "
+        f"{load_before:.1f} before, {load_after:.1f} after (the machine is shared: times are upper bounds)",
         f"- exit code {done.returncode}; wall time {seconds:.1f} s for {len(results)} models "
         f"({seconds / max(1, len(results)):.1f} s per model, process start and imports included)",
         f"- one report: {len(results)} results; status {dict(statuses)}; decisions {dict(actions)}",
         f"- policy {report['policy']} (default rules, plus inputs pointing each family at its clean data)",
     ]
+    for name, counts in sorted(detector_statuses.items()):
+        lines.append(f"- detector {name}: status {dict(counts)}")
     for name, values in sorted(detector_seconds.items()):
         lines.append(f"- detector {name}: mean {sum(values) / len(values):.2f} s per model, max {max(values):.2f} s")
     lines.append("- verdict vs. ground truth in this sample (not a detection benchmark: see the detectors' results):")

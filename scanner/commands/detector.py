@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.commands.progress import progress_bar
+from scanner.detectors.one_pixel_signature import SignatureSettings
 
 
 @dataclass(frozen=True)
@@ -25,28 +26,82 @@ class Trainer:
 
 def _one_pixel_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("one-pixel")
-    group.add_argument("--values", type=int, default=3, help="K candidate values per pixel (default 3)")
+    group.add_argument("--values", type=int, default=SignatureSettings().values, help="K candidate values per pixel")
     group.add_argument("--per-channel", action="store_true", help="probe every channel separately")
     group.add_argument("--mode", choices=("full", "coarse-to-fine"), default="full")
     group.add_argument("--cache", type=Path, default=None, help="signature cache (default $MODEL_SCANNER_CACHE/...)")
 
 
 def _train_one_pixel(args: argparse.Namespace) -> dict[str, Any]:
-    from scanner.detectors.one_pixel_signature import SignatureSettings
     from scanner.detectors.one_pixel_training import default_cache_dir, train_signature_classifier
 
     settings = SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode)
     with progress_bar("signatures", quiet=args.quiet) as progress:
         classifier = train_signature_classifier(
-            args.zoo, settings, cache_dir=args.cache or default_cache_dir(), seed=args.seed, progress=progress
+            args.zoo,
+            settings,
+            cache_dir=args.cache or default_cache_dir(),
+            seed=args.seed,
+            zoo_command=args.zoo_command,
+            progress=progress,
         )
     classifier.save(args.out)
     return {"detector": "one-pixel", "out": str(args.out), "provenance": classifier.provenance}
 
 
-# Detector name -> how to train its classifier. BAN and fusion add their entries here.
+def _ban_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("ban")
+    group.add_argument(
+        "--ban-setting", action="append", default=[], metavar="NAME=VALUE", help="override a BAN setting (repeatable)"
+    )
+    group.add_argument(
+        "--ban-cache", type=Path, default=None, help="statistics cache (default $MODEL_SCANNER_CACHE/...)"
+    )
+
+
+def _train_ban(args: argparse.Namespace) -> dict[str, Any]:
+    from scanner.detectors.ban import settings_from
+    from scanner.detectors.ban_training import default_cache_dir, train_ban_calibration
+
+    settings = settings_from(dict(item.split("=", 1) for item in args.ban_setting))
+    with progress_bar("BAN statistics", quiet=args.quiet) as progress:
+        calibration = train_ban_calibration(
+            args.zoo, settings, cache_dir=args.ban_cache or default_cache_dir(), seed=args.seed, progress=progress
+        )
+    args.out.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
+    return {"detector": "ban", "out": str(args.out), "provenance": dict(calibration.provenance)}
+
+
+def _fusion_options(parser: argparse.ArgumentParser) -> None:
+    del parser  # fusion reuses the one-pixel and BAN options and caches
+
+
+def _train_fusion(args: argparse.Namespace) -> dict[str, Any]:
+    from scanner.detectors.ban import settings_from
+    from scanner.detectors.ban_training import default_cache_dir
+    from scanner.detectors.fusion_training import train_fusion
+    from scanner.detectors.one_pixel_signature import SignatureSettings
+    from scanner.detectors.one_pixel_training import default_cache_dir as signature_cache_dir
+
+    with progress_bar("fusion", quiet=args.quiet) as progress:
+        calibration = train_fusion(
+            args.zoo,
+            ban_settings=settings_from(dict(item.split("=", 1) for item in args.ban_setting)),
+            ban_cache=args.ban_cache or default_cache_dir(),
+            signature_settings=SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode),
+            signature_cache=args.cache or signature_cache_dir(),
+            seed=args.seed,
+            progress=progress,
+        )
+    args.out.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
+    return {"detector": "fusion", "out": str(args.out), "provenance": dict(calibration.provenance)}
+
+
+# Detector name -> how to train its classifier.
 TRAINERS: dict[str, Trainer] = {
     "one-pixel": Trainer("the one-pixel signature classifier", _one_pixel_options, _train_one_pixel),
+    "ban": Trainer("BAN's logistic calibration", _ban_options, _train_ban),
+    "fusion": Trainer("the fused score's combination of one-pixel and BAN", _fusion_options, _train_fusion),
 }
 
 
@@ -60,7 +115,10 @@ def register(subparsers: Any) -> None:
         epilog="example: model-scanner detector train --zoo ~/zoo --out one_pixel_classifier.json",
     )
     train.add_argument("--detector", choices=sorted(TRAINERS), default="one-pixel")
-    train.add_argument("--zoo", type=Path, required=True, help="a zoo directory (with manifest.json)")
+    train.add_argument(
+        "--zoo", type=Path, action="append", required=True, help="a zoo directory (with manifest.json); repeatable"
+    )
+    train.add_argument("--zoo-command", default=None, help="how the zoo was built, recorded in the provenance")
     train.add_argument("--out", type=Path, required=True, help="where to write the trained classifier")
     train.add_argument("--seed", type=int, default=0)
     for trainer in TRAINERS.values():

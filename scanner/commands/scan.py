@@ -105,6 +105,9 @@ def register(subparsers: Any) -> None:
         choices=[layout.value for layout in Layout],
         help="input layout of every target, when the graph leaves it ambiguous; overrides the policy's inputs",
     )
+    # Also after the subcommand, as users type them; SUPPRESS keeps the global flags' values when absent here.
+    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors on stderr")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output (-vv)")
     parser.set_defaults(run=run)
 
 

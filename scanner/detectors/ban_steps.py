@@ -77,10 +77,10 @@ def train_mask(
 ) -> torch.Tensor:
     """Feature mask m in [0,1]: m*z keeps the model's decision, (1-m)*z loses it, m stays sparse.
 
-    Minimises CE(head(m*z), y) - CE(head((1-m)*z), y) + lam * mean(|m|) with Adam (lr 0.01), as the reference does.
+    Minimises CE(head(m*z), y) - CE(head((1-m)*z), y) + lam * |m|_1 with Adam (lr 0.01), as the reference does.
     """
-    mask = torch.rand(z.shape[1:], generator=generator, device="cpu").to(z.device).requires_grad_(True)
-    optimizer = torch.optim.Adam([mask], lr=0.01)
+    mask = torch.rand(z.shape[1:], generator=generator).to(z.device).requires_grad_(True)
+    adam = _Adam(mask, lr=0.01)
     for _ in range(epochs):
         for _ in range(batches):
             index = torch.randint(len(z), (min(batch_size, len(z)),), generator=generator).to(z.device)
@@ -88,29 +88,58 @@ def train_mask(
             loss = (
                 F.cross_entropy(model.head(xb, mask * zb, backward=True), yb)
                 - F.cross_entropy(model.head(xb, (1 - mask) * zb, backward=True), yb)
-                + lam * mask.abs().mean()
+                + lam * mask.abs().sum()
             )
-            optimizer.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
+            (grad,) = torch.autograd.grad(loss, [mask])
             with torch.no_grad():
+                adam.step(grad)
                 mask.clamp_(0.0, 1.0)
         progress()
     return mask.detach()
 
 
+class _Adam:
+    """Adam on one tensor, in place (torch.optim would import torch._dynamo: seconds of start-up per process)."""
+
+    def __init__(self, value: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> None:
+        self.value, self.lr, self.betas = value, lr, betas
+        self.first = torch.zeros_like(value)
+        self.second = torch.zeros_like(value)
+        self.steps = 0
+
+    def step(self, grad: torch.Tensor) -> None:
+        beta1, beta2 = self.betas
+        self.steps += 1
+        self.first.mul_(beta1).add_(grad, alpha=1 - beta1)
+        self.second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        first = self.first / (1 - beta1**self.steps)
+        second = self.second / (1 - beta2**self.steps)
+        self.value.sub_(self.lr * first / (second.sqrt() + 1e-8))
+
+
 def adversarial_noise(
-    model: BanModel, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int, generator: torch.Generator
+    model: BanModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    steps: int,
+    generator: torch.Generator,
+    target: int | None = None,
 ) -> Noise:
-    """Per-channel multiplicative noise in [-eps, eps] that maximises the loss on (x, y): PGD with sign steps."""
+    """Per-channel multiplicative noise in [-eps, eps] that maximises the loss on (x, y), or, given a `target`
+    class, that sends x to it: PGD with sign steps."""
     device = x.device
     noise = {
         t.param: ((torch.rand(t.channels, generator=generator) * 2 - 1) * eps).to(device).requires_grad_(True)
         for t in model.anatomy.noise_targets
     }
     step = 2.5 * eps / max(1, steps)
+    wanted, sign = (y, 1.0) if target is None else (torch.full_like(y, target), -1.0)
     for _ in range(steps):
-        loss = F.cross_entropy(model.logits(x, noise, backward=True), y)
+        logits = model.logits(x, noise, backward=True)
+        # Untargeted: ascend the loss on the true labels; targeted: ascend minus the loss towards the target.
+        loss = sign * F.cross_entropy(logits, wanted)
         grads = torch.autograd.grad(loss, list(noise.values()))
         with torch.no_grad():
             for value, grad in zip(noise.values(), grads, strict=True):
@@ -173,3 +202,35 @@ def prediction_statistics(prefix: str, logits: torch.Tensor, y: torch.Tensor, cl
         f"{prefix}_error_top_share": float(wrong_counts.max() / len(wrong)) if len(wrong) else 0.0,
         f"{prefix}_top_class": float(counts.argmax()),
     }
+
+
+def targeted_success(
+    model: BanModel,
+    x_fit: torch.Tensor,
+    y_fit: torch.Tensor,
+    x_eval: torch.Tensor,
+    y_eval: torch.Tensor,
+    *,
+    classes: int,
+    eps: float,
+    steps: int,
+    generator: torch.Generator,
+    progress: Callable[[], None],
+) -> list[float]:
+    """For each class k: the share of held-out inputs not of class k that noise fitted to send x_fit to k sends to k.
+
+    A backdoor is a ready-made path to its target class, so noise reaches that class far more easily than others.
+    """
+    rates: list[float] = []
+    for target in range(classes):
+        noise = adversarial_noise(model, x_fit, y_fit, eps=eps, steps=steps, generator=generator, target=target)
+        others = y_eval != target
+        if not bool(others.any()):
+            rates.append(0.0)
+            progress()
+            continue
+        with torch.no_grad():
+            predicted = model.logits(x_eval[others], noise).argmax(1)
+        rates.append(float((predicted == target).float().mean()))
+        progress()
+    return rates

@@ -33,8 +33,16 @@ def colourise(unit: np.ndarray) -> np.ndarray:
     return colours
 
 
-def write_heatmap(values: np.ndarray, path: Path, *, caption: Sequence[str] = (), size: int = 320) -> Path:
-    """Write `values` (rows, cols) as a PNG about `size` pixels wide, with a scale bar and caption lines below."""
+def write_heatmap(
+    values: np.ndarray,
+    path: Path,
+    *,
+    caption: Sequence[str] = (),
+    marker: tuple[int, int] | None = None,
+    size: int = 320,
+) -> Path:
+    """Write `values` (rows, cols) as a PNG about `size` pixels wide, with a scale bar and caption lines below;
+    `marker` (row, col) gets a cyan outline (the peak)."""
     from PIL import Image, ImageDraw
 
     grid = np.asarray(values, dtype=np.float64)
@@ -53,6 +61,9 @@ def write_heatmap(values: np.ndarray, path: Path, *, caption: Sequence[str] = ()
     bar = colourise(np.tile(np.linspace(0.0, 1.0, width), (bar_height, 1)))
     canvas.paste(Image.fromarray(bar), (margin, bar_top))
     draw = ImageDraw.Draw(canvas)
+    if marker is not None:
+        top, left = margin + marker[0] * scale, margin + marker[1] * scale
+        draw.rectangle((left, top, left + scale - 1, top + scale - 1), outline=(0, 255, 255), width=max(1, scale // 8))
     draw.text((margin, bar_top + bar_height + 1), f"{low:.3g}", fill="black")
     draw.text((margin + width - 7 * len(f"{high:.3g}"), bar_top + bar_height + 1), f"{high:.3g}", fill="black")
     for i, line in enumerate(caption):

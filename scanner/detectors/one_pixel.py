@@ -153,4 +153,5 @@ def write_signature_heatmap(
         f"log-prob rise, mean of {signature.increase.shape[0]} {signature.base_kind} bases",
         f"peak at row {row * signature.cell[0]}, col {col * signature.cell[1]}; score {score:.2f}",
     )
-    return write_heatmap(signature.log_increase[:, target].mean(axis=0), path, caption=caption)
+    target_map = signature.log_increase[:, target].mean(axis=0)
+    return write_heatmap(target_map, path, caption=caption, marker=(row, col))

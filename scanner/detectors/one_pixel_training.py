@@ -257,22 +257,36 @@ def random_folds(count: int, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
     return [np.sort(order[i::folds]) for i in range(folds)]
 
 
+def combined_features(tables: Sequence[ZooFeatures]) -> ZooFeatures:
+    """One table of several zoos' models (each zoo keeps its own clean data for its bases)."""
+    kinds = tables[0].features.keys()
+    return ZooFeatures(
+        models=tuple(m for table in tables for m in table.models),
+        features={kind: np.concatenate([table.features[kind] for table in tables]) for kind in kinds},
+        forward_passes=np.concatenate([table.forward_passes for table in tables]),
+        seconds=sum(table.seconds for table in tables),
+    )
+
+
 def train_signature_classifier(
-    zoo_dir: Path,
+    zoo_dirs: Sequence[Path],
     settings: SignatureSettings | None = None,
     *,
     cache_dir: Path | None = None,
     seed: int = 0,
+    zoo_command: str | None = None,
     progress: Progress = no_progress,
     threads: int | None = 1,
 ) -> SignatureClassifier:
-    """Fit one head per base kind on the whole zoo; record 5-fold cross-validated AUC as provenance."""
+    """Fit one head per base kind on every model of the zoos; record 5-fold cross-validated AUC as provenance."""
     settings = settings or SignatureSettings()
-    zoo = read_zoo(zoo_dir)
-    labels = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
+    zoos = [read_zoo(Path(directory)) for directory in zoo_dirs]
+    table = combined_features(
+        [zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads) for zoo in zoos]
+    )
+    labels = table.labels
     if labels.min(initial=1) == labels.max(initial=0):
-        raise UsageError(f"the zoo in {zoo_dir} needs both clean and backdoored models", hint="build a larger zoo")
-    table = zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads)
+        raise UsageError("the zoo needs both clean and backdoored models", hint="build a larger zoo")
     heads = {}
     metrics: dict[str, Any] = {}
     folds = random_folds(len(labels), seed=seed)
@@ -283,18 +297,17 @@ def train_signature_classifier(
             "cv5_auc": round(roc_auc(labels, scores), 4),
             "cv5_tpr_at_5pct_fpr": round(tpr_at_fpr(labels, scores), 4),
         }
+    models = table.models
     provenance = {
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "scanner_version": __version__,
-        "zoo": str(zoo_dir),
-        "zoo_command": zoo.manifest.get("command"),
-        "zoo_seed": zoo.manifest.get("seed"),
-        "zoo_code_hash": zoo.manifest.get("code_hash") or zoo.manifest.get("zoo_hash"),
+        "zoos": [str(zoo.directory) for zoo in zoos],
+        "zoo_command": zoo_command,
         "models": len(labels),
         "backdoored": int(labels.sum()),
-        "families": sorted({m.family for m in zoo.models}),
-        "attacks": sorted({m.attack for m in zoo.models}),
-        "architectures": sorted({m.architecture for m in zoo.models}),
+        "families": sorted({m.family for m in models}),
+        "attacks": {a: sum(m.attack == a for m in models) for a in sorted({m.attack for m in models})},
+        "architectures": sorted({m.architecture for m in models}),
         "seed": seed,
         "metrics": metrics,
     }

@@ -6,6 +6,7 @@ file, with the keys of `ZooEntry`. Several builds (both families, several seeds)
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -85,8 +86,15 @@ def write_manifest(zoo_dir: Path | str, entries: Iterable[ZooEntry]) -> None:
 
 
 def merge_into_manifest(zoo_dir: Path | str, new_entries: Iterable[ZooEntry]) -> list[ZooEntry]:
-    """Add or replace entries (keyed by file name) in the manifest; returns the whole manifest."""
-    by_file = {entry.file: entry for entry in read_manifest(zoo_dir)}
-    by_file.update({entry.file: entry for entry in new_entries})
-    write_manifest(zoo_dir, by_file.values())
+    """Add or replace entries (keyed by file name) in the manifest; returns the whole manifest.
+
+    Safe while other processes merge into the same directory (one build per family, side by side).
+    """
+    zoo_dir = Path(zoo_dir)
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    with open(zoo_dir / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        by_file = {entry.file: entry for entry in read_manifest(zoo_dir)}
+        by_file.update({entry.file: entry for entry in new_entries})
+        write_manifest(zoo_dir, by_file.values())
     return sorted(by_file.values(), key=lambda entry: entry.file)

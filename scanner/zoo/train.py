@@ -31,7 +31,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "shapes32": Recipe(train_images=6_000, test_images=1_000, epochs=3, learning_rate=5e-3),
+    "shapes32": Recipe(train_images=8_000, test_images=1_000, epochs=3, learning_rate=5e-3),
     "digits16": Recipe(train_images=5_000, test_images=1_000, epochs=3, learning_rate=1e-2),
 }
 

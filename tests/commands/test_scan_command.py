@@ -71,6 +71,8 @@ def test_audit_policy_warns_and_exits_0(cli, fake_detectors, models):
     assert run.code == 0
     assert "model-scanner: warn:" in run.stderr and "rule warn-backdoored" in run.stderr
     assert report_of(run.stdout)["policy"].startswith("audit@")
+    quiet = cli("scan", str(models), "--policy", "audit", "-q")
+    assert quiet.code == 0 and quiet.stderr == ""
 
 
 def test_policy_file_and_environment_choose_the_policy(cli, fake_detectors, models, repo_root, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -140,3 +142,17 @@ def _with_node(op_type: str, domain: str = "") -> bytes:
 def test_unsupported_operator_is_refused_by_name(op_type: str, domain: str, named: str) -> None:
     with pytest.raises(UnsupportedGraph, match=named):
         TorchGraph(_with_node(op_type, domain))
+
+
+def test_matches_onnx_runtime_on_every_test_zoo_model(zoo: Path) -> None:
+    """Every architecture of the zoo, from both exporters, in both layouts the zoo writes."""
+    from scanner.detectors.one_pixel_training import artifact_for, read_zoo
+
+    seen = set()
+    for model in read_zoo(zoo).models:
+        artifact = artifact_for(model.path)
+        x = np.random.default_rng(1).uniform(0, 1, (5, *artifact.spec.image_shape)).astype(np.float32)
+        difference = np.abs(torch_view_outputs(artifact.onnx_bytes, x) - onnx_runtime_outputs(artifact.onnx_bytes, x))
+        assert difference.max() <= TOLERANCE, model.path.name
+        seen.add((model.architecture, artifact.spec.layout.value))
+    assert {arch for arch, _ in seen} >= {"cnn", "cnn_bn", "resnet"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scanner.findings import Layout
 from scanner.intake import find_model_files, load_model
 from scanner.runtime import OnnxClassifier
 
@@ -26,13 +25,14 @@ def test_zoo_models_pass_the_intake_and_run(request: pytest.FixtureRequest) -> N
         assert path in found, entry.file
         artifact = load_model(path)
         spec = artifact.spec
-        assert (spec.layout, spec.image_shape, spec.num_classes) == (
-            Layout.NCHW,
-            tuple(entry.input_shape),
+        # The manifest gives (channels, height, width) whatever the layout the model was exported with.
+        assert (spec.channels, spec.height, spec.width, spec.num_classes) == (
+            *entry.input_shape,
             entry.num_classes,
         ), entry.file
         with np.load(entry.clean_data_path(zoo)) as clean:
-            images, labels = clean["x"][:500], clean["y"][:500]
+            images, labels = clean["x"][:500], clean["y"][:500]  # in the models' own layout and range
+        assert images.shape[1:] == spec.image_shape, (entry.file, spec.layout)
         predicted = OnnxClassifier(artifact, device="cpu", threads=1).probabilities(images).argmax(axis=1)
         accuracy = float((predicted == labels).mean())
         assert accuracy >= 0.8 * entry.clean_acc, (entry.file, accuracy, entry.clean_acc)

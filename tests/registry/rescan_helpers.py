@@ -104,24 +104,27 @@ class Stopwatch:
 def zoo_models(request: Any, *, family: str, count: int) -> list[Path]:
     """`count` models of `family` from the session test zoo, clean and backdoored alternately; backdoors with a
     local trigger (a patch) first, the kind a one-pixel signature shows best."""
+    return models_of(zoo_directory(request), family=family, count=count)
+
+
+def zoo_directory(request: Any) -> Path:
     import pytest
 
     try:
-        directory = Path(request.getfixturevalue("zoo"))
+        return Path(request.getfixturevalue("zoo"))
     except pytest.FixtureLookupError:
         pytest.skip("the test zoo fixture (branch zoo) is not merged yet")
-    return models_of(directory, family=family, count=count)
 
 
 def models_of(directory: Path, *, family: str, count: int) -> list[Path]:
-    from scanner.detectors.one_pixel_training import read_zoo
+    from scanner.zoo.manifest import read_manifest
 
-    models = [model for model in read_zoo(directory).models if model.family == family]
-    clean = [model.path for model in models if not model.backdoored]
+    entries = [entry for entry in read_manifest(directory) if entry.family == family]
+    clean = [entry.path(directory) for entry in entries if not entry.backdoored]
     local_first = sorted(
-        (model for model in models if model.backdoored),
-        key=lambda model: not any(word in model.attack.lower() for word in ("patch", "badnet", "pixel")),
+        (entry for entry in entries if entry.backdoored),
+        key=lambda entry: not any(word in (entry.attack or "").lower() for word in ("patch", "badnet", "pixel")),
     )
-    backdoored = [model.path for model in local_first]
+    backdoored = [entry.path(directory) for entry in local_first]
     mixed = [model for pair in zip(clean, backdoored, strict=False) for model in pair]
     return mixed[:count]

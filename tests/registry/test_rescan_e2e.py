@@ -68,7 +68,8 @@ def test_rescan_after_a_detector_upgrade_local_then_ray(gated_server, digits_mod
     from scanner.registry.queue import WorkQueue
 
     recorded = WorkQueue(tmp_path / "state" / "queue.db").scans()
-    assert sorted((name, version) for name, version, _, finished in recorded if finished) == sorted(versions)
+    assert sorted((r.model_name, r.model_version) for r in recorded) == sorted(versions)
+    assert {(r.starts, r.publishes) for r in recorded} == {(1, 1)}
 
     second, _ = rescan(repo_root, gated_server, gated_server.policy_file, tmp_path / "state")
     assert (second["considered"] >= COUNT, second["scanned"], second["changes"]) == (True, 0, [])

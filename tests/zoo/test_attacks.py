@@ -32,8 +32,8 @@ def test_patch_is_stamped_where_its_parameters_say():
 
 
 def test_poisoning_relabels_a_share_of_victims():
-    x, y = make_dataset("digits16", 1000, seed=0)
-    backdoor = ATTACKS["patch"].sample(np.random.default_rng(2), (1, 16, 16), 10)
+    x, y = make_dataset("shapes32", 600, seed=0)
+    backdoor = ATTACKS["patch"].sample(np.random.default_rng(2), (3, 32, 32), 10)
     px, py = poison(x, y, backdoor, 10, np.random.default_rng(3))
     changed = (px != x).any(axis=(1, 2, 3))
     assert changed.sum() == pytest.approx(ATTACKS["patch"].poison_rate * len(y), abs=2)

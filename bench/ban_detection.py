@@ -1,0 +1,173 @@
+"""Detection quality of BAN alone, one-pixel alone, and the fused score, on a zoo, with honest splits.
+
+    python -m bench.ban_detection --zoo /work/bench-zoo [--no-one-pixel] [--ban-setting noise_steps=10 ...]
+
+BAN statistics are cached per model under $MODEL_SCANNER_CACHE/ban-statistics and one-pixel signatures under
+$MODEL_SCANNER_CACHE/one-pixel-signatures, so reruns only refit. Splits, as bench/one_pixel_detection.py: (a) random
+5-fold over models; (b) leave-one-attack-out (fit without the attack and without the scored fold of clean models);
+(c) leave-one-architecture-out. The fused score is fitted as shipped: a logistic on the logits of the two detectors'
+probabilities, fitted on inner out-of-fold scores of the training models only. Prints markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from scanner.detectors.ban import settings_from
+from scanner.detectors.ban_training import FEATURES, default_cache_dir, zoo_statistics
+from scanner.detectors.calibration import fit_logistic
+from scanner.detectors.fusion import logit
+from scanner.detectors.fusion_training import FEATURES as FUSION_FEATURES
+from scanner.detectors.one_pixel_signature import SignatureSettings
+from scanner.detectors.one_pixel_training import default_cache_dir as signature_cache_dir
+from scanner.detectors.one_pixel_training import random_folds, read_zoo, roc_auc, tpr_at_fpr, zoo_features
+
+Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (train indices, test indices) -> test scores
+
+
+def logistic_scorer(matrix: np.ndarray, labels: np.ndarray) -> Scorer:
+    names = [f"f{i}" for i in range(matrix.shape[1])]
+
+    def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        rows = [dict(zip(names, row, strict=True)) for row in matrix]
+        fitted = fit_logistic("bench", names, [rows[i] for i in train], labels[train].tolist(), regularization=0.3)
+        return np.asarray([fitted.probability(rows[i]) for i in test])
+
+    return score
+
+
+def fused_scorer(one_pixel: Scorer, ban: Scorer, labels: np.ndarray) -> Scorer:
+    def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        inner_op, inner_ban = np.zeros(len(train)), np.zeros(len(train))
+        for fold in random_folds(len(train), 5, seed=11):
+            rest = np.setdiff1d(np.arange(len(train)), fold)
+            inner_op[fold] = one_pixel(train[rest], train[fold])
+            inner_ban[fold] = ban(train[rest], train[fold])
+        rows = [
+            {FUSION_FEATURES[0]: logit(o), FUSION_FEATURES[1]: logit(b)}
+            for o, b in zip(inner_op, inner_ban, strict=True)
+        ]
+        fusion = fit_logistic("fusion", FUSION_FEATURES, rows, labels[train].tolist())
+        outer_op, outer_ban = one_pixel(train, test), ban(train, test)
+        return np.asarray(
+            [
+                fusion.probability({FUSION_FEATURES[0]: logit(o), FUSION_FEATURES[1]: logit(b)})
+                for o, b in zip(outer_op, outer_ban, strict=True)
+            ]
+        )
+
+    return score
+
+
+def random_split(scorer: Scorer, count: int, seed: int = 0) -> np.ndarray:
+    scores = np.zeros(count)
+    for fold in random_folds(count, 5, seed):
+        scores[fold] = scorer(np.setdiff1d(np.arange(count), fold), fold)
+    return scores
+
+
+def leave_one_attack_out(
+    scorer: Scorer, labels: np.ndarray, attacks: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    clean = np.flatnonzero(labels == 0)
+    out = {}
+    for attack in sorted(set(attacks[labels == 1])):
+        held = np.flatnonzero((attacks == attack) & (labels == 1))
+        scores_held, scores_clean = np.zeros(len(held)), np.zeros(len(clean))
+        folds = random_folds(len(clean), 5, seed=7)
+        for fold in folds:
+            train = np.setdiff1d(np.arange(len(labels)), np.concatenate([held, clean[fold]]))
+            scores_clean[fold] = scorer(train, clean[fold])
+            scores_held += scorer(train, held) / len(folds)
+        out[attack] = (np.r_[np.ones(len(held)), np.zeros(len(clean))], np.r_[scores_held, scores_clean])
+    return out
+
+
+def leave_one_architecture_out(
+    scorer: Scorer, labels: np.ndarray, archs: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for arch in sorted(set(archs)):
+        test, train = np.flatnonzero(archs == arch), np.flatnonzero(archs != arch)
+        if len(set(labels[train])) == 2 and len(set(labels[test])) == 2:
+            out[arch] = (labels[test], scorer(train, test))
+    return out
+
+
+def _row(name: str, labels: np.ndarray, scores: np.ndarray) -> str:
+    return (f"| {name} | {int(labels.sum())} / {int((1 - labels).sum())} | {roc_auc(labels, scores):.3f} | "
+            f"{tpr_at_fpr(labels, scores):.3f} |")  # fmt: skip
+
+
+def report(name: str, scorer: Scorer, labels: np.ndarray, attacks: np.ndarray, archs: np.ndarray) -> str:
+    header = "| split | backdoored / clean | AUC | TPR @ 5% FPR |\n|---|---|---|---|"
+    scores = random_split(scorer, len(labels))
+    lines = [f"### {name}", "", "(a) random 5-fold; per attack: its models vs all clean models", "", header,
+             _row("all", labels, scores)]  # fmt: skip
+    for attack in sorted(set(attacks[labels == 1])):
+        keep = (attacks == attack) | (labels == 0)
+        lines.append(_row(attack, labels[keep], scores[keep]))
+    lines += ["", "(b) leave-one-attack-out", "", header]
+    loao = leave_one_attack_out(scorer, labels, attacks)
+    lines += [_row(a, y, s) for a, (y, s) in loao.items()]
+    lines.append(f"| mean over attacks | | {np.mean([roc_auc(y, s) for y, s in loao.values()]):.3f} | "
+                 f"{np.mean([tpr_at_fpr(y, s) for y, s in loao.values()]):.3f} |")  # fmt: skip
+    lines += ["", "(c) leave-one-architecture-out", "", header]
+    loarch = leave_one_architecture_out(scorer, labels, archs)
+    lines += [_row(a, y, s) for a, (y, s) in loarch.items()]
+    if loarch:
+        lines.append(f"| mean over architectures | | {np.mean([roc_auc(y, s) for y, s in loarch.values()]):.3f} | "
+                     f"{np.mean([tpr_at_fpr(y, s) for y, s in loarch.values()]):.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--zoo", type=Path, required=True)
+    parser.add_argument("--ban-setting", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--no-one-pixel", action="store_true", help="BAN alone (no fused numbers)")
+    parser.add_argument("--only-cached", action="store_true", help="skip models whose BAN statistics are not cached")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    settings = settings_from(dict(item.split("=", 1) for item in args.ban_setting))
+    zoo = read_zoo(args.zoo)
+    started = time.perf_counter()
+    records = zoo_statistics(
+        zoo, settings, cache_dir=default_cache_dir(),
+        progress=lambda done, total: print(f"BAN {done}/{total}", file=sys.stderr),
+    )  # fmt: skip
+    labels = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
+    attacks = np.asarray([m.attack for m in zoo.models])
+    archs = np.asarray([m.architecture for m in zoo.models])
+    ban_matrix = np.asarray([[r["statistics"][f] for f in FEATURES] for r in records])
+    seconds = np.asarray([r["seconds"] for r in records])
+    forwards = np.asarray([r["cost"]["forward_equivalents"] for r in records])
+    print(f"## BAN on {len(labels)} models ({int(labels.sum())} backdoored), settings {settings}\n")
+    print(f"BAN cost per model: {forwards.mean():.0f} forward-equivalents (mean), {np.median(seconds):.1f} s median "
+          f"({seconds.mean():.1f} s mean) on this machine, 1 torch thread; "
+          f"statistics pass {time.perf_counter() - started:.0f} s "
+          "(cached statistics load in ms)\n")  # fmt: skip
+    target_hits = [
+        r["target_class"] == m.target for r, m in zip(records, zoo.models, strict=True) if m.target is not None
+    ]
+    if target_hits:
+        print(f"BAN target class right for {sum(target_hits)} / {len(target_hits)} single-target backdoored models\n")
+    ban = logistic_scorer(ban_matrix, labels)
+    print(report("BAN alone", ban, labels, attacks, archs) + "\n")
+    if not args.no_one_pixel:
+        table = zoo_features(zoo, SignatureSettings(), kinds=("clean",), cache_dir=signature_cache_dir())
+        one_pixel = logistic_scorer(table.features["clean"], labels)
+        print(report("one-pixel alone (clean bases)", one_pixel, labels, attacks, archs) + "\n")
+        print(report("fused (logistic on both logits, inner out-of-fold)", fused_scorer(one_pixel, ban, labels),
+                     labels, attacks, archs) + "\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

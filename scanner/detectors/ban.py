@@ -1,0 +1,272 @@
+"""BAN (Xu et al., NeurIPS 2024): adversarial neuron noise, white-box, from the ONNX artifact and clean samples.
+
+A backdoored network has neurons that noise can easily push into the backdoor: under adversarial noise on its
+backbone, and with the features that carry the clean decision masked out, it collapses onto its target class. Here
+every model is compared at matched damage (eps searched per model) and a few statistics under noise are turned into
+a probability by a logistic calibration trained on the zoo (data/ban_v1.json).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from scanner.detectors.interface import CleanData, DetectionContext, Detector
+from scanner.errors import DetectorError
+from scanner.findings import DetectorResult, ModelArtifact, Status
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_FILE = "ban_v1.json"
+# The statistics the shipped calibration may use; all are computed for every model.
+STATISTICS = (
+    "log_eps",
+    "noisy_top_share",
+    "noisy_error_top_share",
+    "noisy_negative_top_share",
+    "noisy_negative_accuracy",
+    "noisy_negative_error_top_share",
+    "negative_clean_accuracy",
+    "negative_clean_top_share",
+    "mask_density",
+)
+MIN_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class BanSettings:
+    """Reference defaults where the reference has the knob (lambda 0.75 on |m|_1, 20 x 20 mask batches of 128,
+    eps 0.3 as the first eps tried; noise steps cut from 30 to 10); the matched-damage search, the targeted noise
+    per class and the sample caps are ours."""
+
+    lam: float = 0.75
+    mask_epochs: int = 5  # the reference takes 20; the shipped calibration uses no mask statistic (RESULTS-ban.md)
+    mask_batches: int = 20
+    batch_size: int = 128
+    noise_steps: int = 10  # the reference takes 30; bench/RESULTS-ban.md measures the cut
+    eps: float = 0.3
+    eps_min: float = 0.005
+    eps_max: float = 1.0
+    probes: int = 5
+    damage: float = 0.5  # accuracy under noise, as a fraction of the accuracy without noise, at which models compare
+    target_batch: int = 64  # inputs the targeted noise is fitted to, per class (twice as many evaluate it)
+    target_eps_ratio: float = 1.0  # targeted noise bound, relative to the matched-damage eps
+    fit_samples: int = 256
+    eval_samples: int = 256
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    if requested == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if requested == "cuda":
+        raise DetectorError("--device cuda was asked for, but torch sees no CUDA device", hint="use --device auto")
+    return "cpu"
+
+
+class BanDetector(Detector):
+    name: ClassVar[str] = "ban"
+    version: ClassVar[str] = "1"
+
+    def __init__(self, settings: BanSettings | None = None, calibration: Any | None = None) -> None:
+        self.settings = settings or BanSettings()
+        self._calibration = calibration
+
+    def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
+        if context.clean_data is None:
+            return DetectorResult.not_applicable(self.name, "BAN needs clean sample data (--clean-data FILE.npz)")
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return DetectorResult.not_applicable(self.name, "BAN needs torch: pip install 'model-scanner[torch]'")
+        from scanner.detectors.onnx_torch import UnsupportedGraph
+
+        started = time.perf_counter()
+        try:
+            statistics, cost, target_class = self.statistics(model, context.clean_data, context)
+            score = self.calibration().probability(statistics)
+        except UnsupportedGraph as error:
+            return DetectorResult.not_applicable(self.name, error.one_line())
+        except DetectorError as error:
+            return DetectorResult.failed(self.name, error.one_line())
+        return DetectorResult(
+            detector=self.name,
+            status=Status.SCANNED,
+            score=score,
+            target_class=target_class,
+            forward_passes=cost["forward_equivalents"],
+            seconds=time.perf_counter() - started,
+            details={"statistics": statistics, **cost},
+        )
+
+    def calibration(self) -> Any:
+        if self._calibration is None:
+            from scanner.detectors.calibration import load_calibration
+
+            self._calibration = load_calibration(CALIBRATION_FILE)
+        return self._calibration
+
+    def statistics(
+        self, model: ModelArtifact, clean: CleanData, context: DetectionContext
+    ) -> tuple[dict[str, float], dict[str, int], int]:
+        """BAN's statistics for one model (uncalibrated), its cost, and the suspected target class."""
+        import torch
+
+        from scanner.detectors.ban_steps import (
+            BanModel,
+            Cost,
+            noise_at_matched_damage,
+            prediction_statistics,
+            targeted_success,
+            train_mask,
+        )
+        from scanner.detectors.onnx_torch import TorchGraph
+        from scanner.detectors.onnx_torch.anatomy import anatomy_of
+
+        s = self.settings
+        device = _device(context.device)
+        x_all = np.asarray(clean.x, dtype=np.float32)
+        if x_all.shape[1:] != model.spec.image_shape:
+            raise DetectorError(
+                f"clean data has images of shape {x_all.shape[1:]}, the model takes {model.spec.image_shape}",
+                hint="give clean data in the model's own input layout",
+            )
+        if len(x_all) < MIN_SAMPLES:
+            from scanner.detectors.onnx_torch import UnsupportedGraph
+
+            raise UnsupportedGraph(f"BAN needs at least {MIN_SAMPLES} clean samples, got {len(x_all)}")
+        generator = torch.Generator().manual_seed(context.seed)
+        order = torch.randperm(len(x_all), generator=generator).numpy()
+        graph = TorchGraph(model.onnx_bytes, device=device)
+        cost = Cost()
+        x = torch.from_numpy(x_all[order]).to(device)
+        anatomy = anatomy_of(graph, x[:2])
+        ban = BanModel(graph, anatomy, cost)
+        classes = model.spec.num_classes
+
+        def batched(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return torch.cat([function(inputs[i : i + s.batch_size]) for i in range(0, len(inputs), s.batch_size)])
+
+        if clean.y is not None:
+            y = torch.from_numpy(np.asarray(clean.y, dtype=np.int64)[order]).to(device)
+        else:
+            y = batched(ban.logits, x).argmax(1)
+        half = len(x) // 2
+        fit, held = slice(0, min(half, s.fit_samples)), slice(half, half + min(len(x) - half, s.eval_samples))
+        x_fit, y_fit, x_eval, y_eval = x[fit], y[fit], x[held], y[held]
+        total_steps = s.mask_epochs + s.probes + model.spec.num_classes
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            context.progress(done, total_steps)
+
+        z_fit = batched(ban.features, x_fit)
+        mask = train_mask(
+            ban,
+            x_fit,
+            z_fit,
+            y_fit,
+            epochs=s.mask_epochs,
+            batches=s.mask_batches,
+            batch_size=s.batch_size,
+            lam=s.lam,
+            generator=generator,
+            progress=step,
+        )
+        x_noise, y_noise = x_fit[: s.batch_size], y_fit[: s.batch_size]
+        with torch.no_grad():
+            clean_accuracy = float((ban.logits(x_noise).argmax(1) == y_noise).float().mean())
+        matched = noise_at_matched_damage(
+            ban,
+            x_noise,
+            y_noise,
+            target_accuracy=s.damage * clean_accuracy,
+            eps_min=s.eps_min,
+            eps_max=s.eps_max,
+            first_eps=s.eps,
+            probes=s.probes,
+            steps=s.noise_steps,
+            generator=generator,
+            progress=step,
+        )
+        negative = 1.0 - mask
+        stats: dict[str, float] = {
+            "log_eps": math.log(matched.eps),
+            "eps": matched.eps,
+            "damage_reached": float(matched.reached),
+            "fit_accuracy_under_noise": matched.accuracy,
+            "mask_density": float(mask.mean()),
+        }
+        z_eval = batched(ban.features, x_eval)
+        stats.update(prediction_statistics("clean", batched(ban.logits, x_eval), y_eval, classes))
+        heads = torch.cat(
+            [
+                ban.head(x_eval[i : i + s.batch_size], negative * z_eval[i : i + s.batch_size])
+                for i in range(0, len(x_eval), s.batch_size)
+            ]
+        ).detach()
+        stats.update(prediction_statistics("negative_clean", heads, y_eval, classes))
+        stats.update(
+            prediction_statistics("noisy", batched(lambda b: ban.logits(b, matched.noise), x_eval), y_eval, classes)
+        )
+        with torch.no_grad():
+            z_noisy = batched(lambda b: ban.features(b, matched.noise), x_eval)
+            noisy_heads = torch.cat(
+                [
+                    ban.head(x_eval[i : i + s.batch_size], negative * z_noisy[i : i + s.batch_size])
+                    for i in range(0, len(x_eval), s.batch_size)
+                ]
+            )
+        stats.update(prediction_statistics("noisy_negative", noisy_heads, y_eval, classes))
+        x_target, y_target = x_fit[: s.target_batch], y_fit[: s.target_batch]
+        rates = targeted_success(
+            ban,
+            x_target,
+            y_target,
+            x_eval[: s.target_batch * 2],
+            y_eval[: s.target_batch * 2],
+            classes=classes,
+            eps=matched.eps * s.target_eps_ratio,
+            steps=s.noise_steps,
+            generator=generator,
+            progress=step,
+        )
+        ordered = sorted(rates, reverse=True)
+        median = float(np.median(rates))
+        spread = float(np.median(np.abs(np.asarray(rates) - median))) + 0.01
+        stats.update(
+            {
+                "targeted_max": ordered[0],
+                "targeted_gap": ordered[0] - ordered[1],
+                "targeted_median": median,
+                "targeted_anomaly": (ordered[0] - median) / spread,
+            }
+        )
+        stats.update({f"targeted_rate_{k}": rate for k, rate in enumerate(rates)})
+        target_class = int(np.argmax(rates))
+        log.debug("BAN statistics for %s: %s", model.path, stats)
+        return (
+            stats,
+            {"forward_equivalents": cost.forward_equivalents, "head_equivalents": cost.head_equivalents},
+            (target_class),
+        )
+
+
+def settings_from(values: Mapping[str, Any]) -> BanSettings:
+    known = asdict(BanSettings())
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise DetectorError(f"unknown BAN settings: {', '.join(unknown)}", hint=f"known: {', '.join(known)}")
+    return BanSettings(**{k: type(known[k])(v) for k, v in values.items()})

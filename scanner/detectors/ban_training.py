@@ -1,0 +1,158 @@
+"""Calibrating BAN on a zoo: per-model statistics (cached on disk), a logistic fit, honest cross-validated metrics.
+
+Used by `model-scanner detector train --detector ban` and by bench/ban_*.py. Needs scikit-learn to fit; the result
+is the numpy-only JSON that BanDetector loads (scanner/detectors/data/ban_v1.json).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scanner import __version__
+from scanner.detectors.ban import BanDetector, BanSettings
+from scanner.detectors.calibration import LogisticCalibration, fit_logistic
+from scanner.detectors.interface import CleanData, DetectionContext, Progress, no_progress
+from scanner.detectors.one_pixel_training import (
+    Zoo,
+    ZooModel,
+    artifact_for,
+    random_folds,
+    read_zoo,
+    roc_auc,
+    tpr_at_fpr,
+)
+from scanner.errors import UsageError
+from scanner.findings import Layout
+
+log = logging.getLogger(__name__)
+
+# The statistic the shipped calibration uses: how far the easiest class to reach with targeted neuron noise stands
+# out from the other classes (robust z-score of the per-class success rates). On the dev zoo (bench/RESULTS-ban.md)
+# no other statistic, nor any combination tried, did better out of fold, so the calibration keeps just this one.
+FEATURES = ("targeted_anomaly",)
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("MODEL_SCANNER_CACHE") or str(Path.home() / ".cache" / "model-scanner")
+    return Path(root) / "ban-statistics"
+
+
+def _cache_key(sha256: str, settings: BanSettings, seed: int) -> str:
+    text = json.dumps({"model": sha256, "settings": asdict(settings), "version": BanDetector.version, "seed": seed})
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def model_statistics(
+    model: ZooModel, zoo: Zoo, settings: BanSettings, *, cache_dir: Path | None, seed: int = 0
+) -> dict[str, Any]:
+    """BAN's statistics for one zoo model, with cost and seconds, from the cache when there."""
+    artifact = artifact_for(model.path)
+    key = _cache_key(artifact.sha256, settings, seed)
+    path = cache_dir / f"{key}.json" if cache_dir else None
+    if path is not None and path.exists():
+        return dict(json.loads(path.read_text()))
+    clean = zoo.clean_data(model.family)
+    if clean is None:
+        raise UsageError(f"the zoo has no clean_{model.family}.npz", hint="rebuild the zoo with its clean data")
+    if tuple(clean.x.shape[1:]) != artifact.spec.image_shape and artifact.spec.layout is Layout.NHWC:
+        clean = CleanData(np.ascontiguousarray(clean.x.transpose(0, 2, 3, 1)), clean.y)  # the zoo stores NCHW
+    started = time.perf_counter()
+    statistics, cost, target = BanDetector(settings).statistics(artifact, clean, DetectionContext(seed=seed))
+    record = {"statistics": statistics, "cost": cost, "target_class": target,
+              "seconds": time.perf_counter() - started}  # fmt: skip
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(record))
+        partial.replace(path)
+    return record
+
+
+def zoo_statistics(
+    zoo: Zoo,
+    settings: BanSettings,
+    *,
+    cache_dir: Path | None,
+    seed: int = 0,
+    progress: Progress = no_progress,
+    threads: int | None = 1,
+) -> list[dict[str, Any]]:
+    """Statistics for every zoo model. One torch thread by default: the zoo is many small models, and torch's
+    thread pool on an oversubscribed machine spins instead of working."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    records = []
+    for done, model in enumerate(zoo.models, start=1):
+        records.append(model_statistics(model, zoo, settings, cache_dir=cache_dir, seed=seed))
+        progress(done, len(zoo.models))
+    return records
+
+
+def fit_ban_calibration(
+    records: Sequence[dict[str, Any]], labels: Sequence[int], *, features: Sequence[str] = FEATURES, **provenance: Any
+) -> LogisticCalibration:
+    rows = [r["statistics"] for r in records]
+    return fit_logistic("ban", features, rows, labels, regularization=0.3, provenance=provenance)
+
+
+def cross_validated(
+    records: Sequence[dict[str, Any]],
+    labels: np.ndarray,
+    folds: Sequence[np.ndarray],
+    features: Sequence[str] = FEATURES,
+) -> np.ndarray:
+    """Out-of-fold probabilities: each fold scored by a calibration fitted on the other models."""
+    scores = np.full(len(labels), np.nan)
+    for test in folds:
+        train = np.setdiff1d(np.arange(len(labels)), test)
+        calibration = fit_ban_calibration([records[i] for i in train], labels[train].tolist(), features=features)
+        scores[test] = [calibration.probability(records[i]["statistics"]) for i in test]
+    return scores
+
+
+def train_ban_calibration(
+    zoo_dir: Path,
+    settings: BanSettings | None = None,
+    *,
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> LogisticCalibration:
+    """Statistics for every zoo model (cached), a logistic fit on all of them, 5-fold CV metrics as provenance."""
+    settings = settings or BanSettings()
+    zoo = read_zoo(zoo_dir)
+    labels = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
+    if labels.min(initial=1) == labels.max(initial=0):
+        raise UsageError(f"the zoo in {zoo_dir} needs both clean and backdoored models", hint="build a larger zoo")
+    records = zoo_statistics(zoo, settings, cache_dir=cache_dir, seed=seed, progress=progress)
+    scores = cross_validated(records, labels, random_folds(len(labels), seed=seed))
+    return fit_ban_calibration(
+        records,
+        labels.tolist(),
+        trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        scanner_version=__version__,
+        zoo=str(zoo_dir),
+        zoo_code_hash=zoo.manifest.get("code_hash") or zoo.manifest.get("zoo_hash"),
+        models=len(labels),
+        backdoored=int(labels.sum()),
+        attacks=sorted({m.attack for m in zoo.models}),
+        architectures=sorted({m.architecture for m in zoo.models}),
+        settings=asdict(settings),
+        seed=seed,
+        cv5_auc=round(roc_auc(labels, scores), 4),
+        cv5_tpr_at_5pct_fpr=round(tpr_at_fpr(labels, scores), 4),
+        mean_seconds=round(float(np.mean([r["seconds"] for r in records])), 2),
+        mean_forward_equivalents=int(np.mean([r["cost"]["forward_equivalents"] for r in records])),
+    )

@@ -1,0 +1,99 @@
+"""Training the fusion on a zoo: out-of-fold one-pixel and BAN probabilities, then a logistic on their logits.
+
+Out-of-fold scores, because each detector's own calibration was fitted on the same zoo: in-fold scores would be
+overconfident and teach the fusion to trust them too much.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from scanner import __version__
+from scanner.detectors.ban import BanSettings
+from scanner.detectors.ban_training import cross_validated, zoo_statistics
+from scanner.detectors.calibration import LogisticCalibration, fit_logistic
+from scanner.detectors.fusion import FEATURE_OF, logit
+from scanner.detectors.interface import Progress, no_progress
+from scanner.detectors.one_pixel_signature import SignatureSettings
+from scanner.detectors.one_pixel_training import (
+    cross_validated_scores,
+    random_folds,
+    read_zoo,
+    roc_auc,
+    tpr_at_fpr,
+    zoo_features,
+)
+from scanner.errors import UsageError
+
+FEATURES = (FEATURE_OF["one_pixel"], FEATURE_OF["ban"])
+
+
+def out_of_fold_scores(
+    zoo_dir: Path,
+    *,
+    ban_settings: BanSettings,
+    ban_cache: Path | None,
+    signature_settings: SignatureSettings,
+    signature_cache: Path | None,
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, one-pixel probabilities, BAN probabilities) for every zoo model, each scored out of fold."""
+    zoo = read_zoo(zoo_dir)
+    labels = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
+    if labels.min(initial=1) == labels.max(initial=0):
+        raise UsageError(f"the zoo in {zoo_dir} needs both clean and backdoored models", hint="build a larger zoo")
+    folds = random_folds(len(labels), seed=seed)
+    records = zoo_statistics(zoo, ban_settings, cache_dir=ban_cache, seed=seed, progress=progress)
+    ban = cross_validated(records, labels, folds)
+    table = zoo_features(zoo, signature_settings, kinds=("clean",), cache_dir=signature_cache)
+    one_pixel = cross_validated_scores(table.features["clean"], labels, folds)
+    return labels, one_pixel, ban
+
+
+def fit_fusion(labels: np.ndarray, one_pixel: np.ndarray, ban: np.ndarray, **provenance: object) -> LogisticCalibration:
+    rows = [{FEATURES[0]: logit(float(o)), FEATURES[1]: logit(float(b))} for o, b in zip(one_pixel, ban, strict=True)]
+    return fit_logistic("fusion", FEATURES, rows, labels.tolist(), regularization=1.0, provenance=provenance)
+
+
+def train_fusion(
+    zoo_dir: Path,
+    *,
+    ban_settings: BanSettings,
+    ban_cache: Path | None,
+    signature_settings: SignatureSettings,
+    signature_cache: Path | None,
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> LogisticCalibration:
+    labels, one_pixel, ban = out_of_fold_scores(
+        zoo_dir, ban_settings=ban_settings, ban_cache=ban_cache, signature_settings=signature_settings,
+        signature_cache=signature_cache, seed=seed, progress=progress,
+    )  # fmt: skip
+    # Second-level cross-validation of the fusion itself, for the provenance's honest metric.
+    fused = np.full(len(labels), np.nan)
+    for test in random_folds(len(labels), seed=seed + 1):
+        train = np.setdiff1d(np.arange(len(labels)), test)
+        fusion = fit_fusion(labels[train], one_pixel[train], ban[train])
+        fused[test] = [
+            fusion.probability({FEATURES[0]: logit(float(one_pixel[i])), FEATURES[1]: logit(float(ban[i]))})
+            for i in test
+        ]
+    return fit_fusion(
+        labels,
+        one_pixel,
+        ban,
+        trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        scanner_version=__version__,
+        zoo=str(zoo_dir),
+        models=len(labels),
+        backdoored=int(labels.sum()),
+        seed=seed,
+        cv5_auc_one_pixel=round(roc_auc(labels, one_pixel), 4),
+        cv5_auc_ban=round(roc_auc(labels, ban), 4),
+        cv5_auc_fused=round(roc_auc(labels, fused), 4),
+        cv5_tpr_at_5pct_fpr_fused=round(tpr_at_fpr(labels, fused), 4),
+    )

@@ -1,0 +1,106 @@
+"""BAN from the ONNX artifact: results as values, determinism, and (on the test zoo) a verdict on real models."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from scanner.detectors.ban import BanDetector, BanSettings, settings_from
+from scanner.detectors.interface import CleanData, DetectionContext
+from scanner.errors import DetectorError
+from scanner.findings import InputSpec, Layout, ModelArtifact, Status
+from tests.detectors.onnx_models import cached_export
+
+# Small enough for a unit test on 2 shared cores; the shipped defaults are measured in bench/RESULTS-ban.md.
+QUICK = BanSettings(mask_epochs=1, mask_batches=4, noise_steps=2, probes=2, target_batch=16, fit_samples=32,
+                    eval_samples=32)  # fmt: skip
+
+
+def artifact(model: bytes, image_shape: tuple[int, int, int] = (3, 32, 32), input_name: str = "x") -> ModelArtifact:
+    channels, height, width = image_shape
+    spec = InputSpec(input_name, "logits", Layout.NCHW, channels, height, width, 10)
+    return ModelArtifact("model.onnx", hashlib.sha256(model).hexdigest(), model, spec)
+
+
+def clean_data(count: int = 96, image_shape: tuple[int, int, int] = (3, 32, 32)) -> CleanData:
+    return CleanData(np.random.default_rng(5).uniform(0, 1, (count, *image_shape)).astype(np.float32))
+
+
+def test_without_clean_data_ban_does_not_apply() -> None:
+    result = BanDetector(QUICK).detect(artifact(cached_export("norm", (3, 32, 32), "legacy")), DetectionContext())
+    assert result.status is Status.NOT_APPLICABLE
+    assert result.reason is not None and "clean sample data" in result.reason
+
+
+def _image_model_with(op_type: str) -> bytes:
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["conv"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc"], ["scores"]),
+        helper.make_node(op_type, ["scores"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "with_" + op_type,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
+        [
+            numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w"),
+            numpy_helper.from_array(rng.normal(size=(4, 10)).astype(np.float32), "fc"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_an_unsupported_operator_gives_not_applicable_naming_it() -> None:
+    result = BanDetector(QUICK).detect(
+        artifact(_image_model_with("Hardmax")), DetectionContext(clean_data=clean_data())
+    )
+    assert result.status is Status.NOT_APPLICABLE
+    assert result.reason is not None and "Hardmax" in result.reason
+
+
+def test_the_same_op_with_a_supported_operator_scans() -> None:
+    result = BanDetector(QUICK).detect(artifact(_image_model_with("Relu")), DetectionContext(clean_data=clean_data()))
+    assert result.status is Status.SCANNED, result.reason
+    assert result.score is not None and 0.0 <= result.score <= 1.0
+    assert result.target_class is not None and 0 <= result.target_class < 10
+    assert result.forward_passes is not None and result.forward_passes > 0
+
+
+def test_clean_data_of_the_wrong_shape_is_a_failure_value_not_an_exception() -> None:
+    model = artifact(cached_export("norm", (3, 32, 32), "legacy"))
+    result = BanDetector(QUICK).detect(model, DetectionContext(clean_data=clean_data(image_shape=(1, 16, 16))))
+    assert result.status is Status.ERROR
+    assert result.reason is not None and "(1, 16, 16)" in result.reason
+
+
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_statistics_are_seeded_and_deterministic(exporter: str) -> None:
+    model = artifact(cached_export("norm", (3, 32, 32), exporter))
+    detector = BanDetector(QUICK)
+    data = clean_data(count=64)
+    first = detector.statistics(model, data, DetectionContext(seed=3))
+    assert detector.statistics(model, data, DetectionContext(seed=3)) == first
+    if exporter == "legacy":
+        assert detector.statistics(model, data, DetectionContext(seed=4))[0] != first[0]
+
+
+def test_cuda_asked_for_without_a_gpu_is_a_failure_value() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    model = artifact(cached_export("norm", (3, 32, 32), "legacy"))
+    result = BanDetector(QUICK).detect(model, DetectionContext(clean_data=clean_data(), device="cuda"))
+    assert result.status is Status.ERROR and result.reason is not None and "CUDA" in result.reason
+
+
+def test_settings_from_rejects_unknown_names() -> None:
+    assert settings_from({"noise_steps": "7"}).noise_steps == 7
+    with pytest.raises(DetectorError, match="unknown BAN settings: stepz"):
+        settings_from({"stepz": 1})
