@@ -122,8 +122,30 @@ def cross_validated(
     return scores
 
 
+def zoos_statistics(
+    zoo_dirs: Sequence[Path],
+    settings: BanSettings,
+    *,
+    cache_dir: Path | None,
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> tuple[list[Zoo], list[dict[str, Any]], np.ndarray]:
+    """Statistics and labels of every model of several zoos, in order; refuses a set without both kinds."""
+    zoos = [read_zoo(Path(directory)) for directory in zoo_dirs]
+    labels = np.asarray([m.backdoored for zoo in zoos for m in zoo.models], dtype=np.int64)
+    if labels.min(initial=1) == labels.max(initial=0):
+        raise UsageError(
+            f"the zoo(s) {', '.join(map(str, zoo_dirs))} need both clean and backdoored models",
+            hint="build a larger zoo",
+        )
+    records: list[dict[str, Any]] = []
+    for zoo in zoos:
+        records += zoo_statistics(zoo, settings, cache_dir=cache_dir, seed=seed, progress=progress)
+    return zoos, records, labels
+
+
 def train_ban_calibration(
-    zoo_dir: Path,
+    zoo_dirs: Sequence[Path],
     settings: BanSettings | None = None,
     *,
     cache_dir: Path | None = None,
@@ -132,23 +154,21 @@ def train_ban_calibration(
 ) -> LogisticCalibration:
     """Statistics for every zoo model (cached), a logistic fit on all of them, 5-fold CV metrics as provenance."""
     settings = settings or BanSettings()
-    zoo = read_zoo(zoo_dir)
-    labels = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
-    if labels.min(initial=1) == labels.max(initial=0):
-        raise UsageError(f"the zoo in {zoo_dir} needs both clean and backdoored models", hint="build a larger zoo")
-    records = zoo_statistics(zoo, settings, cache_dir=cache_dir, seed=seed, progress=progress)
+    zoos, records, labels = zoos_statistics(zoo_dirs, settings, cache_dir=cache_dir, seed=seed, progress=progress)
+    models = [m for zoo in zoos for m in zoo.models]
     scores = cross_validated(records, labels, random_folds(len(labels), seed=seed))
     return fit_ban_calibration(
         records,
         labels.tolist(),
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         scanner_version=__version__,
-        zoo=str(zoo_dir),
-        zoo_code_hash=zoo.manifest.get("code_hash") or zoo.manifest.get("zoo_hash"),
+        zoo=[str(directory) for directory in zoo_dirs],
+        zoo_code_hash=[zoo.manifest.get("code_hash") or zoo.manifest.get("zoo_hash") for zoo in zoos],
         models=len(labels),
         backdoored=int(labels.sum()),
-        attacks=sorted({m.attack for m in zoo.models}),
-        architectures=sorted({m.architecture for m in zoo.models}),
+        families=sorted({m.family for m in models}),
+        attacks=sorted({m.attack for m in models}),
+        architectures=sorted({m.architecture for m in models}),
         settings=asdict(settings),
         seed=seed,
         cv5_auc=round(roc_auc(labels, scores), 4),

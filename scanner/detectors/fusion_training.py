@@ -7,32 +7,32 @@ overconfident and teach the fusion to trust them too much.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from scanner import __version__
 from scanner.detectors.ban import BanSettings
-from scanner.detectors.ban_training import cross_validated, zoo_statistics
+from scanner.detectors.ban_training import cross_validated, zoos_statistics
 from scanner.detectors.calibration import LogisticCalibration, fit_logistic
 from scanner.detectors.fusion import FEATURE_OF, logit
 from scanner.detectors.interface import Progress, no_progress
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import (
+    combined_features,
     cross_validated_scores,
     random_folds,
-    read_zoo,
     roc_auc,
     tpr_at_fpr,
     zoo_features,
 )
-from scanner.errors import UsageError
 
 FEATURES = (FEATURE_OF["one_pixel"], FEATURE_OF["ban"])
 
 
 def out_of_fold_scores(
-    zoo_dir: Path,
+    zoo_dirs: Sequence[Path],
     *,
     ban_settings: BanSettings,
     ban_cache: Path | None,
@@ -42,14 +42,12 @@ def out_of_fold_scores(
     progress: Progress = no_progress,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, one-pixel probabilities, BAN probabilities) for every zoo model, each scored out of fold."""
-    zoo = read_zoo(zoo_dir)
-    labels = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
-    if labels.min(initial=1) == labels.max(initial=0):
-        raise UsageError(f"the zoo in {zoo_dir} needs both clean and backdoored models", hint="build a larger zoo")
+    zoos, records, labels = zoos_statistics(zoo_dirs, ban_settings, cache_dir=ban_cache, seed=seed, progress=progress)
     folds = random_folds(len(labels), seed=seed)
-    records = zoo_statistics(zoo, ban_settings, cache_dir=ban_cache, seed=seed, progress=progress)
     ban = cross_validated(records, labels, folds)
-    table = zoo_features(zoo, signature_settings, kinds=("clean",), cache_dir=signature_cache)
+    table = combined_features(
+        [zoo_features(zoo, signature_settings, kinds=("clean",), cache_dir=signature_cache) for zoo in zoos]
+    )
     one_pixel = cross_validated_scores(table.features["clean"], labels, folds)
     return labels, one_pixel, ban
 
@@ -60,7 +58,7 @@ def fit_fusion(labels: np.ndarray, one_pixel: np.ndarray, ban: np.ndarray, **pro
 
 
 def train_fusion(
-    zoo_dir: Path,
+    zoo_dirs: Sequence[Path],
     *,
     ban_settings: BanSettings,
     ban_cache: Path | None,
@@ -70,7 +68,7 @@ def train_fusion(
     progress: Progress = no_progress,
 ) -> LogisticCalibration:
     labels, one_pixel, ban = out_of_fold_scores(
-        zoo_dir, ban_settings=ban_settings, ban_cache=ban_cache, signature_settings=signature_settings,
+        zoo_dirs, ban_settings=ban_settings, ban_cache=ban_cache, signature_settings=signature_settings,
         signature_cache=signature_cache, seed=seed, progress=progress,
     )  # fmt: skip
     # Second-level cross-validation of the fusion itself, for the provenance's honest metric.
@@ -88,7 +86,7 @@ def train_fusion(
         ban,
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         scanner_version=__version__,
-        zoo=str(zoo_dir),
+        zoo=[str(directory) for directory in zoo_dirs],
         models=len(labels),
         backdoored=int(labels.sum()),
         seed=seed,
