@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 PROMOTIONS = (("alias", "champion"), ("stage", "Production"))
-VERDICT_TIMEOUT_S = 300
+VERDICT_TIMEOUT_S = 900  # BAN takes a while on a busy 2-core machine (about 90 s a model at load 15)
 
 
 def say(text: str = "", *, end: str = "\n") -> None:
