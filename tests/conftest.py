@@ -25,3 +25,27 @@ def zoo() -> Path:
 
     cache_root = Path(os.environ.get("MODEL_SCANNER_CACHE") or Path.home() / ".cache" / "model-scanner")
     return ensure_test_zoo(cache_root)
+
+
+@pytest.fixture(scope="session")
+def zoo_pair(zoo: Path, repo_root: Path) -> tuple[Path, Path]:
+    """(clean, backdoored) 16x16 digits models from the test zoo: a clean one the default policy allows and a
+    backdoored one it blocks, with the one-pixel detector. The detectors are not perfect (bench/RESULTS.md) and the
+    tests that use this pair check the loop around them (registry, Action), not their reach: so the pair is chosen by
+    one real scan of the zoo's digits models, and the tests fail if no such pair exists."""
+    import json
+    import subprocess
+    import sys
+
+    from scanner.zoo.manifest import read_manifest
+
+    backdoored = {entry.path(zoo): entry.backdoored for entry in read_manifest(zoo) if entry.family == "digits16"}
+    candidates = sorted(backdoored)
+    command = [sys.executable, "-m", "scanner", "-q", "scan", *map(str, candidates), "--detectors", "one-pixel"]
+    completed = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    results = json.loads(completed.stdout)["results"]
+    decided = {Path(r["target"]).name: (r["decision"]["action"], r["score"] or 0.0) for r in results}
+    blocked = [(decided[p.name][1], p) for p in candidates if backdoored[p] and decided[p.name][0] == "block"]
+    allowed = [(decided[p.name][1], p) for p in candidates if not backdoored[p] and decided[p.name][0] == "allow"]
+    assert blocked and allowed, f"no backdoored zoo model blocked and clean one allowed: {decided}"
+    return min(allowed)[1], max(blocked)[1]

@@ -15,9 +15,6 @@ def test_help_lists_every_command(capsys):
 
 
 def test_import_scanner_loads_no_heavy_runtime(repo_root):
-    code = (
-        "import sys, scanner, scanner.cli\n"
-        "print(sorted({'torch', 'onnxruntime', 'mlflow'} & set(sys.modules)))"
-    )
+    code = "import sys, scanner, scanner.cli\nprint(sorted({'torch', 'onnxruntime', 'mlflow'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -12,30 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 DETECTORS = "one-pixel"
-
-
-@pytest.fixture(scope="module")
-def zoo_pair(request: pytest.FixtureRequest, repo_root: Path) -> tuple[Path, Path]:
-    """(clean, backdoored) 16x16 digits models from the test zoo: a backdoored one the scanner blocks and a clean one
-    it allows. The detectors are not perfect (bench/RESULTS-*.md), and this tests the Action, not them: so the pair
-    is chosen by one scan of the zoo's digits models, and the test fails if no such pair exists."""
-    from scanner.zoo.manifest import read_manifest
-    from tests.registry.rescan_helpers import zoo_directory
-
-    zoo = zoo_directory(request)
-    backdoored = {entry.path(zoo): entry.backdoored for entry in read_manifest(zoo) if entry.family == "digits16"}
-    candidates = sorted(backdoored)
-    command = [sys.executable, "-m", "scanner", "-q", "scan", *map(str, candidates), "--detectors", DETECTORS]
-    completed = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=600)
-    results = json.loads(completed.stdout)["results"]
-    decided = {Path(r["target"]).name: (r["decision"]["action"], r["score"] or 0.0) for r in results}
-    blocked = [(decided[p.name][1], p) for p in candidates if backdoored[p] and decided[p.name][0] == "block"]
-    allowed = [(decided[p.name][1], p) for p in candidates if not backdoored[p] and decided[p.name][0] == "allow"]
-    assert blocked and allowed, f"no backdoored zoo model blocked and clean one allowed: {decided}"
-    return min(allowed)[1], max(blocked)[1]
 
 
 def run_action(repo_root: Path, workspace: Path, base: str, tmp_path: Path, **inputs: str):

@@ -18,25 +18,12 @@ pytestmark = [pytest.mark.server, pytest.mark.filterwarnings("ignore::FutureWarn
 TAGS_WITHIN_S = 60
 
 
-def first_model(zoo: Path, *, backdoored: bool) -> tuple[Path, Path]:
-    """The first digits16 model of its kind; for backdoored, one with a patch trigger: this test is about the
-    registry loop, not about the detector's reach (bench/RESULTS-one-pixel.md measures that, attack by attack)."""
-    from scanner.zoo.manifest import read_manifest
-
-    entry = next(
-        e
-        for e in read_manifest(zoo)
-        if e.family == "digits16" and e.backdoored is backdoored and (not backdoored or e.attack == "patch")
-    )
-    return entry.path(zoo), entry.clean_data_path(zoo)
-
-
 def test_registered_models_are_scanned_and_gated(
     gated_server: Any,
     serve: Callable[..., Any],
     register_model: Callable[..., str],
     wait_for_condition: Callable[..., Any],
-    zoo: Path,
+    zoo_pair: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
     import mlflow
@@ -45,13 +32,11 @@ def test_registered_models_are_scanned_and_gated(
     client = gated_server.client()
     serve("--detectors", "one-pixel", "--reconcile-interval", "30")
     models = {}
-    for kind, backdoored in (("clean", False), ("backdoored", True)):
-        onnx_path, clean_data = first_model(zoo, backdoored=backdoored)
-        sample = tmp_path / kind / "clean_sample.npz"
-        sample.parent.mkdir()
-        sample.write_bytes(clean_data.read_bytes())
+    # No clean_sample.npz beside them: the pair was chosen by a scan without clean data, and this test is about the
+    # loop around the detector (test_source.py covers fetching a logged clean sample).
+    for kind, onnx_path in zip(("clean", "backdoored"), zoo_pair, strict=True):
         name = f"digits-{kind}"
-        models[kind] = (name, register_model(gated_server.url, onnx_path, name, clean_sample=sample), time.monotonic())
+        models[kind] = (name, register_model(gated_server.url, onnx_path, name), time.monotonic())
 
     found = {}
     for kind, (name, version, registered_at) in models.items():

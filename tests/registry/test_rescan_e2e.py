@@ -67,7 +67,7 @@ def test_rescan_after_a_detector_upgrade_local_then_ray(gated_server, digits_mod
     # Recorded in serve's queue under serve's scan key: serve's workers will not scan these again.
     from scanner.registry.queue import WorkQueue
 
-    recorded = WorkQueue(tmp_path / "state" / "queue.db").scans()
+    recorded = WorkQueue(tmp_path / "state" / "queue.db").scan_records()
     assert sorted((r.model_name, r.model_version) for r in recorded) == sorted(versions)
     assert {(r.starts, r.publishes) for r in recorded} == {(1, 1)}
 
