@@ -13,7 +13,7 @@ from typing import Any
 
 from scanner import __version__
 from scanner.commands.progress import progress_bar
-from scanner.detectors import DETECTORS
+from scanner.detectors import DETECTORS, load_detectors
 from scanner.detectors.interface import DetectionContext, Detector
 from scanner.errors import ReportError, ScannerError, UsageError
 from scanner.findings import Action, DetectorResult, ErrorInfo, Layout, ModelArtifact, ScanResult, Status
@@ -150,18 +150,11 @@ def exit_code(results: Sequence[ScanResult]) -> int:
 def build_detectors(names: Sequence[str] | None) -> list[Detector]:
     """The detectors asked for. Asked by name, one that cannot load is an error; by default it is reported as failed."""
     detectors: list[Detector] = []
-    for name in names or list(DETECTORS):
-        try:
-            detectors.append(DETECTORS[name]())
-        except (ScannerError, ImportError) as error:
-            message = error.one_line() if isinstance(error, ScannerError) else f"cannot load it: {error}"
-            if names:
-                raise UsageError(
-                    f"detector {name} is not available: {message}",
-                    hint="install model-scanner[torch,cpu], or choose other --detectors",
-                ) from None
-            log.warning("detector %s is not available: %s", name, message)
-            detectors.append(unavailable_detector(name, message))
+    for name, loaded in load_detectors(names).items():
+        if isinstance(loaded, str):
+            log.warning("detector %s is not available: %s", name, loaded)
+            loaded = unavailable_detector(name, loaded)
+        detectors.append(loaded)
     return detectors
 
 

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from scanner.detectors.interface import Detector
+from scanner.errors import ScannerError, UsageError
 
 
 def _one_pixel() -> Detector:
@@ -22,3 +23,26 @@ def _ban() -> Detector:
 
 # CLI name (--detectors) -> factory. The JSON report keys results by `Detector.name` ("one_pixel", "ban").
 DETECTORS: dict[str, Callable[[], Detector]] = {"one-pixel": _one_pixel, "ban": _ban}
+
+
+def load_detectors(names: Sequence[str] | None = None) -> dict[str, Detector | str]:
+    """CLI name -> loaded detector. Named detectors must load (else UsageError); by default every registered one is
+    tried, and one that cannot load here maps to the reason why, for the caller to report or skip."""
+    unknown = [name for name in names or () if name not in DETECTORS]
+    if unknown:
+        raise UsageError(
+            f"unknown detector(s): {', '.join(unknown)}", hint=f"choose from: {', '.join(sorted(DETECTORS))}"
+        )
+    loaded: dict[str, Detector | str] = {}
+    for name in names or list(DETECTORS):
+        try:
+            loaded[name] = DETECTORS[name]()
+        except (ScannerError, ImportError) as error:
+            message = error.one_line() if isinstance(error, ScannerError) else f"cannot load it: {error}"
+            if names:
+                raise UsageError(
+                    f"detector {name} is not available: {message}",
+                    hint="install model-scanner[torch,cpu], or choose other --detectors",
+                ) from None
+            loaded[name] = message
+    return loaded

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scanner import __version__
 from scanner.detectors.interface import Detector
-from scanner.errors import ScannerError, UsageError
+from scanner.errors import UsageError
 from scanner.findings import Layout, ScanResult
 from scanner.policy import Policy, PromotionTarget
 from scanner.registry.source import FetchedModel
@@ -82,26 +82,15 @@ def build_engine(
     policy_path: str | None, detector_names: Sequence[str] | None = None, *, device: str = "auto"
 ) -> CoreScanEngine:
     """The engine for `serve`: the named detectors (each must load), or every detector that loads here."""
-    from scanner.detectors import DETECTORS
+    from scanner.detectors import load_detectors
     from scanner.policy import load_builtin_policy, load_policy
 
-    unknown = [name for name in detector_names or () if name not in DETECTORS]
-    if unknown:
-        raise UsageError(
-            f"unknown detector(s): {', '.join(unknown)}", hint=f"choose from: {', '.join(sorted(DETECTORS))}"
-        )
     detectors: list[Detector] = []
-    for name in detector_names or list(DETECTORS):
-        try:
-            detectors.append(DETECTORS[name]())
-        except (ScannerError, ImportError) as error:
-            message = error.one_line() if isinstance(error, ScannerError) else str(error)
-            if detector_names:
-                raise UsageError(
-                    f"detector {name} is not available: {message}",
-                    hint="install model-scanner[torch,cpu], or choose other --detectors",
-                ) from None
-            log.warning("detector %s is not available, scanning without it: %s", name, message)
+    for name, loaded in load_detectors(detector_names).items():
+        if isinstance(loaded, str):
+            log.warning("detector %s is not available, scanning without it: %s", name, loaded)
+        else:
+            detectors.append(loaded)
     if not detectors:
         raise UsageError("no detector is available", hint="install model-scanner[torch,cpu]")
     policy = load_policy(policy_path) if policy_path else load_builtin_policy()

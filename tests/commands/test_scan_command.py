@@ -9,7 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+import scanner.detectors as detectors_registry
 from scanner.commands import scan as scan_command
+from scanner.detectors import DETECTORS
 from scanner.detectors.interface import DetectionContext, Detector
 from scanner.findings import DetectorResult, ModelArtifact, Status
 from scanner.reports.json_report import report_schema
@@ -31,7 +33,9 @@ class ByName(Detector):
 
 @pytest.fixture
 def fake_detectors(monkeypatch):
-    monkeypatch.setattr(scan_command, "DETECTORS", {"one-pixel": ByName})
+    fake = {"one-pixel": ByName}
+    monkeypatch.setattr(scan_command, "DETECTORS", fake)  # what --detectors is checked against
+    monkeypatch.setattr(detectors_registry, "DETECTORS", fake)  # what load_detectors builds from
 
 
 @pytest.fixture
@@ -112,7 +116,8 @@ def test_an_unavailable_detector_asked_for_by_name_is_an_error(cli, models, monk
     def broken() -> Detector:
         raise ImportError("No module named 'torch'")
 
-    monkeypatch.setattr(scan_command, "DETECTORS", {"one-pixel": ByName, "ban": broken})
+    monkeypatch.setitem(DETECTORS, "one-pixel", ByName)  # the registry the CLI and `serve` both load from
+    monkeypatch.setitem(DETECTORS, "ban", broken)
     run = cli("scan", str(models), "--detectors", "ban")
     assert run.code == 2 and "detector ban is not available" in run.stderr
     by_default = cli("scan", str(models / "good.onnx"))  # reported as failed, the other detector decides
