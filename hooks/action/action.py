@@ -162,49 +162,6 @@ def scan_command(python: str, targets: Sequence[str], inputs: Inputs, summary: s
     return command
 
 
-def load_report(text: str) -> Any:
-    """The JSON report back as the scanner's `Report`, so its SARIF and Markdown formats can render it."""
-    from scanner.findings import Action, Decision, DetectorResult, ErrorInfo, ScanResult, Status, Verdict
-    from scanner.reports import Report
-
-    document = json.loads(text)
-    results = []
-    for entry in document["results"]:
-        decision = entry.get("decision")
-        error = entry.get("error")
-        results.append(
-            ScanResult(
-                target=entry["target"],
-                sha256=entry.get("sha256"),
-                status=Status(entry["status"]),
-                verdict=Verdict(entry.get("verdict") or "unknown"),
-                score=entry.get("score"),
-                error=ErrorInfo(error["kind"], error["message"]) if error else None,
-                detectors={
-                    name: DetectorResult(
-                        detector=name,
-                        status=Status(found["status"]),
-                        score=found.get("score"),
-                        target_class=found.get("target_class"),
-                        forward_passes=found.get("forward_passes"),
-                        seconds=found.get("seconds"),
-                        reason=found.get("reason"),
-                    )
-                    for name, found in (entry.get("detectors") or {}).items()
-                },
-                decision=Decision(
-                    Action(decision["action"]), tuple(decision.get("reasons") or ()), decision.get("rule")
-                )
-                if decision
-                else None,
-                artifacts=tuple(entry.get("artifacts") or ()),
-            )
-        )
-    return Report(
-        results=tuple(results), policy=document.get("policy", ""), scanner_version=document.get("scanner_version", "")
-    )
-
-
 # -- what GitHub shows -------------------------------------------------------------------------------------------------
 
 
@@ -329,10 +286,11 @@ def run(env: Mapping[str, str], python: str) -> int:
     document = json.loads(text)
     if inputs.sarif:
         from scanner.reports import render
+        from scanner.reports.json_report import read_report
 
         sarif_path = workspace / inputs.sarif
         sarif_path.parent.mkdir(parents=True, exist_ok=True)
-        sarif_path.write_text(render(load_report(text), "sarif"), encoding="utf-8")
+        sarif_path.write_text(render(read_report(text), "sarif"), encoding="utf-8")
     for line in annotations(document, workspace):
         print(line)
     verdict, decision = overall(document)

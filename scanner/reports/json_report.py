@@ -11,7 +11,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from scanner.findings import DetectorResult, ScanResult
+from scanner.findings import Action, Decision, DetectorResult, ErrorInfo, ScanResult, Status, Verdict
 from scanner.reports.interface import Report
 
 SCHEMA_ID = "model-scanner/report/v1"
@@ -68,3 +68,43 @@ def report_schema() -> dict[str, Any]:
     text = (resources.files("scanner.reports") / "report.schema.json").read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
+
+
+def read_report(text: str) -> Report:
+    """A JSON report back as a `Report`, so the other formats can render it (the GitHub Action's SARIF)."""
+    document = json.loads(text)
+    results = []
+    for entry in document["results"]:
+        decision = entry.get("decision")
+        error = entry.get("error")
+        results.append(
+            ScanResult(
+                target=entry["target"],
+                sha256=entry.get("sha256"),
+                status=Status(entry["status"]),
+                verdict=Verdict(entry.get("verdict") or "unknown"),
+                score=entry.get("score"),
+                error=ErrorInfo(error["kind"], error["message"]) if error else None,
+                detectors={
+                    name: DetectorResult(
+                        detector=name,
+                        status=Status(found["status"]),
+                        score=found.get("score"),
+                        target_class=found.get("target_class"),
+                        forward_passes=found.get("forward_passes"),
+                        seconds=found.get("seconds"),
+                        reason=found.get("reason"),
+                    )
+                    for name, found in (entry.get("detectors") or {}).items()
+                },
+                decision=Decision(
+                    Action(decision["action"]), tuple(decision.get("reasons") or ()), decision.get("rule")
+                )
+                if decision
+                else None,
+                artifacts=tuple(entry.get("artifacts") or ()),
+            )
+        )
+    return Report(
+        results=tuple(results), policy=document.get("policy", ""), scanner_version=document.get("scanner_version", "")
+    )
