@@ -90,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     from scanner.policy import BUILTIN_POLICIES, load_builtin_policy, load_policy
     from scanner.registry.client import RegistryClient
     from scanner.registry.executors import make_executor
+    from scanner.registry.queue import WorkQueue
     from scanner.registry.rescan import summary_as_json, summary_as_markdown
-    from scanner.registry.rescanner import Rescanner, RescanRequest, SharedQueue
+    from scanner.registry.rescanner import Rescanner, RescanRequest
 
     detectors = [name.strip() for name in args.detectors.split(",") if name.strip()]
     unknown = [name for name in detectors if name not in DETECTORS]
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         policy = load_builtin_policy(choice)
     else:
         policy = load_policy(choice)
-    queue = SharedQueue(Path(args.state_dir) / QUEUE_FILE) if args.state_dir else None
+    queue = WorkQueue(Path(args.state_dir) / QUEUE_FILE) if args.state_dir else None
     registry = RegistryClient(args.tracking_uri, token=os.environ.get(TOKEN_ENV))
     request = RescanRequest(
         models=tuple(args.models), stale_only=args.stale_only, max_age=args.max_age, dry_run=args.dry_run

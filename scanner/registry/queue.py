@@ -184,6 +184,22 @@ class WorkQueue:
             )
             return Job(id=row[0], model_name=row[1], model_version=row[2], reason=row[3], attempts=row[4] + 1)
 
+    def claim_version(self, model_name: str, model_version: str, *, reason: str) -> Job | None:
+        """Claims one given version as a running job, atomically; None when a job for it is already queued or
+        running (how `rescan` and `serve` share one queue file without scanning a version twice)."""
+        try:
+            with self._transaction() as db:
+                cursor = db.execute(
+                    "INSERT INTO jobs (model_name, model_version, reason, state, attempts, enqueued_at, started_at) "
+                    "VALUES (?, ?, ?, ?, 1, ?, ?)",
+                    (model_name, model_version, reason, JobState.RUNNING.value, self._clock(), self._clock()),
+                )
+                job_id = cursor.lastrowid
+        except sqlite3.IntegrityError:
+            return None
+        assert job_id is not None
+        return Job(id=job_id, model_name=model_name, model_version=model_version, reason=reason, attempts=1)
+
     def finish(self, job: Job, outcome: str) -> None:
         self._close_job(job, JobState.DONE, outcome)
 

@@ -13,7 +13,6 @@ never scanned by both at once, and a version serve is about to scan is left to s
 from __future__ import annotations
 
 import logging
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from scanner.registry import tags as scan_tags
 from scanner.registry.client import RegistryClient, VersionInfo
 from scanner.registry.engine import CoreScanEngine
 from scanner.registry.executors import Executor
-from scanner.registry.queue import Job, JobState, WorkQueue
+from scanner.registry.queue import Job, WorkQueue
 from scanner.registry.rescan import (
     ENGINE_TAG,
     Outcome,
@@ -49,24 +48,6 @@ RESCAN_REASON = "rescan"
 PUBLISHERS = 4
 
 
-class SharedQueue(WorkQueue):
-    """serve's queue, as a re-scan uses it: claim one given version, atomically, or learn that serve has it."""
-
-    def claim_version(self, model_name: str, model_version: str, *, reason: str) -> Job | None:
-        try:
-            with self._transaction() as db:
-                cursor = db.execute(
-                    "INSERT INTO jobs (model_name, model_version, reason, state, attempts, enqueued_at, started_at) "
-                    "VALUES (?, ?, ?, ?, 1, ?, ?)",
-                    (model_name, model_version, reason, JobState.RUNNING.value, self._clock(), self._clock()),
-                )
-                job_id = cursor.lastrowid
-        except sqlite3.IntegrityError:
-            return None  # serve has this version queued or running
-        assert job_id is not None
-        return Job(id=job_id, model_name=model_name, model_version=model_version, reason=reason, attempts=1)
-
-
 @dataclass(frozen=True)
 class RescanRequest:
     models: tuple[str, ...] = ()  # name globs; empty: every registered model
@@ -84,7 +65,7 @@ class Rescanner:
         executor: Executor,
         *,
         device: str = "auto",
-        queue: SharedQueue | None = None,
+        queue: WorkQueue | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self.registry = registry

@@ -1,13 +1,12 @@
 """A re-scan beside `serve`: claims go through serve's own queue, so no version is scanned by both at once."""
 
 from scanner.registry.queue import JobState, WorkQueue
-from scanner.registry.rescanner import SharedQueue
 
 
 def test_a_version_serve_has_queued_is_left_to_serve(tmp_path):
     path = tmp_path / "queue.db"
     serve = WorkQueue(path)
-    rescan = SharedQueue(path)
+    rescan = WorkQueue(path)
     assert serve.enqueue("fraud", "1", reason="webhook model_version.created")
     assert rescan.claim_version("fraud", "1", reason="rescan: detector_changed") is None
 
@@ -15,7 +14,7 @@ def test_a_version_serve_has_queued_is_left_to_serve(tmp_path):
 def test_a_claimed_version_is_not_queued_or_claimed_by_serve(tmp_path):
     path = tmp_path / "queue.db"
     serve = WorkQueue(path)
-    rescan = SharedQueue(path)
+    rescan = WorkQueue(path)
     claim = rescan.claim_version("fraud", "2", reason="rescan: expired")
     assert claim is not None and claim.model_version == "2"
     assert rescan.claim_version("fraud", "2", reason="rescan: expired") is None  # twice: still one scan
@@ -28,7 +27,7 @@ def test_a_claimed_version_is_not_queued_or_claimed_by_serve(tmp_path):
 
 def test_a_crashed_rescans_claim_goes_back_to_serve(tmp_path):
     path = tmp_path / "queue.db"
-    rescan = SharedQueue(path)
+    rescan = WorkQueue(path)
     assert rescan.claim_version("fraud", "3", reason="rescan: failed") is not None
     rescan.close()
     serve = WorkQueue(path)
