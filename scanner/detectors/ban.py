@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -37,6 +38,10 @@ STATISTICS = (
     "mask_density",
 )
 MIN_SAMPLES = 20
+# torch threads for BAN on CPU. BAN's tensors are small (batches of 64-128 images through small CNNs); torch's
+# second thread costs more in synchronisation than it computes: 32x32x3 CNN, idle 2-core machine, 27.7 s with
+# torch's default 2 threads, 11.3 s with 1 thread while two other jobs ran (bench/RESULTS-ban.md).
+CPU_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,20 @@ def _device(requested: str) -> str:
     return "cpu"
 
 
+@contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` for the block (None: left alone)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class BanDetector(Detector):
     name: ClassVar[str] = "ban"
     version: ClassVar[str] = "2"
@@ -92,7 +111,8 @@ class BanDetector(Detector):
 
         started = time.perf_counter()
         try:
-            statistics, cost, target_class = self.statistics(model, context.clean_data, context)
+            with _torch_threads(CPU_THREADS if _device(context.device) == "cpu" else None):
+                statistics, cost, target_class = self.statistics(model, context.clean_data, context)
             score = self.calibration().probability(statistics)
         except UnsupportedGraph as error:
             return DetectorResult.not_applicable(self.name, error.one_line())

@@ -71,7 +71,7 @@ def train_model(
     backdoor: Backdoor | None = None,
     num_classes: int = 10,
     seed: int = 0,
-    epochs: int | None = None,
+    extra_epochs: int = 0,
 ) -> TrainedModel:
     """Train one model of `arch` on `family`; backdoored when `attack` (a random trigger) or `backdoor` is given."""
     spec = family_named(family)
@@ -87,7 +87,8 @@ def train_model(
     started = time.process_time()
     torch.manual_seed(int(rng.integers(2**31)))
     module = ARCHITECTURES[arch](spec.channels, num_classes, spec.size)
-    _fit(module, x_train, y_train, recipe, epochs or recipe.epochs, rng)
+    epochs = recipe.epochs + (ATTACKS[backdoor.attack].extra_epochs if backdoor else 0) + extra_epochs
+    _fit(module, x_train, y_train, recipe, epochs, rng)
     clean_acc = accuracy(module, x_test, y_test)
     asr = None
     if backdoor is not None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from scanner.detectors.ban import BanDetector, BanSettings, settings_from
+from scanner.detectors.ban import CPU_THREADS, BanDetector, BanSettings, settings_from
 from scanner.detectors.interface import CleanData, DetectionContext
 from scanner.errors import DetectorError
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
@@ -74,6 +74,27 @@ def test_the_same_op_with_a_supported_operator_scans() -> None:
     assert result.score is not None and 0.0 <= result.score <= 1.0
     assert result.target_class is not None and 0 <= result.target_class < 10
     assert result.forward_passes is not None and result.forward_passes > 0
+
+
+def test_ban_runs_on_one_torch_thread_on_cpu_and_gives_the_count_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    statistics = BanDetector.statistics
+
+    def spy(self: BanDetector, *args: object) -> object:
+        seen.append(torch.get_num_threads())
+        return statistics(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BanDetector, "statistics", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = BanDetector(QUICK).detect(
+            artifact(_image_model_with("Relu")), DetectionContext(clean_data=clean_data(), device="cpu")
+        )
+        assert result.status is Status.SCANNED, result.reason
+        assert seen == [CPU_THREADS] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_clean_data_of_the_wrong_shape_is_a_failure_value_not_an_exception() -> None:

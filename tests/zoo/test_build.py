@@ -2,8 +2,11 @@ import shutil
 import subprocess
 import sys
 
-from scanner.zoo.build import ARCH_ORDER, ATTACK_ORDER, build_zoo, plan
+import pytest
+
+from scanner.zoo.build import ARCH_ORDER, ATTACK_ORDER, NEVER_PAIRED, build_zoo, plan
 from scanner.zoo.cache import TEST_ZOO, TEST_ZOO_SEED
+from scanner.zoo.errors import ZooError
 from scanner.zoo.manifest import read_manifest
 
 
@@ -14,10 +17,17 @@ def test_plan_is_deterministic_and_cycles_through_every_combination():
     clean = [p for p in planned if p.attack is None]
     backdoored = [p for p in planned if p.attack is not None]
     assert {(p.arch, p.exporter) for p in clean} == {(a, e) for a in ARCH_ORDER for e in ("legacy", "dynamo")}
-    assert {(p.arch, p.attack) for p in backdoored} == {(a, k) for a in ARCH_ORDER for k in ATTACK_ORDER}
+    pairs = {(a, k) for a in ARCH_ORDER for k in ATTACK_ORDER}
+    assert {(p.arch, p.attack) for p in backdoored} == pairs - NEVER_PAIRED
+    assert ("cnn", "all_to_all") in NEVER_PAIRED
     # A larger build extends a smaller one: model i keeps its name and recipe.
     assert plan("digits16", 2, 3, seed=4) == clean[:2] + backdoored[:3]
     assert plan("digits16", 1, 1, seed=5)[0].file != planned[0].file
+
+
+def test_plan_refuses_an_attack_no_architecture_can_carry():
+    with pytest.raises(ZooError, match="all_to_all"):
+        plan("digits16", 0, 5, archs=("cnn", "cnn_bn"))
 
 
 def _recorder(steps):
