@@ -25,6 +25,7 @@ from scanner.detectors.ban_training import FEATURES, default_cache_dir, zoo_stat
 from scanner.detectors.calibration import fit_logistic
 from scanner.detectors.fusion import logit
 from scanner.detectors.fusion_training import FEATURES as FUSION_FEATURES
+from scanner.detectors.one_pixel_classifier import fit_trees
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import default_cache_dir as signature_cache_dir
 from scanner.detectors.one_pixel_training import random_folds, read_zoo, roc_auc, tpr_at_fpr, zoo_features
@@ -39,6 +40,16 @@ def logistic_scorer(matrix: np.ndarray, labels: np.ndarray) -> Scorer:
         rows = [dict(zip(names, row, strict=True)) for row in matrix]
         fitted = fit_logistic("bench", names, [rows[i] for i in train], labels[train].tolist(), regularization=0.3)
         return np.asarray([fitted.probability(rows[i]) for i in test])
+
+    return score
+
+
+def trees_scorer(matrix: np.ndarray, labels: np.ndarray) -> Scorer:
+    """The one-pixel detector's own head (scanner.detectors.one_pixel_classifier.fit_trees)."""
+
+    def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        head = fit_trees(matrix[train], labels[train])
+        return np.asarray([head.probability(matrix[i]) for i in test])
 
     return score
 
@@ -163,7 +174,7 @@ def main() -> None:
     print(report("BAN alone", ban, labels, attacks, archs) + "\n")
     if not args.no_one_pixel:
         table = zoo_features(zoo, SignatureSettings(), kinds=("clean",), cache_dir=signature_cache_dir())
-        one_pixel = logistic_scorer(table.features["clean"], labels)
+        one_pixel = trees_scorer(table.features["clean"], labels)
         print(report("one-pixel alone (clean bases)", one_pixel, labels, attacks, archs) + "\n")
         print(report("fused (logistic on both logits, inner out-of-fold)", fused_scorer(one_pixel, ban, labels),
                      labels, attacks, archs) + "\n")  # fmt: skip

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.detectors.one_pixel_classifier import fit_logistic
+from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import (
     ZooFeatures,
@@ -33,14 +33,19 @@ from scanner.detectors.one_pixel_training import (
     zoo_features,
 )
 
+HEADS = {"trees": fit_trees, "logistic": fit_logistic}
+FIT = fit_trees  # set by --head
+
 
 def _score(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    head = fit_logistic(features[train], labels[train])
+    head = FIT(features[train], labels[train])
     return np.asarray([head.probability(row) for row in features[test]])
 
 
 def random_split(features: np.ndarray, labels: np.ndarray, seeds: int = 3) -> list[np.ndarray]:
-    return [cross_validated_scores(features, labels, random_folds(len(labels), 5, seed)) for seed in range(seeds)]
+    return [
+        cross_validated_scores(features, labels, random_folds(len(labels), 5, seed), fit=FIT) for seed in range(seeds)
+    ]
 
 
 def leave_one_group_out(
@@ -152,9 +157,12 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the summary numbers here")
+    parser.add_argument("--head", choices=sorted(HEADS), default="trees", help="the classifier fitted on the features")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
 
+    global FIT
+    FIT = HEADS[args.head]
     settings = SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode)
     zoos = [read_zoo(directory) for directory in args.zoo]
     kinds = tuple(args.kinds.split(","))

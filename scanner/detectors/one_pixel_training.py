@@ -20,7 +20,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.detectors.interface import CleanData, Progress, no_progress
-from scanner.detectors.one_pixel_classifier import SignatureClassifier, fit_logistic
+from scanner.detectors.one_pixel_classifier import SignatureClassifier, fit_trees
 from scanner.detectors.one_pixel_features import model_features
 from scanner.detectors.one_pixel_signature import (
     Signature,
@@ -241,7 +241,7 @@ def cross_validated_scores(
     features: np.ndarray,
     labels: np.ndarray,
     folds: Sequence[np.ndarray],
-    fit: Callable[[np.ndarray, np.ndarray], Any] = fit_logistic,
+    fit: Callable[[np.ndarray, np.ndarray], Any] = fit_trees,
 ) -> np.ndarray:
     """Out-of-fold probabilities: each fold scored by a classifier fitted on the other models."""
     scores = np.full(len(labels), np.nan)
@@ -291,7 +291,7 @@ def train_signature_classifier(
     metrics: dict[str, Any] = {}
     folds = random_folds(len(labels), seed=seed)
     for kind, features in table.features.items():
-        heads[kind] = fit_logistic(features, labels)
+        heads[kind] = fit_trees(features, labels, seed=seed)
         scores = cross_validated_scores(features, labels, folds)
         metrics[kind] = {
             "cv5_auc": round(roc_auc(labels, scores), 4),
@@ -309,6 +309,7 @@ def train_signature_classifier(
         "attacks": {a: sum(m.attack == a for m in models) for a in sorted({m.attack for m in models})},
         "architectures": sorted({m.architecture for m in models}),
         "seed": seed,
+        "head": "trees",
         "metrics": metrics,
     }
     return SignatureClassifier(heads=heads, settings=asdict(settings), provenance=provenance)

@@ -129,11 +129,6 @@ def test_settings_from_rejects_unknown_names() -> None:
         settings_from({"stepz": 1})
 
 
-# BAN's measured reach (bench/RESULTS-ban.md): it separates full-image triggers (blend, sinusoidal, warping) on the
-# family it is calibrated on; patches and all-to-all attacks it does not. The zoo test checks what it claims.
-REACHED_ATTACKS = ("sinusoidal", "blend", "wanet")
-
-
 def _zoo_models(zoo: Path, family: str) -> tuple[Any, CleanData, list[Any]]:
     from scanner.detectors.one_pixel_training import read_zoo
 
@@ -143,18 +138,22 @@ def _zoo_models(zoo: Path, family: str) -> tuple[Any, CleanData, list[Any]]:
     return loaded, clean, [m for m in loaded.models if m.family == family]
 
 
+# BAN's measured reach on the 220-model benchmark zoo (bench/RESULTS-ban.md): AUC 0.51, no better than chance, so
+# its calibration (fitted there) scores every model near 0.5 and the fusion gives it no weight. An earlier test here
+# claimed it flags full-image triggers; that was measured on a 58-model digits16 zoo and did not hold on the larger
+# one. What is checked: it runs on really trained models of both families and reports a score, a target and its cost.
 @pytest.mark.slow
-def test_ban_flags_a_backdoored_zoo_model_and_passes_a_clean_one(zoo: Path) -> None:
+@pytest.mark.parametrize("family", ["digits16", "shapes32"])
+def test_ban_scans_trained_zoo_models_of_both_families(zoo: Path, family: str) -> None:
     from scanner.detectors.one_pixel_training import artifact_for
 
-    _, clean, models = _zoo_models(zoo, "digits16")
-    backdoored = next(m for m in models if m.backdoored and m.attack in REACHED_ATTACKS)
-    benign = next(m for m in models if not m.backdoored and m.architecture == backdoored.architecture)
-    detector = BanDetector()
-    threshold = detector.calibration().threshold
-    flagged = detector.detect(artifact_for(backdoored.path), DetectionContext(clean_data=clean))
-    assert flagged.status is Status.SCANNED, flagged.reason
-    assert flagged.score is not None and flagged.score >= threshold
-    assert flagged.target_class == backdoored.target
-    passed = detector.detect(artifact_for(benign.path), DetectionContext(clean_data=clean))
-    assert passed.score is not None and passed.score < threshold
+    _, clean, models = _zoo_models(zoo, family)
+    model = next(m for m in models if m.backdoored)
+    result = BanDetector().detect(artifact_for(model.path), DetectionContext(clean_data=clean))
+    assert result.status is Status.SCANNED, result.reason
+    assert result.score is not None and 0.0 <= result.score <= 1.0
+    assert result.target_class is not None and 0 <= result.target_class < 10
+    assert result.forward_passes is not None and result.forward_passes > 0
+    rates = [result.details["statistics"][f"targeted_rate_{k}"] for k in range(10)]
+    assert all(0.0 <= rate <= 1.0 for rate in rates)
+    assert result.target_class == int(np.argmax(rates))

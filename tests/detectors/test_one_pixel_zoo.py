@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import helper
@@ -16,6 +17,7 @@ from scanner.detectors.one_pixel_training import (
     ZooModel,
     artifact_for,
     read_zoo,
+    roc_auc,
 )
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
 
@@ -72,3 +74,17 @@ def test_both_families_both_layouts_and_two_classes_work(zoo: Path, zoo_models: 
     two = detector.detect(_two_classes(artifact), DetectionContext())
     assert two.status is Status.SCANNED and two.target_class in (0, 1)
     assert two.score is not None and 0.0 <= two.score <= 1.0
+
+
+def test_the_shipped_classifier_ranks_the_test_zoo_backdoored_above_clean(zoo_models: list[ZooModel]) -> None:
+    """The test zoo (seed 0) is disjoint from the benchmark zoo the shipped classifier was fitted on (seeds 1-3):
+    this is a held-out check. Without clean data (synthetic bases), as a registry gate usually scans. Measured when
+    written: AUC 0.94, 6 of 7 backdoored and 6 of 7 clean on the right side of 0.5."""
+    detector = OnePixelDetector(threads=1)
+    scores = {m.path.name: detector.detect(artifact_for(m.path), DetectionContext()).score for m in zoo_models}
+    backdoored = [scores[m.path.name] for m in zoo_models if m.backdoored]
+    clean = [scores[m.path.name] for m in zoo_models if not m.backdoored]
+    assert None not in scores.values()
+    auc = roc_auc(np.asarray([1] * len(backdoored) + [0] * len(clean)), np.asarray(backdoored + clean))
+    assert auc >= 0.8, scores
+    assert sum(s > 0.5 for s in backdoored) > len(backdoored) / 2 > sum(s > 0.5 for s in clean), scores
