@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from scanner.findings import Action, ScanResult, Status
+from scanner.registry import tags as scan_tags
 
 # Tag keys written by the scanner on each model version (DESIGN.md; scanner.registry.tags owns them).
 STATUS_TAG = "scan.status"
@@ -25,7 +26,7 @@ POLICY_TAG = "scan.policy"
 SCANNER_VERSION_TAG = "scan.scanner_version"
 SCANNED_AT_TAG = "scan.scanned_at"
 # The engine key (detector versions, policy digest, scanner version) of the scan the tags describe.
-ENGINE_TAG = "scan.engine"
+ENGINE_TAG = scan_tags.ENGINE
 
 RESCAN_REPORT_SCHEMA = "model-scanner/rescan/v1"
 

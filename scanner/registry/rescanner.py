@@ -1,8 +1,8 @@
 """The re-scan driver: list the registry, pick the stale versions, scan them on an executor, record the results.
 
 Workers only compute (`rescan_job.run_rescan_job`); this driver is the only writer: it logs each report and heatmaps
-on the version's run and sets the `scan.*` tags, exactly as `serve`'s workers do, plus `scan.engine` (the engine key)
-so the next re-scan can tell which detector versions made the scan.
+on the version's run and sets the `scan.*` tags, exactly as `serve`'s workers do, `scan.engine` (the engine key)
+included, so the next re-scan can tell which detector versions made the scan.
 
 Running beside `serve`: given serve's queue database, a version is claimed in it before it is scanned (an atomic
 insert of a running job, which the queue's one-open-job-per-version index refuses while serve has the version queued

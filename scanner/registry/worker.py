@@ -152,6 +152,7 @@ class Worker:
         tags = scan_tags.tags_for(
             result, policy=self.engine.policy_label, scanner_version=__version__, report_uri=report_uri
         )
+        tags[scan_tags.ENGINE] = self.engine.key  # so that a later `rescan` knows this scan is current
         # One request per tag (MLflow has no batch call for version tags): skip what is already there, but always
         # write scan.status, last, so that its presence means a complete set.
         changed = {k: v for k, v in tags.items() if k == scan_tags.STATUS or info.tags.get(k, None if v else "") != v}

@@ -16,6 +16,7 @@ import pytest
 
 from scanner.registry import tags as scan_tags
 from scanner.registry.queue import WorkQueue
+from scanner.registry.rescan import engine_parts
 
 pytestmark = [pytest.mark.server, pytest.mark.filterwarnings("ignore::FutureWarning")]
 
@@ -83,5 +84,9 @@ def test_crash_with_queued_work_and_missed_webhooks(
     reasons = {version: reason for model, version, reason, _ in queue.jobs() if model == name}
     assert {reasons[v] for v in missed} == {"reconcile"}
     assert all(tags[scan_tags.SHA256] for tags in done.values())
+    # Stamped with the engine that made them, so that a later `rescan` does not redo serve's scans.
+    engines = {engine_parts(tags.get(scan_tags.ENGINE)) for tags in done.values()}
+    assert len(engines) == 1 and None not in engines, engines
+    assert [detector for detector, _ in next(iter(engines)).detectors] == ["one_pixel"]  # type: ignore[union-attr]
     # Each start created or updated the one webhook: no pile-up.
     assert [hook.name for hook in client.list_webhooks()].count("model-scanner") == 1
