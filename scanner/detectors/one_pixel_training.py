@@ -20,7 +20,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.detectors.interface import CleanData, Progress, no_progress
-from scanner.detectors.one_pixel_classifier import SignatureClassifier, fit_trees
+from scanner.detectors.one_pixel_classifier import Head, SignatureClassifier, fit_trees
 from scanner.detectors.one_pixel_features import model_features
 from scanner.detectors.one_pixel_signature import (
     Signature,
@@ -287,7 +287,7 @@ def train_signature_classifier(
     labels = table.labels
     if labels.min(initial=1) == labels.max(initial=0):
         raise UsageError("the zoo needs both clean and backdoored models", hint="build a larger zoo")
-    heads = {}
+    heads: dict[str, Head] = {}
     metrics: dict[str, Any] = {}
     folds = random_folds(len(labels), seed=seed)
     for kind, features in table.features.items():
