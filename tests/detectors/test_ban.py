@@ -138,10 +138,10 @@ def _zoo_models(zoo: Path, family: str) -> tuple[Any, CleanData, list[Any]]:
     return loaded, clean, [m for m in loaded.models if m.family == family]
 
 
-# BAN's measured reach on the 220-model benchmark zoo (bench/RESULTS-ban.md): AUC 0.51, no better than chance, so
-# its calibration (fitted there) scores every model near 0.5 and the fusion gives it no weight. An earlier test here
-# claimed it flags full-image triggers; that was measured on a 58-model digits16 zoo and did not hold on the larger
-# one. What is checked: it runs on really trained models of both families and reports a score, a target and its cost.
+# BAN's measured reach on the 220-model benchmark zoo (bench/RESULTS-ban.md): AUC 0.64, so its calibration (fitted
+# there) scores models between about 0.4 and 0.6. An earlier test here claimed it flags full-image triggers; that was
+# measured on a 58-model digits16 zoo and did not hold on the larger one. What is checked: it runs on really trained
+# models of both families and reports a score, a target and its cost.
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["digits16", "shapes32"])
 def test_ban_scans_trained_zoo_models_of_both_families(zoo: Path, family: str) -> None:
