@@ -66,7 +66,7 @@ class LogisticHead:
 class TreeEnsembleHead:
     """p = mean over trees of the backdoored share of the training models in the leaf the features reach.
 
-    Each tree is four flat arrays over its nodes: the feature tested (-1 at a leaf), the threshold (go left when the
+    Each tree is five flat arrays over its nodes: the feature tested (-1 at a leaf), the threshold (go left when the
     feature is <= it), the left and right children, and the leaf's value.
     """
 
@@ -234,11 +234,11 @@ def fit_trees(features: np.ndarray, labels: np.ndarray, *, trees: int = 64, seed
         n_jobs=1,
     )
     model.fit(np.nan_to_num(np.asarray(features, dtype=np.float64)), np.asarray(labels, dtype=np.int64))
+    backdoored = list(model.classes_).index(1) if 1 in model.classes_ else None
     fitted = []
     for estimator in model.estimators_:
         tree = estimator.tree_
-        counts = tree.value[:, 0, :]
-        backdoored = list(model.classes_).index(1) if 1 in model.classes_ else None
+        counts = tree.value[:, 0, :]  # per node: the (class-weighted) share of each class
         share = counts[:, backdoored] / counts.sum(axis=1) if backdoored is not None else np.zeros(len(counts))
         fitted.append(
             {
