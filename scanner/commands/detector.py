@@ -66,7 +66,12 @@ def _train_ban(args: argparse.Namespace) -> dict[str, Any]:
     settings = settings_from(dict(item.split("=", 1) for item in args.ban_setting))
     with progress_bar("BAN statistics", quiet=args.quiet) as progress:
         calibration = train_ban_calibration(
-            args.zoo, settings, cache_dir=args.ban_cache or default_cache_dir(), seed=args.seed, progress=progress
+            args.zoo,
+            settings,
+            cache_dir=args.ban_cache or default_cache_dir(),
+            seed=args.seed,
+            zoo_command=args.zoo_command,
+            progress=progress,
         )
     args.out.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
     return {"detector": "ban", "out": str(args.out), "provenance": dict(calibration.provenance)}
@@ -91,6 +96,7 @@ def _train_fusion(args: argparse.Namespace) -> dict[str, Any]:
             signature_settings=SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode),
             signature_cache=args.cache or signature_cache_dir(),
             seed=args.seed,
+            zoo_command=args.zoo_command,
             progress=progress,
         )
     args.out.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")

@@ -151,6 +151,7 @@ def train_ban_calibration(
     *,
     cache_dir: Path | None = None,
     seed: int = 0,
+    zoo_command: str | None = None,
     progress: Progress = no_progress,
 ) -> LogisticCalibration:
     """Statistics for every zoo model (cached), a logistic fit on all of them, 5-fold CV metrics as provenance."""
@@ -164,6 +165,7 @@ def train_ban_calibration(
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         scanner_version=__version__,
         zoo=[str(directory) for directory in zoo_dirs],
+        zoo_command=zoo_command,
         zoo_code_hash=[zoo.manifest.get("code_hash") or zoo.manifest.get("zoo_hash") for zoo in zoos],
         models=len(labels),
         backdoored=int(labels.sum()),

@@ -65,6 +65,7 @@ def train_fusion(
     signature_settings: SignatureSettings,
     signature_cache: Path | None,
     seed: int = 0,
+    zoo_command: str | None = None,
     progress: Progress = no_progress,
 ) -> LogisticCalibration:
     labels, one_pixel, ban = out_of_fold_scores(
@@ -87,6 +88,7 @@ def train_fusion(
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         scanner_version=__version__,
         zoo=[str(directory) for directory in zoo_dirs],
+        zoo_command=zoo_command,
         models=len(labels),
         backdoored=int(labels.sum()),
         seed=seed,

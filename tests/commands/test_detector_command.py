@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from scanner.detectors.calibration import load_calibration
 from scanner.detectors.one_pixel_classifier import SignatureClassifier
 from scanner.detectors.one_pixel_training import read_zoo
 
@@ -28,6 +31,19 @@ def test_detector_train_writes_a_classifier_that_loads(zoo: Path, tmp_path: Path
     assert classifier.provenance["models"] == len(read_zoo(zoo).models)
     assert classifier.provenance["zoos"] == [str(zoo)]
     assert 0.0 <= classifier.provenance["metrics"]["clean"]["cv5_auc"] <= 1.0
+
+
+@pytest.mark.slow
+def test_ban_calibration_records_how_its_zoo_was_built(zoo: Path, tmp_path: Path, repo_root: Path) -> None:
+    out = tmp_path / "ban.json"
+    command = [sys.executable, "-m", "scanner", "-q", "detector", "train", "--detector", "ban", "--zoo", str(zoo)]
+    command += ["--zoo-command", "make test-zoo", "--out", str(out)]
+    done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    calibration = load_calibration(out.name, out)
+    assert calibration.features == ("noisy_top_share",)
+    assert calibration.provenance["zoo_command"] == "make test-zoo"
+    assert calibration.provenance["models"] == len(read_zoo(zoo).models)
 
 
 def test_detector_train_explains_a_missing_zoo(tmp_path: Path, repo_root: Path) -> None:
