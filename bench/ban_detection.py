@@ -25,10 +25,17 @@ from scanner.detectors.ban_training import FEATURES, default_cache_dir, zoo_stat
 from scanner.detectors.calibration import fit_logistic
 from scanner.detectors.fusion import logit
 from scanner.detectors.fusion_training import FEATURES as FUSION_FEATURES
-from scanner.detectors.one_pixel_classifier import fit_trees
+from scanner.detectors.one_pixel_classifier import COMBINED, fit_trees
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import default_cache_dir as signature_cache_dir
-from scanner.detectors.one_pixel_training import random_folds, read_zoo, roc_auc, tpr_at_fpr, zoo_features
+from scanner.detectors.one_pixel_training import (
+    random_folds,
+    read_zoo,
+    roc_auc,
+    tpr_at_fpr,
+    with_both_kinds,
+    zoo_features,
+)
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (train indices, test indices) -> test scores
 
@@ -173,9 +180,10 @@ def main() -> None:
     ban = logistic_scorer(ban_matrix, labels)
     print(report("BAN alone", ban, labels, attacks, archs) + "\n")
     if not args.no_one_pixel:
-        table = zoo_features(zoo, SignatureSettings(), kinds=("clean",), cache_dir=signature_cache_dir())
-        one_pixel = trees_scorer(table.features["clean"], labels)
-        print(report("one-pixel alone (clean bases)", one_pixel, labels, attacks, archs) + "\n")
+        table = zoo_features(zoo, SignatureSettings(), cache_dir=signature_cache_dir())
+        one_pixel = trees_scorer(with_both_kinds(table.features)[COMBINED], labels)
+        print(report("one-pixel alone (clean+synthetic bases, as with clean data)", one_pixel, labels, attacks, archs))
+        print()
         print(report("fused (logistic on both logits, inner out-of-fold)", fused_scorer(one_pixel, ban, labels),
                      labels, attacks, archs) + "\n")  # fmt: skip
 

@@ -30,6 +30,7 @@ from scanner.detectors.one_pixel_training import (
     read_zoo,
     roc_auc,
     tpr_at_fpr,
+    with_both_kinds,
     zoo_features,
 )
 
@@ -189,7 +190,9 @@ def main() -> None:
         f"signatures + features {time.perf_counter() - started:.0f} s (cached signatures load in ms)\n"
     )
     summaries = {}
-    for kind in kinds:
+    features = with_both_kinds(table.features)  # adds clean+synthetic, the clean-data head, when both kinds ran
+    table = ZooFeatures(table.models, features, table.forward_passes, table.seconds)
+    for kind in features:
         text, summaries[kind] = report(table, kind)
         print(text + "\n")
     if args.json:

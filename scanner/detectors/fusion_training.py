@@ -18,6 +18,7 @@ from scanner.detectors.ban_training import cross_validated, zoos_statistics
 from scanner.detectors.calibration import LogisticCalibration, fit_logistic
 from scanner.detectors.fusion import FEATURE_OF, logit
 from scanner.detectors.interface import Progress, no_progress
+from scanner.detectors.one_pixel_classifier import COMBINED
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import (
     combined_features,
@@ -25,6 +26,7 @@ from scanner.detectors.one_pixel_training import (
     random_folds,
     roc_auc,
     tpr_at_fpr,
+    with_both_kinds,
     zoo_features,
 )
 
@@ -45,10 +47,9 @@ def out_of_fold_scores(
     zoos, records, labels = zoos_statistics(zoo_dirs, ban_settings, cache_dir=ban_cache, seed=seed, progress=progress)
     folds = random_folds(len(labels), seed=seed)
     ban = cross_validated(records, labels, folds)
-    table = combined_features(
-        [zoo_features(zoo, signature_settings, kinds=("clean",), cache_dir=signature_cache) for zoo in zoos]
-    )
-    one_pixel = cross_validated_scores(table.features["clean"], labels, folds)
+    # BAN runs only with clean data, so the fusion sees the one-pixel score of a clean-data scan: the COMBINED head.
+    table = combined_features([zoo_features(zoo, signature_settings, cache_dir=signature_cache) for zoo in zoos])
+    one_pixel = cross_validated_scores(with_both_kinds(table.features)[COMBINED], labels, folds)
     return labels, one_pixel, ban
 
 

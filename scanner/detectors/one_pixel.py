@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from scanner.detectors.interface import DetectionContext, Detector
-from scanner.detectors.one_pixel_classifier import SignatureClassifier
+from scanner.detectors.one_pixel_classifier import COMBINED, SignatureClassifier
 from scanner.detectors.one_pixel_features import model_features, suspected_target
 from scanner.detectors.one_pixel_signature import (
     Signature,
@@ -34,7 +34,8 @@ NAME = "one_pixel"
 
 class OnePixelDetector(Detector):
     name: ClassVar[str] = NAME
-    # 2: the tree-ensemble classifier fitted on the 220-model benchmark zoo (scores differ from 1's logistic head).
+    # 2: the tree-ensemble classifier fitted on the 220-model benchmark zoo (scores differ from 1's logistic head);
+    # with clean data, signatures on both clean and synthetic bases feed its clean+synthetic head.
     version: ClassVar[str] = "2"
 
     def __init__(
@@ -71,17 +72,42 @@ class OnePixelDetector(Detector):
         """The model's signatures (one per scale, finest first), bases chosen from the context.
 
         Raises on runtime trouble; `detect` turns that into a failed result."""
+        return self._signature_sets(model, context, with_synthetic=False)[0]
+
+    def _signature_sets(
+        self, model: ModelArtifact, context: DetectionContext, *, with_synthetic: bool
+    ) -> tuple[tuple[Signature, ...], tuple[Signature, ...]]:
+        """(signatures on the context's bases, signatures on synthetic bases when those were clean and
+        `with_synthetic`, else none)."""
         from scanner.runtime import OnnxClassifier
 
         runner = OnnxClassifier(model, device=context.device, threads=self.threads)
         bases, kind = choose_bases(model.spec, context, self.settings)
-        return signatures_for(runner, bases, self.settings, base_kind=kind, progress=context.progress)
+        second = kind == "clean" and with_synthetic
+        first_total = 0
+
+        def first_progress(done: int, total: int) -> None:
+            nonlocal first_total
+            first_total = total
+            context.progress(done, 2 * total if second else total)  # the second pass costs about as much
+
+        first = signatures_for(runner, bases, self.settings, base_kind=kind, progress=first_progress)
+        if not second:
+            return first, ()
+        synthetic = signatures_for(
+            runner,
+            synthetic_bases(model.spec),
+            self.settings,
+            base_kind="synthetic",
+            progress=lambda done, total: context.progress(first_total + done, first_total + total),
+        )
+        return first, synthetic
 
     def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
         started = time.perf_counter()
         try:
             classifier = self.classifier
-            signatures = self.signatures(model, context)
+            signatures, synthetic = self._signature_sets(model, context, with_synthetic=COMBINED in classifier.heads)
         except ScannerError as error:
             return DetectorResult.failed(NAME, error.one_line())
         except Exception as error:  # ONNX Runtime raises its own types for graphs it cannot run
@@ -92,9 +118,14 @@ class OnePixelDetector(Detector):
             return DetectorResult.failed(
                 NAME, f"the classifier was trained on scales {classifier.scales}, not {tuple(self.settings.scales)}"
             )
-        score = classifier.probability(model_features(signatures), signature.base_kind)
+        if synthetic:
+            features, head = np.concatenate([model_features(signatures), model_features(synthetic)]), COMBINED
+        else:
+            features, head = model_features(signatures), signature.base_kind
+        score = classifier.probability(features, head)
         target = suspected_target(signatures)
         details = _details(signature, target, model.spec)
+        details["classifier_head"] = head
         details["settings"] = asdict(self.settings)
         if context.artifacts_dir is not None:
             details["heatmap"] = str(write_signature_heatmap(signature, target, model, context.artifacts_dir, score))
@@ -103,7 +134,7 @@ class OnePixelDetector(Detector):
             status=Status.SCANNED,
             score=score,
             target_class=target,
-            forward_passes=sum(s.forward_passes for s in signatures),
+            forward_passes=sum(s.forward_passes for s in (*signatures, *synthetic)),
             seconds=time.perf_counter() - started,
             details=details,
         )

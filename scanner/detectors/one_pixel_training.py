@@ -20,7 +20,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.detectors.interface import CleanData, Progress, no_progress
-from scanner.detectors.one_pixel_classifier import Head, SignatureClassifier, fit_trees
+from scanner.detectors.one_pixel_classifier import COMBINED, Head, SignatureClassifier, fit_trees
 from scanner.detectors.one_pixel_features import model_features
 from scanner.detectors.one_pixel_signature import (
     Signature,
@@ -257,6 +257,14 @@ def random_folds(count: int, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
     return [np.sort(order[i::folds]) for i in range(folds)]
 
 
+def with_both_kinds(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The per-kind features plus, when both base kinds are there, their side-by-side COMBINED features (clean
+    first: what the detector computes when clean data is given)."""
+    if "clean" not in features or "synthetic" not in features:
+        return dict(features)
+    return {**features, COMBINED: np.concatenate([features["clean"], features["synthetic"]], axis=1)}
+
+
 def combined_features(tables: Sequence[ZooFeatures]) -> ZooFeatures:
     """One table of several zoos' models (each zoo keeps its own clean data for its bases)."""
     kinds = tables[0].features.keys()
@@ -290,7 +298,7 @@ def train_signature_classifier(
     heads: dict[str, Head] = {}
     metrics: dict[str, Any] = {}
     folds = random_folds(len(labels), seed=seed)
-    for kind, features in table.features.items():
+    for kind, features in with_both_kinds(table.features).items():
         heads[kind] = fit_trees(features, labels, seed=seed)
         scores = cross_validated_scores(features, labels, folds)
         metrics[kind] = {

@@ -139,7 +139,7 @@ def test_the_shipped_classifier_is_small_versioned_and_has_provenance() -> None:
     shipped = resources.files("scanner.detectors").joinpath("data", "one_pixel_classifier.json")
     assert len(shipped.read_bytes()) <= 1_000_000
     classifier = SignatureClassifier.load()
-    assert set(classifier.heads) == {"clean", "synthetic"}
+    assert set(classifier.heads) == {"clean", "synthetic", "clean+synthetic"}
     provenance = classifier.provenance
     assert provenance["zoo_command"] and provenance["models"] >= 100
     assert set(provenance["families"]) == {"digits16", "shapes32"}
