@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.commands.progress import progress_bar
+from scanner.detectors.ban import BanSettings, settings_from
 from scanner.detectors.one_pixel_signature import SignatureSettings
 
 
@@ -32,14 +33,26 @@ def _one_pixel_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache", type=Path, default=None, help="signature cache (default $MODEL_SCANNER_CACHE/...)")
 
 
+def _signature_settings(args: argparse.Namespace) -> SignatureSettings:
+    return SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode)
+
+
+def _ban_settings(args: argparse.Namespace) -> BanSettings:
+    return settings_from(dict(item.split("=", 1) for item in args.ban_setting))
+
+
+def _write_calibration(args: argparse.Namespace, detector: str, calibration: Any) -> dict[str, Any]:
+    args.out.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
+    return {"detector": detector, "out": str(args.out), "provenance": dict(calibration.provenance)}
+
+
 def _train_one_pixel(args: argparse.Namespace) -> dict[str, Any]:
     from scanner.detectors.one_pixel_training import default_cache_dir, train_signature_classifier
 
-    settings = SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode)
     with progress_bar("signatures", quiet=args.quiet) as progress:
         classifier = train_signature_classifier(
             args.zoo,
-            settings,
+            _signature_settings(args),
             cache_dir=args.cache or default_cache_dir(),
             seed=args.seed,
             zoo_command=args.zoo_command,
@@ -60,21 +73,18 @@ def _ban_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_ban(args: argparse.Namespace) -> dict[str, Any]:
-    from scanner.detectors.ban import settings_from
     from scanner.detectors.ban_training import default_cache_dir, train_ban_calibration
 
-    settings = settings_from(dict(item.split("=", 1) for item in args.ban_setting))
     with progress_bar("BAN statistics", quiet=args.quiet) as progress:
         calibration = train_ban_calibration(
             args.zoo,
-            settings,
+            _ban_settings(args),
             cache_dir=args.ban_cache or default_cache_dir(),
             seed=args.seed,
             zoo_command=args.zoo_command,
             progress=progress,
         )
-    args.out.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
-    return {"detector": "ban", "out": str(args.out), "provenance": dict(calibration.provenance)}
+    return _write_calibration(args, "ban", calibration)
 
 
 def _fusion_options(parser: argparse.ArgumentParser) -> None:
@@ -82,25 +92,22 @@ def _fusion_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_fusion(args: argparse.Namespace) -> dict[str, Any]:
-    from scanner.detectors.ban import settings_from
     from scanner.detectors.ban_training import default_cache_dir
     from scanner.detectors.fusion_training import train_fusion
-    from scanner.detectors.one_pixel_signature import SignatureSettings
     from scanner.detectors.one_pixel_training import default_cache_dir as signature_cache_dir
 
     with progress_bar("fusion", quiet=args.quiet) as progress:
         calibration = train_fusion(
             args.zoo,
-            ban_settings=settings_from(dict(item.split("=", 1) for item in args.ban_setting)),
+            ban_settings=_ban_settings(args),
             ban_cache=args.ban_cache or default_cache_dir(),
-            signature_settings=SignatureSettings(values=args.values, per_channel=args.per_channel, mode=args.mode),
+            signature_settings=_signature_settings(args),
             signature_cache=args.cache or signature_cache_dir(),
             seed=args.seed,
             zoo_command=args.zoo_command,
             progress=progress,
         )
-    args.out.write_text(json.dumps(calibration.to_json(), indent=1) + "\n")
-    return {"detector": "fusion", "out": str(args.out), "provenance": dict(calibration.provenance)}
+    return _write_calibration(args, "fusion", calibration)
 
 
 # Detector name -> how to train its classifier.

@@ -235,27 +235,25 @@ class BanDetector(Detector):
             "fit_accuracy_under_noise": matched.accuracy,
             "mask_density": float(mask.mean()),
         }
+
+        def through_negative_mask(z: torch.Tensor) -> torch.Tensor:
+            """Logits of the eval inputs from their feature maps `z` with the mask's features removed."""
+            with torch.no_grad():
+                return torch.cat(
+                    [
+                        ban.head(x_eval[i : i + s.batch_size], negative * z[i : i + s.batch_size])
+                        for i in range(0, len(x_eval), s.batch_size)
+                    ]
+                )
+
         z_eval = batched(ban.features, x_eval)
         stats.update(prediction_statistics("clean", batched(ban.logits, x_eval), y_eval, classes))
-        heads = torch.cat(
-            [
-                ban.head(x_eval[i : i + s.batch_size], negative * z_eval[i : i + s.batch_size])
-                for i in range(0, len(x_eval), s.batch_size)
-            ]
-        ).detach()
-        stats.update(prediction_statistics("negative_clean", heads, y_eval, classes))
+        stats.update(prediction_statistics("negative_clean", through_negative_mask(z_eval), y_eval, classes))
         stats.update(
             prediction_statistics("noisy", batched(lambda b: ban.logits(b, matched.noise), x_eval), y_eval, classes)
         )
-        with torch.no_grad():
-            z_noisy = batched(lambda b: ban.features(b, matched.noise), x_eval)
-            noisy_heads = torch.cat(
-                [
-                    ban.head(x_eval[i : i + s.batch_size], negative * z_noisy[i : i + s.batch_size])
-                    for i in range(0, len(x_eval), s.batch_size)
-                ]
-            )
-        stats.update(prediction_statistics("noisy_negative", noisy_heads, y_eval, classes))
+        z_noisy = batched(lambda b: ban.features(b, matched.noise), x_eval)
+        stats.update(prediction_statistics("noisy_negative", through_negative_mask(z_noisy), y_eval, classes))
         x_target, y_target = x_fit[: s.target_batch], y_fit[: s.target_batch]
         rates = targeted_success(
             ban,

@@ -53,8 +53,13 @@ def out_of_fold_scores(
     return labels, one_pixel, ban
 
 
+def _row(one_pixel: float, ban: float) -> dict[str, float]:
+    """The fusion's inputs for one model: both detectors' probabilities on the logit scale."""
+    return {FEATURES[0]: logit(float(one_pixel)), FEATURES[1]: logit(float(ban))}
+
+
 def fit_fusion(labels: np.ndarray, one_pixel: np.ndarray, ban: np.ndarray, **provenance: object) -> LogisticCalibration:
-    rows = [{FEATURES[0]: logit(float(o)), FEATURES[1]: logit(float(b))} for o, b in zip(one_pixel, ban, strict=True)]
+    rows = [_row(o, b) for o, b in zip(one_pixel, ban, strict=True)]
     return fit_logistic("fusion", FEATURES, rows, labels.tolist(), regularization=1.0, provenance=provenance)
 
 
@@ -78,10 +83,7 @@ def train_fusion(
     for test in random_folds(len(labels), seed=seed + 1):
         train = np.setdiff1d(np.arange(len(labels)), test)
         fusion = fit_fusion(labels[train], one_pixel[train], ban[train])
-        fused[test] = [
-            fusion.probability({FEATURES[0]: logit(float(one_pixel[i])), FEATURES[1]: logit(float(ban[i]))})
-            for i in test
-        ]
+        fused[test] = [fusion.probability(_row(one_pixel[i], ban[i])) for i in test]
     return fit_fusion(
         labels,
         one_pixel,
