@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
+from functools import cache
+from importlib import resources
 
 from scanner.detectors.interface import Detector
 from scanner.errors import ScannerError, UsageError
@@ -46,3 +49,15 @@ def load_detectors(names: Sequence[str] | None = None) -> dict[str, Detector | s
                 ) from None
             loaded[name] = message
     return loaded
+
+
+@cache
+def shipped_data_digest() -> str:
+    """Digest of the trained files shipped with the detectors (classifier, calibrations, fusion): a refit changes
+    results without a version bump, and the re-scan key must see it."""
+    digest = hashlib.sha256()
+    data = resources.files("scanner.detectors").joinpath("data")
+    for entry in sorted(data.iterdir(), key=lambda item: item.name):
+        if entry.name.endswith(".json"):
+            digest.update(entry.name.encode() + b"\0" + entry.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

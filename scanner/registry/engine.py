@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from scanner import __version__
+from scanner.detectors import shipped_data_digest
 from scanner.detectors.interface import Detector
 from scanner.errors import UsageError
 from scanner.findings import Layout, ScanResult
@@ -38,7 +39,14 @@ class CoreScanEngine:
     @property
     def key(self) -> str:
         versions = sorted((detector.name, detector.version) for detector in self.detectors)
-        return json.dumps({"detectors": versions, "policy": self.policy.digest, "scanner": __version__})
+        return json.dumps(
+            {
+                "detectors": versions,
+                "data": shipped_data_digest(),
+                "policy": self.policy.digest,
+                "scanner": __version__,
+            }
+        )
 
     def scan(self, model: FetchedModel, artifacts_dir: Path) -> ScanResult:
         artifacts_dir.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,8 @@ class ScanStamp:
     """What a scan made now is stamped with: a version whose tags say otherwise is stale.
 
     `engine_key` is the registry engine's key (scanner.registry.engine.CoreScanEngine.key): JSON naming the detector
-    versions, the policy digest and the scanner version. Re-scans tag it as `scan.engine`.
+    versions, the digest of their shipped trained files, the policy digest and the scanner version. Scans tag it as
+    `scan.engine`.
     """
 
     scanner_version: str
@@ -61,6 +62,7 @@ class EngineParts:
     detectors: tuple[tuple[str, str], ...]
     policy: str
     scanner: str
+    data: str = ""  # digest of the detectors' shipped trained files ("" in keys written before it was recorded)
 
 
 def engine_parts(key: str | None) -> EngineParts | None:
@@ -68,7 +70,10 @@ def engine_parts(key: str | None) -> EngineParts | None:
         document = json.loads(key or "")
         detectors = tuple((str(name), str(version)) for name, version in document["detectors"])
         return EngineParts(
-            detectors=tuple(sorted(detectors)), policy=str(document["policy"]), scanner=str(document["scanner"])
+            detectors=tuple(sorted(detectors)),
+            policy=str(document["policy"]),
+            scanner=str(document["scanner"]),
+            data=str(document.get("data", "")),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -130,8 +135,8 @@ def _what_changed(tags: Mapping[str, str], stamp: ScanStamp) -> Staleness:
         if tags.get(SCANNER_VERSION_TAG) != stamp.scanner_version:
             return Staleness.SCANNER_CHANGED
         return Staleness.DETECTOR_CHANGED
-    if then.detectors != now.detectors:
-        return Staleness.DETECTOR_CHANGED
+    if then.detectors != now.detectors or then.data != now.data:
+        return Staleness.DETECTOR_CHANGED  # a new version, or the same version refitted
     if then.policy != now.policy:
         return Staleness.POLICY_CHANGED
     if then.scanner != now.scanner:

@@ -143,3 +143,27 @@ def test_engine_keys_parse_in_any_detector_order():
     )
     assert one == other and one.detectors == (("ban", "1"), ("one_pixel", "2"))
     assert engine_parts("not json") is None and engine_parts(None) is None
+
+
+def test_a_refit_of_the_shipped_files_makes_scans_stale():
+    def with_data(data):
+        return json.dumps({**json.loads(engine_key()), "data": data})
+
+    stamp = ScanStamp(scanner_version="0.1.0", policy="default@abc", engine_key=with_data("new"))
+    assert staleness(tags(**{"scan.engine": with_data("new")}), stamp, now=NOW) is None
+    # Same detector versions, classifier or calibration refitted: the version must be scanned again.
+    assert staleness(tags(**{"scan.engine": with_data("old")}), stamp, now=NOW) is Staleness.DETECTOR_CHANGED
+    assert staleness(tags(), stamp, now=NOW) is Staleness.DETECTOR_CHANGED  # key written before the digest was
+
+
+def test_the_engine_key_carries_the_shipped_files_digest():
+    from scanner.detectors import shipped_data_digest
+    from scanner.detectors.one_pixel import OnePixelDetector
+    from scanner.policy.loader import load_builtin_policy
+    from scanner.registry.engine import CoreScanEngine
+    from scanner.registry.rescan import engine_parts
+
+    engine = CoreScanEngine([OnePixelDetector()], load_builtin_policy())
+    parts = engine_parts(engine.key)
+    assert parts is not None and parts.data == shipped_data_digest()
+    assert len(parts.data) == 16 and int(parts.data, 16) >= 0
