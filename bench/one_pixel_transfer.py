@@ -1,0 +1,118 @@
+"""Do other readings of the one-pixel features transfer to unseen architectures and families better than the
+shipped head's? (It does not, so far: bench/RESULTS-one-pixel.md, "Transfer".)
+
+    python -m bench.one_pixel_transfer --zoo /work/bench-zoo
+
+Reads the cached default signatures (what `python -m bench.one_pixel_detection --zoo DIR` fills). Variants:
+clean and synthetic features side by side (the shipped clean-data head), plus their difference (a per-model
+self-normalisation: how a model reacts on its own clean images relative to synthetic ones), the difference alone;
+and heads fitted only on the k features whose worst AUC over the training models' (architecture, family) groups is
+highest, chosen inside each fold (features that separate in every group should transfer to a new one). AUC for the
+random 5-fold split (mean of 3 seeds), leave-one-attack-out, leave-one-architecture-out and leave-one-family-out.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
+from scanner.detectors.one_pixel_signature import SignatureSettings
+from scanner.detectors.one_pixel_training import default_cache_dir, random_folds, read_zoo, roc_auc, zoo_features
+
+Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], Callable[[np.ndarray], float]]
+
+
+def plain(base: Callable[..., object]) -> Fit:
+    def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Callable[[np.ndarray], float]:
+        head = base(x, y)
+        return head.probability  # type: ignore[attr-defined, no-any-return]
+
+    return fit
+
+
+def most_stable(k: int, base: Callable[..., object]) -> Fit:
+    """A head on the k features whose smallest per-group AUC (over the training models' groups) is largest."""
+
+    def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Callable[[np.ndarray], float]:
+        worst = np.asarray(
+            [
+                min(roc_auc(y[groups == g], x[groups == g, j]) for g in set(groups) if len(set(y[groups == g])) == 2)
+                for j in range(x.shape[1])
+            ]
+        )
+        keep = np.argsort(-worst)[:k]
+        head = base(x[:, keep], y)
+        return lambda row: float(head.probability(row[keep]))  # type: ignore[attr-defined]
+
+    return fit
+
+
+def splits(x: np.ndarray, y: np.ndarray, fit: Fit, attack: np.ndarray, arch: np.ndarray, family: np.ndarray) -> str:
+    groups = np.asarray([f"{a}/{f}" for a, f in zip(arch, family, strict=True)])
+
+    def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        head = fit(x[train], y[train], groups[train])
+        return np.asarray([head(x[i]) for i in test])
+
+    random = []
+    for seed in range(3):
+        scores = np.zeros(len(y))
+        for fold in random_folds(len(y), 5, seed):
+            scores[fold] = score(np.setdiff1d(np.arange(len(y)), fold), fold)
+        random.append(roc_auc(y, scores))
+
+    def leave_one_out(domains: np.ndarray) -> float:
+        aucs = []
+        for domain in sorted(set(domains)):
+            test, train = np.flatnonzero(domains == domain), np.flatnonzero(domains != domain)
+            aucs.append(roc_auc(y[test], score(train, test)))
+        return float(np.mean(aucs))
+
+    clean = np.flatnonzero(y == 0)
+    loao = []
+    for held_attack in sorted(set(attack[y == 1])):  # as bench.one_pixel_detection: fit without it and a clean fold
+        held = np.flatnonzero((attack == held_attack) & (y == 1))
+        scores_held, scores_clean = np.zeros(len(held)), np.zeros(len(clean))
+        for fold in random_folds(len(clean), 5, seed=7):
+            train = np.setdiff1d(np.arange(len(y)), np.concatenate([held, clean[fold]]))
+            scores_clean[fold] = score(train, clean[fold])
+            scores_held += score(train, held) / 5
+        loao.append(roc_auc(np.r_[np.ones(len(held)), np.zeros(len(clean))], np.r_[scores_held, scores_clean]))
+    return f"{np.mean(random):.3f} | {np.mean(loao):.3f} | {leave_one_out(arch):.3f} | {leave_one_out(family):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--zoo", type=Path, required=True)
+    args = parser.parse_args()
+    zoo = read_zoo(args.zoo)
+    table = zoo_features(zoo, SignatureSettings(), kinds=("clean", "synthetic"), cache_dir=default_cache_dir())
+    y = table.labels
+    attack = np.asarray([m.attack for m in table.models])
+    arch = np.asarray([m.architecture for m in table.models])
+    family = np.asarray([m.family for m in table.models])
+    clean, synthetic = (np.nan_to_num(table.features[kind]) for kind in ("clean", "synthetic"))
+    both = np.hstack([clean, synthetic])
+    variants = [
+        ("clean + synthetic (shipped clean-data head)", both, plain(fit_trees)),
+        ("clean + synthetic + their difference", np.hstack([both, clean - synthetic]), plain(fit_trees)),
+        ("clean - synthetic only", clean - synthetic, plain(fit_trees)),
+        *(
+            (f"clean + synthetic, {k} most stable features, {name}", both, most_stable(k, base))
+            for k in (10, 40)
+            for name, base in (("trees", fit_trees), ("logistic", fit_logistic))
+        ),
+    ]
+    print(f"{len(y)} models, {int(y.sum())} backdoored\n")
+    print("| features, head | random | leave-one-attack-out | leave-one-architecture-out | leave-one-family-out |")
+    print("|---|---|---|---|---|")
+    for name, x, fit in variants:
+        print(f"| {name} | {splits(x, y, fit, attack, arch, family)} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
