@@ -1,6 +1,7 @@
 """Detection quality of BAN alone, one-pixel alone, and the fused score, on a zoo, with honest splits.
 
-    python -m bench.ban_detection --zoo /work/bench-zoo [--no-one-pixel] [--ban-setting noise_steps=10 ...]
+    python -m bench.ban_detection --zoo /work/bench-zoo [--no-one-pixel] [--family digits16]
+                                  [--ban-setting noise_steps=10 ...]
 
 BAN statistics are cached per model under $MODEL_SCANNER_CACHE/ban-statistics and one-pixel signatures under
 $MODEL_SCANNER_CACHE/one-pixel-signatures, so reruns only refit. Splits, as bench/one_pixel_detection.py: (a) random
@@ -12,6 +13,7 @@ probabilities, fitted on inner out-of-fold scores of the training models only. P
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -152,10 +154,13 @@ def main() -> None:
     parser.add_argument("--ban-setting", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--no-one-pixel", action="store_true", help="BAN alone (no fused numbers)")
     parser.add_argument("--only-cached", action="store_true", help="skip models whose BAN statistics are not cached")
+    parser.add_argument("--family", default=None, help="only this family's models (e.g. digits16: the cheap half)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     settings = settings_from(dict(item.split("=", 1) for item in args.ban_setting))
     zoo = read_zoo(args.zoo)
+    if args.family:
+        zoo = dataclasses.replace(zoo, models=tuple(m for m in zoo.models if m.family == args.family))
     started = time.perf_counter()
     records = zoo_statistics(
         zoo, settings, cache_dir=default_cache_dir(),

@@ -1,22 +1,66 @@
-"""Which BAN statistic separates: each one's AUC on a zoo (overall and per family), and all of them at once out of fold.
+"""Which BAN statistics separate: each one's AUC on a zoo (overall and per family), then named sets of them fitted
+out of fold with the three splits of bench/ban_detection.py.
 
     python -m bench.ban_statistics --zoo /work/bench-zoo
 
 Reads the BAN statistics cache that `python -m bench.ban_detection` fills (computes what is missing). An AUC below
-0.5 means the statistic is lower for backdoored models. Prints lines.
+0.5 means the statistic is lower for backdoored models. Sets: the top-class share under noise alone (the second
+session's calibration), the statistics under noise, plus those through the mask's complement (the shipped
+calibration, scanner.detectors.ban_training.FEATURES), plus the targeted-noise ones, plus the clean ones. Prints lines.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from scanner.detectors.ban import settings_from
-from scanner.detectors.ban_training import default_cache_dir, zoo_statistics
+from scanner.detectors.ban_training import FEATURES, default_cache_dir, zoo_statistics
 from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
 from scanner.detectors.one_pixel_training import random_folds, read_zoo, roc_auc
+
+TARGETED = ("targeted_gap", "targeted_anomaly", "targeted_max", "targeted_median", "residual_anomaly", "residual_max")
+CLEAN = ("clean_accuracy", "clean_top_share", "clean_error_top_share")
+SETS = {
+    "noisy_top_share": ("noisy_top_share",),
+    "shipped (under noise + through the mask's complement)": FEATURES,
+    "shipped + targeted": (*FEATURES, *TARGETED),
+    "shipped + targeted + clean": (*FEATURES, *TARGETED, *CLEAN),
+}
+
+
+def three_splits(x: np.ndarray, y: np.ndarray, attack: np.ndarray, arch: np.ndarray, fit: Callable) -> str:
+    """Random 5-fold (mean of 3 seeds) / leave-one-attack-out / leave-one-architecture-out AUC, as ban_detection."""
+
+    def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        head = fit(x[train], y[train])
+        return np.asarray([head.probability(row) for row in x[test]])
+
+    random = []
+    for seed in range(3):
+        scores = np.zeros(len(y))
+        for fold in random_folds(len(y), 5, seed):
+            scores[fold] = score(np.setdiff1d(np.arange(len(y)), fold), fold)
+        random.append(roc_auc(y, scores))
+    clean, loao = np.flatnonzero(y == 0), []
+    for held_attack in sorted(set(attack[y == 1])):
+        held = np.flatnonzero((attack == held_attack) & (y == 1))
+        scores_held, scores_clean = np.zeros(len(held)), np.zeros(len(clean))
+        for fold in random_folds(len(clean), 5, seed=7):
+            train = np.setdiff1d(np.arange(len(y)), np.concatenate([held, clean[fold]]))
+            scores_clean[fold] = score(train, clean[fold])
+            scores_held += score(train, held) / 5
+        loao.append(roc_auc(np.r_[np.ones(len(held)), np.zeros(len(clean))], np.r_[scores_held, scores_clean]))
+    loarch = [
+        roc_auc(y[arch == a], score(np.flatnonzero(arch != a), np.flatnonzero(arch == a))) for a in sorted(set(arch))
+    ]
+    return " | ".join(
+        f"{split} {auc:.3f}"
+        for split, auc in (("random", np.mean(random)), ("loao", np.mean(loao)), ("loarch", np.mean(loarch)))
+    )
 
 
 def main() -> None:
@@ -27,23 +71,23 @@ def main() -> None:
     records = zoo_statistics(zoo, settings_from({}), cache_dir=default_cache_dir())
     y = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
     family = np.asarray([m.family for m in zoo.models])
+    attack = np.asarray([m.attack for m in zoo.models])
+    arch = np.asarray([m.architecture for m in zoo.models])
+
+    def matrix(names: tuple[str, ...]) -> np.ndarray:
+        return np.nan_to_num(np.asarray([[r["statistics"][k] for k in names] for r in records], dtype=np.float64))
+
     per_class = ("targeted_rate_", "clean_margin_")
-    names = sorted(k for k in records[0]["statistics"] if not k.startswith(per_class))
-    x = np.nan_to_num(np.asarray([[r["statistics"][k] for k in names] for r in records], dtype=np.float64))
+    names = tuple(sorted(k for k in records[0]["statistics"] if not k.startswith(per_class)))
+    x = matrix(names)
     print(f"{len(y)} models, {int(y.sum())} backdoored")
     for i, name in enumerate(names):
         parts = " ".join(f"{f}={roc_auc(y[family == f], x[family == f, i]):.3f}" for f in sorted(set(family)))
         print(f"{name} | AUC {roc_auc(y, x[:, i]):.3f} | {parts}")
-    for label, fit in (("logistic", fit_logistic), ("trees", fit_trees)):
-        aucs = []
-        for seed in range(3):
-            scores = np.zeros(len(y))
-            for fold in random_folds(len(y), 5, seed):
-                train = np.setdiff1d(np.arange(len(y)), fold)
-                head = fit(x[train], y[train])
-                scores[fold] = [head.probability(row) for row in x[fold]]
-            aucs.append(roc_auc(y, scores))
-        print(f"all {len(names)} statistics, {label}, random 5-fold x 3 seeds | AUC {np.mean(aucs):.3f}")
+    for label, statistics in SETS.items():
+        for head, fit in (("logistic", fit_logistic), ("trees", fit_trees)):
+            splits = three_splits(matrix(statistics), y, attack, arch, fit)
+            print(f"{label}, {len(statistics)} statistics, {head} | {splits}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner.detectors.ban_training import FEATURES
 from scanner.detectors.calibration import load_calibration
 from scanner.detectors.one_pixel_classifier import SignatureClassifier
 from scanner.detectors.one_pixel_training import read_zoo
@@ -41,7 +42,7 @@ def test_ban_calibration_records_how_its_zoo_was_built(zoo: Path, tmp_path: Path
     done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     calibration = load_calibration(out.name, out)
-    assert calibration.features == ("noisy_top_share",)
+    assert calibration.features == FEATURES
     assert calibration.provenance["zoo_command"] == "make test-zoo"
     assert calibration.provenance["models"] == len(read_zoo(zoo).models)
 
