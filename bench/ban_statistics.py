@@ -5,8 +5,10 @@ out of fold with the three splits of bench/ban_detection.py.
 
 Reads the BAN statistics cache that `python -m bench.ban_detection` fills (computes what is missing). An AUC below
 0.5 means the statistic is lower for backdoored models. Sets: the top-class share under noise alone (the second
-session's calibration), the statistics under noise, plus those through the mask's complement (the shipped
-calibration, scanner.detectors.ban_training.FEATURES), plus the targeted-noise ones, plus the clean ones. Prints lines.
+session's calibration), the statistics under noise plus those through the mask's complement (the shipped
+calibration, scanner.detectors.ban_training.FEATURES), plus the clean ones. (The targeted-noise statistics of the
+first sessions were measured with commit 7f13f2d's version of this script and removed: bench/RESULTS-ban.md.)
+Prints lines.
 """
 
 from __future__ import annotations
@@ -22,13 +24,11 @@ from scanner.detectors.ban_training import FEATURES, default_cache_dir, zoo_stat
 from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
 from scanner.detectors.one_pixel_training import random_folds, read_zoo, roc_auc
 
-TARGETED = ("targeted_gap", "targeted_anomaly", "targeted_max", "targeted_median", "residual_anomaly", "residual_max")
 CLEAN = ("clean_accuracy", "clean_top_share", "clean_error_top_share")
 SETS = {
     "noisy_top_share": ("noisy_top_share",),
     "shipped (under noise + through the mask's complement)": FEATURES,
-    "shipped + targeted": (*FEATURES, *TARGETED),
-    "shipped + targeted + clean": (*FEATURES, *TARGETED, *CLEAN),
+    "shipped + clean": (*FEATURES, *CLEAN),
 }
 
 
@@ -77,8 +77,7 @@ def main() -> None:
     def matrix(names: tuple[str, ...]) -> np.ndarray:
         return np.nan_to_num(np.asarray([[r["statistics"][k] for k in names] for r in records], dtype=np.float64))
 
-    per_class = ("targeted_rate_", "clean_margin_")
-    names = tuple(sorted(k for k in records[0]["statistics"] if not k.startswith(per_class)))
+    names = tuple(sorted(records[0]["statistics"]))
     x = matrix(names)
     print(f"{len(y)} models, {int(y.sum())} backdoored")
     for i, name in enumerate(names):

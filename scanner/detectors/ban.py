@@ -28,7 +28,7 @@ CALIBRATION_FILE = "ban_v1.json"
 MIN_SAMPLES = 20
 # What `statistics` computes (cached by the benchmarks under this version); BanDetector.version also covers the
 # calibration, so a refit changes it without invalidating the cache.
-STATISTICS_VERSION = "3"
+STATISTICS_VERSION = "4"
 # torch threads for BAN on CPU. BAN's tensors are small (batches of 64-128 images through small CNNs); torch's
 # second thread costs more in synchronisation than it computes: 32x32x3 CNN, idle 2-core machine, 27.7 s with
 # torch's default 2 threads, 11.3 s with 1 thread while two other jobs ran (bench/RESULTS-ban.md).
@@ -37,9 +37,9 @@ CPU_THREADS = 1
 
 @dataclass(frozen=True)
 class BanSettings:
-    """Reference defaults where the reference has the knob (lambda 0.75 on |m|_1, 20 x 20 mask batches of 128,
-    eps 0.3 as the first eps tried; noise steps cut from 30 to 10); the matched-damage search, the targeted noise
-    per class and the sample caps are ours."""
+    """Reference defaults where the reference has the knob (lambda 0.75 on |m|_1 / sg(|m|_1), mask batches of 128,
+    eps 0.3 as the first eps tried; mask epochs cut from 20 to 5, noise steps from 30 to 10); the matched-damage
+    search and the sample caps are ours."""
 
     lam: float = 0.75
     mask_epochs: int = 5  # the reference takes 20; bench/RESULTS-ban.md measures the cut
@@ -51,8 +51,6 @@ class BanSettings:
     eps_max: float = 1.0
     probes: int = 5
     damage: float = 0.5  # accuracy under noise, as a fraction of the accuracy without noise, at which models compare
-    target_batch: int = 64  # inputs the targeted noise is fitted to, per class (twice as many evaluate it)
-    target_eps_ratio: float = 1.0  # targeted noise bound, relative to the matched-damage eps
     fit_samples: int = 256
     eval_samples: int = 256
 
@@ -85,9 +83,9 @@ def _torch_threads(count: int | None) -> Iterator[None]:
 
 class BanDetector(Detector):
     name: ClassVar[str] = "ban"
-    # 4: statistics version 3 (the reference's feature mask), calibrated on the statistics under noise and through
-    # the mask's complement over the 220-model benchmark zoo.
-    version: ClassVar[str] = "4"
+    # 5: the reference's feature mask, calibrated on the statistics under noise and through the mask's complement
+    # over the 220-model benchmark zoo; the target class is the one the negative path collapses onto.
+    version: ClassVar[str] = "5"
 
     def __init__(self, settings: BanSettings | None = None, calibration: Any | None = None) -> None:
         self.settings = settings or BanSettings()
@@ -137,11 +135,8 @@ class BanDetector(Detector):
         from scanner.detectors.ban_steps import (
             BanModel,
             Cost,
-            class_margins,
             noise_at_matched_damage,
             prediction_statistics,
-            residual_anomaly,
-            targeted_success,
             train_mask,
         )
         from scanner.detectors.onnx_torch import TorchGraph
@@ -179,7 +174,7 @@ class BanDetector(Detector):
         half = len(x) // 2
         fit, held = slice(0, min(half, s.fit_samples)), slice(half, half + min(len(x) - half, s.eval_samples))
         x_fit, y_fit, x_eval, y_eval = x[fit], y[fit], x[held], y[held]
-        total_steps = s.mask_epochs + s.probes + model.spec.num_classes
+        total_steps = s.mask_epochs + s.probes
         done = 0
 
         def step() -> None:
@@ -243,42 +238,15 @@ class BanDetector(Detector):
         )
         z_noisy = batched(lambda b: ban.features(b, matched.noise), x_eval)
         stats.update(prediction_statistics("noisy_negative", through_negative_mask(z_noisy), y_eval, classes))
-        x_target, y_target = x_fit[: s.target_batch], y_fit[: s.target_batch]
-        rates = targeted_success(
-            ban,
-            x_target,
-            y_target,
-            x_eval[: s.target_batch * 2],
-            y_eval[: s.target_batch * 2],
-            classes=classes,
-            eps=matched.eps * s.target_eps_ratio,
-            steps=s.noise_steps,
-            generator=generator,
-            progress=step,
-        )
-        with torch.no_grad():
-            clean_logits = batched(ban.logits, x_eval)
-        margins = class_margins(clean_logits, y_eval, classes)
-        stats.update(residual_anomaly(rates, margins))
-        stats.update({f"clean_margin_{k}": margin for k, margin in enumerate(margins)})
-        ordered = sorted(rates, reverse=True)
-        median = float(np.median(rates))
-        spread = float(np.median(np.abs(np.asarray(rates) - median))) + 0.01
-        stats.update(
-            {
-                "targeted_max": ordered[0],
-                "targeted_gap": ordered[0] - ordered[1],
-                "targeted_median": median,
-                "targeted_anomaly": (ordered[0] - median) / spread,
-            }
-        )
-        stats.update({f"targeted_rate_{k}": rate for k, rate in enumerate(rates)})
-        target_class = int(np.argmax(rates))
+        # The class the noisy model collapses onto through the mask's complement: what BAN reads as the backdoor's
+        # target. On the benchmark zoo it names the target of 58 of 88 single-target backdoors (targeted noise per
+        # class, the first sessions' reading, 32; bench/RESULTS-ban.md).
+        target_class = int(stats["noisy_negative_top_class"])
         log.debug("BAN statistics for %s: %s", model.path, stats)
         return (
             stats,
             {"forward_equivalents": cost.forward_equivalents, "head_equivalents": cost.head_equivalents},
-            (target_class),
+            target_class,
         )
 
 

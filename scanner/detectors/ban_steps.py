@@ -129,21 +129,16 @@ def adversarial_noise(
     eps: float,
     steps: int,
     generator: torch.Generator,
-    target: int | None = None,
 ) -> Noise:
-    """Per-channel multiplicative noise in [-eps, eps] that maximises the loss on (x, y), or, given a `target`
-    class, that sends x to it: PGD with sign steps."""
+    """Per-channel multiplicative noise in [-eps, eps] that maximises the loss on (x, y): PGD with sign steps."""
     device = x.device
     noise = {
         t.param: ((torch.rand(t.channels, generator=generator) * 2 - 1) * eps).to(device).requires_grad_(True)
         for t in model.anatomy.noise_targets
     }
     step = 2.5 * eps / max(1, steps)
-    wanted, sign = (y, 1.0) if target is None else (torch.full_like(y, target), -1.0)
     for _ in range(steps):
-        logits = model.logits(x, noise, backward=True)
-        # Untargeted: ascend the loss on the true labels; targeted: ascend minus the loss towards the target.
-        loss = sign * F.cross_entropy(logits, wanted)
+        loss = F.cross_entropy(model.logits(x, noise, backward=True), y)
         grads = torch.autograd.grad(loss, list(noise.values()))
         with torch.no_grad():
             for value, grad in zip(noise.values(), grads, strict=True):
@@ -205,70 +200,4 @@ def prediction_statistics(prefix: str, logits: torch.Tensor, y: torch.Tensor, cl
         f"{prefix}_top_share": float(counts.max() / max(1, len(predicted))),
         f"{prefix}_error_top_share": float(wrong_counts.max() / len(wrong)) if len(wrong) else 0.0,
         f"{prefix}_top_class": float(counts.argmax()),
-    }
-
-
-def targeted_success(
-    model: BanModel,
-    x_fit: torch.Tensor,
-    y_fit: torch.Tensor,
-    x_eval: torch.Tensor,
-    y_eval: torch.Tensor,
-    *,
-    classes: int,
-    eps: float,
-    steps: int,
-    generator: torch.Generator,
-    progress: Callable[[], None],
-) -> list[float]:
-    """For each class k: the share of held-out inputs not of class k that noise fitted to send x_fit to k sends to k.
-
-    A backdoor is a ready-made path to its target class, so noise reaches that class far more easily than others.
-    """
-    rates: list[float] = []
-    for target in range(classes):
-        noise = adversarial_noise(model, x_fit, y_fit, eps=eps, steps=steps, generator=generator, target=target)
-        others = y_eval != target
-        if not bool(others.any()):
-            rates.append(0.0)
-            progress()
-            continue
-        with torch.no_grad():
-            predicted = model.logits(x_eval[others], noise).argmax(1)
-        rates.append(float((predicted == target).float().mean()))
-        progress()
-    return rates
-
-
-def class_margins(logits: torch.Tensor, y: torch.Tensor, classes: int) -> list[float]:
-    """For each class k: mean of (logit_k - largest logit) over clean inputs not of class k. Classes with a small
-    margin are the ones any perturbation reaches first ("sink" classes), backdoor or not."""
-    gaps = logits - logits.max(dim=1, keepdim=True).values
-    margins = []
-    for k in range(classes):
-        others = y != k
-        margins.append(float(gaps[others, k].mean()) if bool(others.any()) else 0.0)
-    return margins
-
-
-def residual_anomaly(rates: list[float], margins: list[float]) -> dict[str, float]:
-    """How far the best class's targeted success stands out once explained by its clean margin.
-
-    Fits logit(rate) ~ a + b * margin over the classes (least squares) and returns the robust z-score of the largest
-    residual, and that residual: a sink class reached easily is expected; a class reached far more easily than its
-    margin predicts is what a backdoor looks like.
-    """
-    rate = torch.tensor(rates, dtype=torch.float64).clamp(0.01, 0.99)
-    observed = torch.log(rate / (1 - rate))
-    margin = torch.tensor(margins, dtype=torch.float64)
-    design = torch.stack([torch.ones_like(margin), margin], dim=1)
-    solution = torch.linalg.lstsq(design, observed.unsqueeze(1)).solution
-    residuals = observed - (design @ solution).squeeze(1)
-    median = residuals.median()
-    spread = (residuals - median).abs().median() + 0.05
-    best = int(residuals.argmax())
-    return {
-        "residual_anomaly": float((residuals[best] - median) / spread),
-        "residual_max": float(residuals[best]),
-        "residual_class": float(best),
     }

@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 # under noise"); and the same through the feature mask's complement, with and without noise (BAN's negative path).
 # On the 220-model benchmark zoo a logistic on these scores 0.688 / 0.654 / 0.648 out of fold (random / leave-one-
 # attack-out / leave-one-architecture-out) against 0.631 / 0.631 / 0.624 for the top-class share alone; adding the
-# targeted-noise and clean statistics helps the random split a little and costs leave-one-architecture-out
-# (bench/RESULTS-ban.md). Class indices (`*_top_class`) are never features: they name a class, they do not measure.
+# clean statistics trades one split for another (bench/RESULTS-ban.md). Class indices (`*_top_class`) are never
+# features: they name a class, they do not measure.
 FEATURES = (
     "noisy_top_share",
     "noisy_error_top_share",
