@@ -7,11 +7,14 @@ at once, so versions registered while the service was down are caught up without
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from scanner.errors import RegistryError
 from scanner.registry.client import RegistryClient
 from scanner.registry.queue import WorkQueue
 from scanner.registry.receiver import WebhookReceiver
@@ -38,9 +41,46 @@ class ServiceConfig:
     max_age_s: float = 300
 
 
+class QueueOwnership:
+    """One `serve` per queue file: an exclusive lock beside it, held while the service runs.
+
+    A second service on the same queue would put the first one's running jobs back in the queue at start-up
+    (`recover_abandoned`) and scan them twice. The lock is the operating system's (flock), so a crashed service never
+    leaves it stale: a restart after a crash takes it at once. `rescan` shares the queue without it (it claims
+    versions one by one).
+    """
+
+    def __init__(self, queue_path: Path) -> None:
+        self.path = queue_path.with_name(queue_path.name + ".serve-lock")
+        self._descriptor: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(descriptor)
+            raise RegistryError(
+                f"another model-scanner serve (pid {holder}) is using the queue {self.path.with_suffix('')}",
+                hint="stop it, or give this one its own --state-dir",
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        self._descriptor = descriptor
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # closing drops the lock
+            self._descriptor = None
+
+
 class ScannerService:
     def __init__(self, config: ServiceConfig, engine: ScanEngine) -> None:
         self.config = config
+        self.ownership = QueueOwnership(config.queue_path)
+        self.ownership.acquire()  # before the queue is touched; released by stop()
         self.queue = WorkQueue(config.queue_path)
         self.registry = RegistryClient(config.tracking_uri, token=config.scanner_token)
         self.receiver = WebhookReceiver(
@@ -83,6 +123,7 @@ class ScannerService:
         for thread in self._threads:
             thread.join(timeout=timeout_s)
         self.queue.close()
+        self.ownership.release()
 
     def wait(self) -> None:
         self._stop.wait()

@@ -106,7 +106,7 @@ class ServeProcess:
         self.state_dir = state_dir
         self.port = free_port()
         self.extra = extra
-        self.log_file = state_dir / "serve.log"
+        self.log_file = state_dir / f"serve-{self.port}.log"  # one per process: restarts share the state dir
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout_s: float = 90) -> ServeProcess:

@@ -90,3 +90,11 @@ def test_crash_with_queued_work_and_missed_webhooks(
     assert [detector for detector, _ in next(iter(engines)).detectors] == ["one_pixel"]  # type: ignore[union-attr]
     # Each start created or updated the one webhook: no pile-up.
     assert [hook.name for hook in client.list_webhooks()].count("model-scanner") == 1
+
+
+def test_a_second_serve_on_the_same_state_directory_is_refused(serve: Callable[..., Any], tmp_path: Path) -> None:
+    state = tmp_path / "one-state"
+    first = serve("--detectors", "one-pixel", "--no-webhook", state_dir=state)
+    with pytest.raises(AssertionError, match=r"another model-scanner serve \(pid \d+\) is using the queue"):
+        serve("--detectors", "one-pixel", "--no-webhook", state_dir=state)
+    assert first.process is not None and first.process.poll() is None  # the first one runs on, untouched
