@@ -9,6 +9,7 @@ Callers: the `scan` command, the registry's workers, the re-scan executors.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -65,6 +66,7 @@ class ScanOptions:
     value_range: tuple[float, float] | None = None
     layout: Layout | None = None
     seed: int = 0
+    max_model_bytes: int | None = None  # --max-model-size: the intake's size limit (None: its default, 1 GiB)
 
 
 class Scanner:
@@ -88,7 +90,7 @@ class Scanner:
         self.policy = policy
         self.fuse = fuse or _default_fuse()
         self.options = options
-        self.load_model = load_model or _default_loader()
+        self.load_model = load_model or _default_loader(options.max_model_bytes)
         self.on_target = on_target
         self.on_step = on_step
         self._clean_cache: dict[Path, CleanData] = {}
@@ -266,10 +268,12 @@ def _name_of(label: str) -> str:
     return Path(label).stem or label
 
 
-def _default_loader() -> ModelLoader:
-    from scanner.intake import load_model
+def _default_loader(max_model_bytes: int | None = None) -> ModelLoader:
+    from scanner.intake import IntakeLimits, load_model
 
-    return load_model
+    if max_model_bytes is None:
+        return load_model
+    return functools.partial(load_model, limits=IntakeLimits(max_model_bytes=max_model_bytes))
 
 
 def _default_finder() -> ModelFinder:

@@ -32,7 +32,7 @@ class Unreadable(IntakeError):
 
 class FileTooLarge(IntakeError):
     kind = "file_too_large"
-    hint = "raise the intake size limit if the model is trusted to be this large"
+    hint = "if the model is trusted to be this large, raise the limit: scan --max-model-size 1.5GiB"
 
 
 class EmptyFile(IntakeError):

@@ -112,6 +112,19 @@ def test_bad_usage_exits_2_with_one_line(cli, fake_detectors, models, tmp_path):
         assert expected in run.stderr and "Traceback" not in run.stderr
 
 
+def test_max_model_size_sets_the_intake_limit(cli, fake_detectors, models):
+    size = (models / "good.onnx").stat().st_size
+    refused = cli("scan", str(models / "good.onnx"), "--max-model-size", f"{size - 1}B")
+    assert refused.code == 2 and f"over the intake limit of {size - 1} bytes" in refused.stderr
+    assert "--max-model-size" in refused.stderr  # the hint says how to raise it
+    (result,) = report_of(refused.stdout)["results"]
+    assert result["status"] == "error" and result["error"]["kind"] == "file_too_large"
+    assert cli("scan", str(models / "good.onnx"), "--max-model-size", f"{size}").code == 0
+    for bad in ("3GiB", "0", "lots"):
+        run = cli("scan", str(models / "good.onnx"), "--max-model-size", bad)
+        assert run.code == 2 and "--max-model-size" in run.stderr and "Traceback" not in run.stderr
+
+
 def test_an_unavailable_detector_asked_for_by_name_is_an_error(cli, models, monkeypatch):
     def broken() -> Detector:
         raise ImportError("No module named 'torch'")
