@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.splits import leave_one_attack_out_auc, leave_one_domain_out_auc, random_split_auc
 from scanner.detectors.ban import settings_from
 from scanner.detectors.ban_training import FEATURES, default_cache_dir, zoo_statistics
 from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
-from scanner.detectors.one_pixel_training import random_folds, read_zoo, roc_auc
+from scanner.detectors.one_pixel_training import read_zoo, roc_auc
 
 CLEAN = ("clean_accuracy", "clean_top_share", "clean_error_top_share")
 SETS = {
@@ -39,28 +40,10 @@ def three_splits(x: np.ndarray, y: np.ndarray, attack: np.ndarray, arch: np.ndar
         head = fit(x[train], y[train])
         return np.asarray([head.probability(row) for row in x[test]])
 
-    random = []
-    for seed in range(3):
-        scores = np.zeros(len(y))
-        for fold in random_folds(len(y), 5, seed):
-            scores[fold] = score(np.setdiff1d(np.arange(len(y)), fold), fold)
-        random.append(roc_auc(y, scores))
-    clean, loao = np.flatnonzero(y == 0), []
-    for held_attack in sorted(set(attack[y == 1])):
-        held = np.flatnonzero((attack == held_attack) & (y == 1))
-        scores_held, scores_clean = np.zeros(len(held)), np.zeros(len(clean))
-        for fold in random_folds(len(clean), 5, seed=7):
-            train = np.setdiff1d(np.arange(len(y)), np.concatenate([held, clean[fold]]))
-            scores_clean[fold] = score(train, clean[fold])
-            scores_held += score(train, held) / 5
-        loao.append(roc_auc(np.r_[np.ones(len(held)), np.zeros(len(clean))], np.r_[scores_held, scores_clean]))
-    loarch = [
-        roc_auc(y[arch == a], score(np.flatnonzero(arch != a), np.flatnonzero(arch == a))) for a in sorted(set(arch))
-    ]
-    return " | ".join(
-        f"{split} {auc:.3f}"
-        for split, auc in (("random", np.mean(random)), ("loao", np.mean(loao)), ("loarch", np.mean(loarch)))
-    )
+    random = random_split_auc(score, y)
+    loao = leave_one_attack_out_auc(score, y, attack)
+    loarch = leave_one_domain_out_auc(score, y, arch)
+    return " | ".join(f"{split} {auc:.3f}" for split, auc in (("random", random), ("loao", loao), ("loarch", loarch)))
 
 
 def main() -> None:

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.splits import leave_one_attack_out_auc, leave_one_domain_out_auc, random_split_auc
 from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
 from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import default_cache_dir, random_folds, read_zoo, roc_auc, zoo_features
+from scanner.detectors.one_pixel_training import default_cache_dir, read_zoo, roc_auc, zoo_features
 
 Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], Callable[[np.ndarray], float]]
 
@@ -58,31 +59,10 @@ def splits(x: np.ndarray, y: np.ndarray, fit: Fit, attack: np.ndarray, arch: np.
         head = fit(x[train], y[train], groups[train])
         return np.asarray([head(x[i]) for i in test])
 
-    random = []
-    for seed in range(3):
-        scores = np.zeros(len(y))
-        for fold in random_folds(len(y), 5, seed):
-            scores[fold] = score(np.setdiff1d(np.arange(len(y)), fold), fold)
-        random.append(roc_auc(y, scores))
-
-    def leave_one_out(domains: np.ndarray) -> float:
-        aucs = []
-        for domain in sorted(set(domains)):
-            test, train = np.flatnonzero(domains == domain), np.flatnonzero(domains != domain)
-            aucs.append(roc_auc(y[test], score(train, test)))
-        return float(np.mean(aucs))
-
-    clean = np.flatnonzero(y == 0)
-    loao = []
-    for held_attack in sorted(set(attack[y == 1])):  # as bench.one_pixel_detection: fit without it and a clean fold
-        held = np.flatnonzero((attack == held_attack) & (y == 1))
-        scores_held, scores_clean = np.zeros(len(held)), np.zeros(len(clean))
-        for fold in random_folds(len(clean), 5, seed=7):
-            train = np.setdiff1d(np.arange(len(y)), np.concatenate([held, clean[fold]]))
-            scores_clean[fold] = score(train, clean[fold])
-            scores_held += score(train, held) / 5
-        loao.append(roc_auc(np.r_[np.ones(len(held)), np.zeros(len(clean))], np.r_[scores_held, scores_clean]))
-    return f"{np.mean(random):.3f} | {np.mean(loao):.3f} | {leave_one_out(arch):.3f} | {leave_one_out(family):.3f}"
+    random = random_split_auc(score, y)
+    loao = leave_one_attack_out_auc(score, y, attack)
+    loarch, lofam = (leave_one_domain_out_auc(score, y, domains) for domains in (arch, family))
+    return f"{random:.3f} | {loao:.3f} | {loarch:.3f} | {lofam:.3f}"
 
 
 def main() -> None:
