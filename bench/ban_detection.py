@@ -17,11 +17,11 @@ import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from bench.splits import Scorer, leave_one_attack_out, leave_one_domain_out, random_split
 from scanner.detectors.ban import settings_from
 from scanner.detectors.ban_training import FEATURES, default_cache_dir, zoo_statistics
 from scanner.detectors.calibration import fit_logistic
@@ -38,8 +38,6 @@ from scanner.detectors.one_pixel_training import (
     with_both_kinds,
     zoo_features,
 )
-
-Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (train indices, test indices) -> test scores
 
 
 def logistic_scorer(matrix: np.ndarray, labels: np.ndarray) -> Scorer:
@@ -86,41 +84,6 @@ def fused_scorer(one_pixel: Scorer, ban: Scorer, labels: np.ndarray) -> Scorer:
     return score
 
 
-def random_split(scorer: Scorer, count: int, seed: int = 0) -> np.ndarray:
-    scores = np.zeros(count)
-    for fold in random_folds(count, 5, seed):
-        scores[fold] = scorer(np.setdiff1d(np.arange(count), fold), fold)
-    return scores
-
-
-def leave_one_attack_out(
-    scorer: Scorer, labels: np.ndarray, attacks: np.ndarray
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    clean = np.flatnonzero(labels == 0)
-    out = {}
-    for attack in sorted(set(attacks[labels == 1])):
-        held = np.flatnonzero((attacks == attack) & (labels == 1))
-        scores_held, scores_clean = np.zeros(len(held)), np.zeros(len(clean))
-        folds = random_folds(len(clean), 5, seed=7)
-        for fold in folds:
-            train = np.setdiff1d(np.arange(len(labels)), np.concatenate([held, clean[fold]]))
-            scores_clean[fold] = scorer(train, clean[fold])
-            scores_held += scorer(train, held) / len(folds)
-        out[attack] = (np.r_[np.ones(len(held)), np.zeros(len(clean))], np.r_[scores_held, scores_clean])
-    return out
-
-
-def leave_one_architecture_out(
-    scorer: Scorer, labels: np.ndarray, archs: np.ndarray
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    out = {}
-    for arch in sorted(set(archs)):
-        test, train = np.flatnonzero(archs == arch), np.flatnonzero(archs != arch)
-        if len(set(labels[train])) == 2 and len(set(labels[test])) == 2:
-            out[arch] = (labels[test], scorer(train, test))
-    return out
-
-
 def _row(name: str, labels: np.ndarray, scores: np.ndarray) -> str:
     return (f"| {name} | {int(labels.sum())} / {int((1 - labels).sum())} | {roc_auc(labels, scores):.3f} | "
             f"{tpr_at_fpr(labels, scores):.3f} |")  # fmt: skip
@@ -140,7 +103,7 @@ def report(name: str, scorer: Scorer, labels: np.ndarray, attacks: np.ndarray, a
     lines.append(f"| mean over attacks | | {np.mean([roc_auc(y, s) for y, s in loao.values()]):.3f} | "
                  f"{np.mean([tpr_at_fpr(y, s) for y, s in loao.values()]):.3f} |")  # fmt: skip
     lines += ["", "(c) leave-one-architecture-out", "", header]
-    loarch = leave_one_architecture_out(scorer, labels, archs)
+    loarch = leave_one_domain_out(scorer, labels, archs)
     lines += [_row(a, y, s) for a, (y, s) in loarch.items()]
     if loarch:
         lines.append(f"| mean over architectures | | {np.mean([roc_auc(y, s) for y, s in loarch.values()]):.3f} | "

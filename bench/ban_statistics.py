@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.splits import leave_one_attack_out_auc, leave_one_domain_out_auc, random_split_auc
+from bench.splits import leave_one_attack_out, leave_one_domain_out, mean_auc, random_split_auc
 from scanner.detectors.ban import settings_from
 from scanner.detectors.ban_training import FEATURES, default_cache_dir, zoo_statistics
 from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
@@ -41,8 +41,8 @@ def three_splits(x: np.ndarray, y: np.ndarray, attack: np.ndarray, arch: np.ndar
         return np.asarray([head.probability(row) for row in x[test]])
 
     random = random_split_auc(score, y)
-    loao = leave_one_attack_out_auc(score, y, attack)
-    loarch = leave_one_domain_out_auc(score, y, arch)
+    loao = mean_auc(leave_one_attack_out(score, y, attack))
+    loarch = mean_auc(leave_one_domain_out(score, y, arch))
     return " | ".join(f"{split} {auc:.3f}" for split, auc in (("random", random), ("loao", loao), ("loarch", loarch)))
 
 

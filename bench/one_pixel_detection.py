@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.splits import Scorer, leave_one_attack_out, leave_one_domain_out, random_split
 from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import (
     ZooFeatures,
     combined_features,
-    cross_validated_scores,
     default_cache_dir,
-    random_folds,
     read_zoo,
     roc_auc,
     tpr_at_fpr,
@@ -38,55 +37,14 @@ HEADS = {"trees": fit_trees, "logistic": fit_logistic}
 FIT = fit_trees  # set by --head
 
 
-def _score(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    head = FIT(features[train], labels[train])
-    return np.asarray([head.probability(row) for row in features[test]])
+def _scorer(features: np.ndarray, labels: np.ndarray) -> Scorer:
+    """The --head classifier fitted on the train models' features, scoring the test models."""
 
+    def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        head = FIT(features[train], labels[train])
+        return np.asarray([head.probability(row) for row in features[test]])
 
-def random_split(features: np.ndarray, labels: np.ndarray, seeds: int = 3) -> list[np.ndarray]:
-    return [
-        cross_validated_scores(features, labels, random_folds(len(labels), 5, seed), fit=FIT) for seed in range(seeds)
-    ]
-
-
-def leave_one_group_out(
-    features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, clean_folds: int = 5
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """For each backdoor group g: fit without g and without a fold of clean models; score g + that fold.
-
-    Returns group -> (labels, scores) over g's models and every clean model (each clean scored out of fold).
-    """
-    clean = np.flatnonzero(labels == 0)
-    folds = random_folds(len(clean), clean_folds, seed=7)
-    out = {}
-    for group in sorted(set(groups[labels == 1])):
-        held = np.flatnonzero((groups == group) & (labels == 1))
-        scores_held = np.zeros(len(held))
-        scores_clean = np.zeros(len(clean))
-        for fold in folds:
-            test_clean = clean[fold]
-            train = np.setdiff1d(np.arange(len(labels)), np.concatenate([held, test_clean]))
-            scores_clean[fold] = _score(features, labels, train, test_clean)
-            scores_held += _score(features, labels, train, held) / len(folds)
-        out[group] = (
-            np.concatenate([np.ones(len(held)), np.zeros(len(clean))]),
-            np.concatenate([scores_held, scores_clean]),
-        )
-    return out
-
-
-def leave_one_domain_out(
-    features: np.ndarray, labels: np.ndarray, domains: np.ndarray
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Architectures or families: fit on the others (clean and backdoored), score every model of the held one."""
-    out = {}
-    for domain in sorted(set(domains)):
-        test = np.flatnonzero(domains == domain)
-        train = np.flatnonzero(domains != domain)
-        if len(set(labels[train])) < 2 or len(set(labels[test])) < 2:
-            continue
-        out[domain] = (labels[test], _score(features, labels, train, test))
-    return out
+    return score
 
 
 def _row(name: str, labels: np.ndarray, scores: np.ndarray) -> str:
@@ -110,7 +68,8 @@ def report(table: ZooFeatures, kind: str) -> tuple[str, dict[str, float]]:
     lines = [f"### {kind} bases", ""]
     summary: dict[str, float] = {}
 
-    runs = random_split(features, labels)
+    scorer = _scorer(features, labels)
+    runs = [random_split(scorer, len(labels), seed) for seed in range(3)]
     aucs = [roc_auc(labels, s) for s in runs]
     tprs = [tpr_at_fpr(labels, s) for s in runs]
     summary["random_auc"], summary["random_tpr"] = float(np.mean(aucs)), float(np.mean(tprs))
@@ -127,20 +86,20 @@ def report(table: ZooFeatures, kind: str) -> tuple[str, dict[str, float]]:
         lines.append(_row(attack, labels[keep], runs[0][keep]))
 
     lines += ["", "(b) leave-one-attack-out (fit without the attack and without the scored clean fold)", "", header]
-    loao = leave_one_group_out(features, labels, attacks)
+    loao = leave_one_attack_out(scorer, labels, attacks)
     for attack, (y, s) in loao.items():
         lines.append(_row(attack, y, s))
     summary["loao_auc"], summary["loao_tpr"] = _pooled(loao)
     lines.append(f"| mean over attacks | | {summary['loao_auc']:.3f} | {summary['loao_tpr']:.3f} |")
 
     lines += ["", "(c) leave-one-architecture-out (fit on the other architectures)", "", header]
-    loar = leave_one_domain_out(features, labels, architectures)
+    loar = leave_one_domain_out(scorer, labels, architectures)
     for arch, (y, s) in loar.items():
         lines.append(_row(arch, y, s))
     summary["loarch_auc"], summary["loarch_tpr"] = _pooled(loar)
     lines.append(f"| mean over architectures | | {summary['loarch_auc']:.3f} | {summary['loarch_tpr']:.3f} |")
 
-    lofam = leave_one_domain_out(features, labels, families)
+    lofam = leave_one_domain_out(scorer, labels, families)
     if lofam:
         lines += ["", "(d) leave-one-family-out (fit on the other data family)", "", header]
         for family, (y, s) in lofam.items():

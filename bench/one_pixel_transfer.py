@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.splits import leave_one_attack_out_auc, leave_one_domain_out_auc, random_split_auc
+from bench.splits import leave_one_attack_out, leave_one_domain_out, mean_auc, random_split_auc
 from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import default_cache_dir, read_zoo, roc_auc, zoo_features
@@ -60,8 +60,8 @@ def splits(x: np.ndarray, y: np.ndarray, fit: Fit, attack: np.ndarray, arch: np.
         return np.asarray([head(x[i]) for i in test])
 
     random = random_split_auc(score, y)
-    loao = leave_one_attack_out_auc(score, y, attack)
-    loarch, lofam = (leave_one_domain_out_auc(score, y, domains) for domains in (arch, family))
+    loao = mean_auc(leave_one_attack_out(score, y, attack))
+    loarch, lofam = (mean_auc(leave_one_domain_out(score, y, domains)) for domains in (arch, family))
     return f"{random:.3f} | {loao:.3f} | {loarch:.3f} | {lofam:.3f}"
 
 

@@ -1,8 +1,9 @@
-"""The honest splits every detection benchmark reports, as mean AUCs, for any scoring function.
+"""The honest splits every detection benchmark reports, for any scorer.
 
-`score(train, test)` fits on the models indexed by `train` and returns scores for `test`. Random: 5 folds, mean of 3
-seeds. Leave-one-attack-out: for each attack, fit without its models and without a fold of the clean models, score
-both (as bench.one_pixel_detection). Leave-one-domain-out (architecture, family): fit on the other domains.
+A scorer `(train indices, test indices) -> test scores` fits on the models indexed by `train`. Random: 5 folds
+(one seed per call). Leave-one-attack-out: for each attack, fit without its models and without a fold of the clean
+models, score both. Leave-one-domain-out (architecture, family): fit on the other domains. The grouped splits return
+group -> (labels, scores), so reports can show each group; `mean_auc` pools them.
 """
 
 from __future__ import annotations
@@ -13,35 +14,47 @@ import numpy as np
 
 from scanner.detectors.one_pixel_training import random_folds, roc_auc
 
-Score = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+GroupResults = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def random_split_auc(score: Score, y: np.ndarray, seeds: int = 3) -> float:
-    aucs = []
-    for seed in range(seeds):
-        scores = np.zeros(len(y))
-        for fold in random_folds(len(y), 5, seed):
-            scores[fold] = score(np.setdiff1d(np.arange(len(y)), fold), fold)
-        aucs.append(roc_auc(y, scores))
-    return float(np.mean(aucs))
+def random_split(scorer: Scorer, count: int, seed: int = 0) -> np.ndarray:
+    """Out-of-fold scores of every model over 5 random folds."""
+    scores = np.zeros(count)
+    for fold in random_folds(count, 5, seed):
+        scores[fold] = scorer(np.setdiff1d(np.arange(count), fold), fold)
+    return scores
 
 
-def leave_one_attack_out_auc(score: Score, y: np.ndarray, attack: np.ndarray) -> float:
-    clean, aucs = np.flatnonzero(y == 0), []
-    for held_attack in sorted(set(attack[y == 1])):
-        held = np.flatnonzero((attack == held_attack) & (y == 1))
+def leave_one_attack_out(scorer: Scorer, labels: np.ndarray, attacks: np.ndarray) -> GroupResults:
+    """For each attack: its models and every clean model (each scored out of fold), from fits without that attack."""
+    clean = np.flatnonzero(labels == 0)
+    folds = random_folds(len(clean), 5, seed=7)
+    out = {}
+    for attack in sorted(set(attacks[labels == 1])):
+        held = np.flatnonzero((attacks == attack) & (labels == 1))
         scores_held, scores_clean = np.zeros(len(held)), np.zeros(len(clean))
-        for fold in random_folds(len(clean), 5, seed=7):
-            train = np.setdiff1d(np.arange(len(y)), np.concatenate([held, clean[fold]]))
-            scores_clean[fold] = score(train, clean[fold])
-            scores_held += score(train, held) / 5
-        aucs.append(roc_auc(np.r_[np.ones(len(held)), np.zeros(len(clean))], np.r_[scores_held, scores_clean]))
-    return float(np.mean(aucs))
+        for fold in folds:
+            train = np.setdiff1d(np.arange(len(labels)), np.concatenate([held, clean[fold]]))
+            scores_clean[fold] = scorer(train, clean[fold])
+            scores_held += scorer(train, held) / len(folds)
+        out[attack] = (np.r_[np.ones(len(held)), np.zeros(len(clean))], np.r_[scores_held, scores_clean])
+    return out
 
 
-def leave_one_domain_out_auc(score: Score, y: np.ndarray, domains: np.ndarray) -> float:
-    aucs = []
+def leave_one_domain_out(scorer: Scorer, labels: np.ndarray, domains: np.ndarray) -> GroupResults:
+    """For each domain with both kinds of model on both sides: its models, scored by a fit on the other domains."""
+    out = {}
     for domain in sorted(set(domains)):
         test, train = np.flatnonzero(domains == domain), np.flatnonzero(domains != domain)
-        aucs.append(roc_auc(y[test], score(train, test)))
-    return float(np.mean(aucs))
+        if len(set(labels[train])) == 2 and len(set(labels[test])) == 2:
+            out[domain] = (labels[test], scorer(train, test))
+    return out
+
+
+def mean_auc(results: GroupResults) -> float:
+    return float(np.mean([roc_auc(y, s) for y, s in results.values()]))
+
+
+def random_split_auc(scorer: Scorer, labels: np.ndarray, seeds: int = 3) -> float:
+    return float(np.mean([roc_auc(labels, random_split(scorer, len(labels), seed)) for seed in range(seeds)]))
