@@ -68,17 +68,13 @@ class OnePixelDetector(Detector):
             self._settings = SignatureSettings(**trained)
         return self._settings
 
-    def signatures(self, model: ModelArtifact, context: DetectionContext) -> tuple[Signature, ...]:
-        """The model's signatures (one per scale, finest first), bases chosen from the context.
-
-        Raises on runtime trouble; `detect` turns that into a failed result."""
-        return self._signature_sets(model, context, with_synthetic=False)[0]
-
     def _signature_sets(
         self, model: ModelArtifact, context: DetectionContext, *, with_synthetic: bool
     ) -> tuple[tuple[Signature, ...], tuple[Signature, ...]]:
         """(signatures on the context's bases, signatures on synthetic bases when those were clean and
-        `with_synthetic`, else none)."""
+        `with_synthetic`, else none); each one per scale, finest first.
+
+        Raises on runtime trouble; `detect` turns that into a failed result."""
         from scanner.runtime import OnnxClassifier
 
         runner = OnnxClassifier(model, device=context.device, threads=self.threads)

@@ -31,8 +31,9 @@ SCANNED_AT = "scan.scanned_at"
 DETECTORS = "scan.detectors"
 ERROR = "scan.error"
 REPORT = "scan.report"
-# The engine that made the scan (detector versions, policy digest, scanner version; CoreScanEngine.key): `rescan`
-# re-scans a version whose engine differs from its own. Written by serve's workers and by rescan alike.
+# The engine that made the scan (detector versions, shipped-file digest, policy digest, scanner version;
+# CoreScanEngine.key): `rescan` re-scans a version whose engine differs from its own. Written by serve's workers and
+# by rescan alike.
 ENGINE = "scan.engine"
 
 # scan.status while a version waits for or undergoes its scan (not a Status: no result exists yet).
