@@ -140,11 +140,12 @@ def main() -> None:
           f"({seconds.mean():.1f} s mean) on this machine, 1 torch thread; "
           f"statistics pass {time.perf_counter() - started:.0f} s "
           "(cached statistics load in ms)\n")  # fmt: skip
-    target_hits = [
-        r["target_class"] == m.target for r, m in zip(records, zoo.models, strict=True) if m.target is not None
-    ]
-    if target_hits:
-        print(f"BAN target class right for {sum(target_hits)} / {len(target_hits)} single-target backdoored models\n")
+    single_target = [(r, m) for r, m in zip(records, zoo.models, strict=True) if m.target is not None]
+    if single_target:
+        hits = sum(r["target_class"] == m.target for r, m in single_target)
+        print(f"BAN target class right for {hits} / {len(single_target)} single-target backdoored models", end="")
+        negative = sum(int(r["statistics"]["noisy_negative_top_class"]) == m.target for r, m in single_target)
+        print(f" (the class the noisy negative path collapses onto: {negative})\n")
     ban = logistic_scorer(ban_matrix, labels)
     print(report("BAN alone", ban, labels, attacks, archs) + "\n")
     if not args.no_one_pixel:

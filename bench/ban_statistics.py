@@ -5,8 +5,9 @@ out of fold with the three splits of bench/ban_detection.py.
 
 Reads the BAN statistics cache that `python -m bench.ban_detection` fills (computes what is missing). An AUC below
 0.5 means the statistic is lower for backdoored models. Sets: the top-class share under noise alone (the second
-session's calibration), the statistics under noise plus those through the mask's complement (the shipped
-calibration, scanner.detectors.ban_training.FEATURES), plus the clean ones. (The targeted-noise statistics of the
+session's calibration), the statistics under noise plus those through the mask's complement (the third session's
+calibration), the targeted universal perturbations alone, both (the shipped calibration,
+scanner.detectors.ban_training.FEATURES), plus the clean ones. (The targeted-noise statistics of the
 first sessions were measured with commit 7f13f2d's version of this script and removed: bench/RESULTS-ban.md.)
 Prints lines.
 """
@@ -21,14 +22,22 @@ import numpy as np
 
 from bench.splits import leave_one_attack_out, leave_one_domain_out, mean_auc, random_split_auc
 from scanner.detectors.ban import settings_from
-from scanner.detectors.ban_training import FEATURES, default_cache_dir, zoo_statistics
+from scanner.detectors.ban_training import (
+    FEATURES,
+    NEURON_NOISE_FEATURES,
+    UNIVERSAL_FEATURES,
+    default_cache_dir,
+    zoo_statistics,
+)
 from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
 from scanner.detectors.one_pixel_training import read_zoo, roc_auc
 
 CLEAN = ("clean_accuracy", "clean_top_share", "clean_error_top_share")
 SETS = {
     "noisy_top_share": ("noisy_top_share",),
-    "shipped (under noise + through the mask's complement)": FEATURES,
+    "neuron noise (under noise + through the mask's complement)": NEURON_NOISE_FEATURES,
+    "universal perturbations": UNIVERSAL_FEATURES,
+    "shipped (neuron noise + universal perturbations)": FEATURES,
     "shipped + clean": (*FEATURES, *CLEAN),
 }
 

@@ -2,8 +2,10 @@
 
 A backdoored network has neurons that noise can easily push into the backdoor: under adversarial noise on its
 backbone, and with the features that carry the clean decision masked out, it collapses onto its target class. Here
-every model is compared at matched damage (eps searched per model) and a few statistics under noise are turned into
-a probability by a logistic calibration trained on the zoo (data/ban_v1.json).
+every model is compared at matched damage (eps searched per model). Beside the neuron noise, the same torch view
+measures how easily one input-space perturbation per class sends clean images to that class (universal.py): a
+trigger that covers the whole image is such a perturbation. Both sets of statistics are turned into a
+probability by a logistic calibration trained on the zoo (data/ban_v1.json).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ CALIBRATION_FILE = "ban_v1.json"
 MIN_SAMPLES = 20
 # What `statistics` computes (cached by the benchmarks under this version); BanDetector.version also covers the
 # calibration, so a refit changes it without invalidating the cache.
-STATISTICS_VERSION = "4"
+STATISTICS_VERSION = "5"
 # torch threads for BAN on CPU. BAN's tensors are small (batches of 64-128 images through small CNNs); torch's
 # second thread costs more in synchronisation than it computes: 32x32x3 CNN, idle 2-core machine, 27.7 s with
 # torch's default 2 threads, 11.3 s with 1 thread while two other jobs ran (bench/RESULTS-ban.md).
@@ -53,6 +55,9 @@ class BanSettings:
     damage: float = 0.5  # accuracy under noise, as a fraction of the accuracy without noise, at which models compare
     fit_samples: int = 256
     eval_samples: int = 256
+    universal_steps: int = 10  # signed-gradient steps per radius of the targeted universal perturbations
+    universal_samples: int = 32  # clean images each universal perturbation is fitted to
+    universal_eval_samples: int = 128  # held-out images its success is measured on
 
 
 def _device(requested: str) -> str:
@@ -83,9 +88,9 @@ def _torch_threads(count: int | None) -> Iterator[None]:
 
 class BanDetector(Detector):
     name: ClassVar[str] = "ban"
-    # 5: the reference's feature mask, calibrated on the statistics under noise and through the mask's complement
-    # over the 220-model benchmark zoo; the target class is the one the negative path collapses onto.
-    version: ClassVar[str] = "5"
+    # 6: calibrated on the neuron-noise statistics and the targeted universal perturbations over the 220-model
+    # benchmark zoo; the target class is the one a universal perturbation reaches most easily.
+    version: ClassVar[str] = "6"
 
     def __init__(self, settings: BanSettings | None = None, calibration: Any | None = None) -> None:
         self.settings = settings or BanSettings()
@@ -141,6 +146,7 @@ class BanDetector(Detector):
         )
         from scanner.detectors.onnx_torch import TorchGraph
         from scanner.detectors.onnx_torch.anatomy import anatomy_of
+        from scanner.detectors.universal import RADII, radius_name, targeted_success, universal_statistics
 
         s = self.settings
         device = _device(context.device)
@@ -174,7 +180,7 @@ class BanDetector(Detector):
         half = len(x) // 2
         fit, held = slice(0, min(half, s.fit_samples)), slice(half, half + min(len(x) - half, s.eval_samples))
         x_fit, y_fit, x_eval, y_eval = x[fit], y[fit], x[held], y[held]
-        total_steps = s.mask_epochs + s.probes
+        total_steps = s.mask_epochs + s.probes + len(RADII)
         done = 0
 
         def step() -> None:
@@ -238,10 +244,20 @@ class BanDetector(Detector):
         )
         z_noisy = batched(lambda b: ban.features(b, matched.noise), x_eval)
         stats.update(prediction_statistics("noisy_negative", through_negative_mask(z_noisy), y_eval, classes))
-        # The class the noisy model collapses onto through the mask's complement: what BAN reads as the backdoor's
-        # target. On the benchmark zoo it names the target of 58 of 88 single-target backdoors (targeted noise per
-        # class, the first sessions' reading, 32; bench/RESULTS-ban.md).
-        target_class = int(stats["noisy_negative_top_class"])
+        success = targeted_success(
+            ban,
+            x_fit[: s.universal_samples],
+            x_eval[: s.universal_eval_samples],
+            y_eval[: s.universal_eval_samples],
+            classes=classes,
+            steps=s.universal_steps,
+            progress=step,
+        )
+        stats.update(universal_statistics(success))
+        # The class one perturbation of a tenth of the value range reaches most easily: on the benchmark zoo the
+        # target of 72 of 88 single-target backdoors; the class the noisy model collapses onto through the mask's
+        # complement, 58 (bench/RESULTS-ban.md).
+        target_class = int(stats[f"universal_top_class_{radius_name(0.1)}"])
         log.debug("BAN statistics for %s: %s", model.path, stats)
         return (
             stats,

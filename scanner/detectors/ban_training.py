@@ -31,6 +31,7 @@ from scanner.detectors.one_pixel_training import (
     roc_auc,
     tpr_at_fpr,
 )
+from scanner.detectors.universal import RADII, radius_name
 from scanner.errors import UsageError
 from scanner.findings import Layout
 
@@ -38,12 +39,11 @@ log = logging.getLogger(__name__)
 
 # The statistics the shipped calibration reads: under adversarial neuron noise at matched damage, the predictions'
 # top-class share, error concentration and accuracy, and the noise level (DESIGN.md's "top-class share and accuracy
-# under noise"); and the same through the feature mask's complement, with and without noise (BAN's negative path).
-# On the 220-model benchmark zoo a logistic on these scores 0.688 / 0.654 / 0.648 out of fold (random / leave-one-
-# attack-out / leave-one-architecture-out) against 0.631 / 0.631 / 0.624 for the top-class share alone; adding the
-# clean statistics trades one split for another (bench/RESULTS-ban.md). Class indices (`*_top_class`) are never
-# features: they name a class, they do not measure.
-FEATURES = (
+# under noise"); the same through the feature mask's complement, with and without noise (BAN's negative path); and
+# how easily one input-space perturbation per class sends held-out images to that class, at three radii
+# (scanner.detectors.universal). Class indices (`*_top_class`) are never features: they name a class, they do not
+# measure. Out-of-fold AUC of each part on the 220-model benchmark zoo: bench/RESULTS-ban.md.
+NEURON_NOISE_FEATURES = (
     "noisy_top_share",
     "noisy_error_top_share",
     "noisy_accuracy",
@@ -56,6 +56,10 @@ FEATURES = (
     "negative_clean_error_top_share",
     "mask_density",
 )
+UNIVERSAL_FEATURES = tuple(
+    f"universal_{kind}_{radius_name(radius)}" for radius in RADII for kind in ("max", "gap", "mean")
+)
+FEATURES = NEURON_NOISE_FEATURES + UNIVERSAL_FEATURES
 
 
 def default_cache_dir() -> Path:

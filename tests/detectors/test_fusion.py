@@ -28,14 +28,15 @@ def test_shipped_fusion_combines_both_detectors_and_says_where_it_came_from() ->
     assert low < 0.5 < high and verdict is Verdict.BACKDOORED
 
 
-def test_fused_score_rises_with_each_detector_and_weighs_one_pixel_more() -> None:
-    # On the benchmark zoo the fusion was fitted on, one-pixel separates better than BAN (AUC 0.82 vs 0.70;
-    # bench/RESULTS-ban.md), so both raise the fused score and one-pixel raises it more.
+def test_fused_score_rises_with_each_detector_and_either_one_confident_decides_against_an_undecided_other() -> None:
+    # On the benchmark zoo the fusion was fitted on, BAN separates better than one-pixel (AUC 0.95 vs 0.82;
+    # bench/RESULTS-ban.md) and its probabilities are more extreme, so per unit of logit the two weigh about the same.
     scores = [fuse(both(p, 0.5))[0] for p in (0.1, 0.5, 0.9)]
     assert scores == sorted(scores) and scores[0] != scores[-1]  # type: ignore[type-var]
     by_ban = [fuse(both(0.5, p))[0] for p in (0.1, 0.5, 0.9)]
     assert by_ban == sorted(by_ban) and by_ban[0] != by_ban[-1]  # type: ignore[type-var]
-    assert by_ban[-1] - by_ban[0] < scores[-1] - scores[0]  # type: ignore[operator]
+    for low, high in ((scores[0], scores[-1]), (by_ban[0], by_ban[-1])):
+        assert low is not None and high is not None and low < 0.5 < high
 
 
 def test_when_one_detector_does_not_apply_the_other_decides_alone() -> None:
