@@ -142,8 +142,8 @@ def _zoo_models(zoo: Path, family: str) -> tuple[Any, CleanData, list[Any]]:
 @pytest.mark.slow
 def test_the_shipped_calibration_flags_held_out_backdoored_models_and_passes_clean_ones(zoo: Path) -> None:
     """Held out: the calibration was fitted on the benchmark zoo (seeds 1-3), the test zoo is seed 0. BAN's reach
-    there is AUC 0.70 (bench/RESULTS-ban.md); on these 14 models (statistics cached like `detector train`'s) the
-    backdoored ones must rank above the clean ones and most of each kind land on its side of 0.5."""
+    there is AUC 0.91-0.95 (bench/RESULTS-ban.md); on these 14 models (statistics cached like `detector train`'s) it
+    ranked every backdoored model above every clean one (AUC 1.0; 7 of 7 backdoored above 0.5, 4 of 7 clean below)."""
     from scanner.detectors.ban_training import default_cache_dir, zoo_statistics
     from scanner.detectors.one_pixel_training import read_zoo, roc_auc
 
@@ -152,7 +152,7 @@ def test_the_shipped_calibration_flags_held_out_backdoored_models_and_passes_cle
     calibration = BanDetector().calibration()
     scores = np.asarray([calibration.probability(record["statistics"]) for record in records])
     backdoored = np.asarray([m.backdoored for m in loaded.models])
-    assert roc_auc(backdoored.astype(int), scores) >= 0.65, scores
+    assert roc_auc(backdoored.astype(int), scores) >= 0.85, scores
     assert (scores[backdoored] > 0.5).mean() > 0.5 and (scores[~backdoored] < 0.5).mean() > 0.5, scores
 
 
