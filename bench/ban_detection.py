@@ -143,9 +143,9 @@ def main() -> None:
     single_target = [(r, m) for r, m in zip(records, zoo.models, strict=True) if m.target is not None]
     if single_target:
         hits = sum(r["target_class"] == m.target for r, m in single_target)
-        print(f"BAN target class right for {hits} / {len(single_target)} single-target backdoored models", end="")
         negative = sum(int(r["statistics"]["noisy_negative_top_class"]) == m.target for r, m in single_target)
-        print(f" (the class the noisy negative path collapses onto: {negative})\n")
+        print(f"BAN target class right for {hits} / {len(single_target)} single-target backdoored models "
+              f"(the class the noisy negative path collapses onto: {negative})\n")  # fmt: skip
     ban = logistic_scorer(ban_matrix, labels)
     print(report("BAN alone", ban, labels, attacks, archs) + "\n")
     if not args.no_one_pixel:

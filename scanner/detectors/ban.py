@@ -146,7 +146,7 @@ class BanDetector(Detector):
         )
         from scanner.detectors.onnx_torch import TorchGraph
         from scanner.detectors.onnx_torch.anatomy import anatomy_of
-        from scanner.detectors.universal import RADII, radius_name, targeted_success, universal_statistics
+        from scanner.detectors.universal import RADII, statistic_name, targeted_success, universal_statistics
 
         s = self.settings
         device = _device(context.device)
@@ -257,7 +257,7 @@ class BanDetector(Detector):
         # The class one perturbation of a tenth of the value range reaches most easily: on the benchmark zoo the
         # target of 72 of 88 single-target backdoors; the class the noisy model collapses onto through the mask's
         # complement, 58 (bench/RESULTS-ban.md).
-        target_class = int(stats[f"universal_top_class_{radius_name(0.1)}"])
+        target_class = int(stats[statistic_name("top_class", 0.1)])
         log.debug("BAN statistics for %s: %s", model.path, stats)
         return (
             stats,

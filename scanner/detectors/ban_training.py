@@ -31,7 +31,7 @@ from scanner.detectors.one_pixel_training import (
     roc_auc,
     tpr_at_fpr,
 )
-from scanner.detectors.universal import RADII, radius_name
+from scanner.detectors.universal import RADII, statistic_name
 from scanner.errors import UsageError
 from scanner.findings import Layout
 
@@ -56,9 +56,7 @@ NEURON_NOISE_FEATURES = (
     "negative_clean_error_top_share",
     "mask_density",
 )
-UNIVERSAL_FEATURES = tuple(
-    f"universal_{kind}_{radius_name(radius)}" for radius in RADII for kind in ("max", "gap", "mean")
-)
+UNIVERSAL_FEATURES = tuple(statistic_name(kind, radius) for radius in RADII for kind in ("max", "gap", "mean"))
 FEATURES = NEURON_NOISE_FEATURES + UNIVERSAL_FEATURES
 
 

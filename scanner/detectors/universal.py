@@ -3,7 +3,7 @@
 For every class, one perturbation shared by all images, inside an L-inf ball, is fitted to send clean images to that
 class (signed-gradient steps on the cross-entropy towards the class, all classes in one batch). A backdoor is such a
 perturbation by construction: its target class is reached from a smaller ball, and by more of the held-out images,
-than any class of a clean model. Measured on held-out images, at three radii (fractions of the clean data's value
+than any class of a clean model. Measured on held-out images, at three radii (fractions of the fit images' value
 range) fitted one after the other: each radius starts from the last one's perturbations.
 
 Why beside the neuron noise: one-pixel probes and neuron noise barely move models whose trigger covers the whole
@@ -20,13 +20,14 @@ if TYPE_CHECKING:  # torch is imported where it is used: the calibration reads R
 
     from scanner.detectors.ban_steps import BanModel
 
-# Radii as fractions of the clean data's value range. Part of the statistics' definition (the calibration reads one
+# Radii as fractions of the fit images' value range. Part of the statistics' definition (the calibration reads one
 # set of statistics per radius), so not a setting.
 RADII = (0.05, 0.1, 0.2)
 
 
-def radius_name(radius: float) -> str:
-    return f"r{round(radius * 100):02d}"
+def statistic_name(kind: str, radius: float) -> str:
+    """'universal_max_r05' for kind 'max' at radius 0.05: the one place the statistics' names are spelt."""
+    return f"universal_{kind}_r{round(radius * 100):02d}"
 
 
 def targeted_success(
@@ -74,9 +75,8 @@ def universal_statistics(success: torch.Tensor) -> dict[str, float]:
     statistics: dict[str, float] = {}
     for r, radius in enumerate(RADII):
         ranked, classes = torch.sort(success[r], descending=True)
-        name = radius_name(radius)
-        statistics[f"universal_max_{name}"] = float(ranked[0])
-        statistics[f"universal_gap_{name}"] = float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0
-        statistics[f"universal_mean_{name}"] = float(ranked.mean())
-        statistics[f"universal_top_class_{name}"] = float(classes[0])
+        statistics[statistic_name("max", radius)] = float(ranked[0])
+        statistics[statistic_name("gap", radius)] = float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0
+        statistics[statistic_name("mean", radius)] = float(ranked.mean())
+        statistics[statistic_name("top_class", radius)] = float(classes[0])
     return statistics
