@@ -6,8 +6,9 @@ out of fold with the three splits of bench/ban_detection.py.
 Reads the BAN statistics cache that `python -m bench.ban_detection` fills (computes what is missing). An AUC below
 0.5 means the statistic is lower for backdoored models. Sets: the top-class share under noise alone (the second
 session's calibration), the statistics under noise plus those through the mask's complement (the third session's
-calibration), the targeted universal perturbations alone, both (the shipped calibration,
-scanner.detectors.ban_training.FEATURES), plus the clean ones. (The targeted-noise statistics of the
+calibration), the targeted universal perturbations alone, both (the fourth session's calibration), both with
+whether they point at one class (the shipped calibration, scanner.detectors.ban_training.FEATURES), plus the clean
+ones. (The targeted-noise statistics of the
 first sessions were measured with commit 7f13f2d's version of this script and removed: bench/RESULTS-ban.md.)
 Prints lines.
 """
@@ -37,7 +38,8 @@ SETS = {
     "noisy_top_share": ("noisy_top_share",),
     "neuron noise (under noise + through the mask's complement)": NEURON_NOISE_FEATURES,
     "universal perturbations": UNIVERSAL_FEATURES,
-    "shipped (neuron noise + universal perturbations)": FEATURES,
+    "neuron noise + universal perturbations": NEURON_NOISE_FEATURES + UNIVERSAL_FEATURES,
+    "shipped (neuron noise + universal perturbations + target agreement)": FEATURES,
     "shipped + clean": (*FEATURES, *CLEAN),
 }
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -30,11 +32,12 @@ CALIBRATION_FILE = "ban_v1.json"
 MIN_SAMPLES = 20
 # What `statistics` computes (cached by the benchmarks under this version); BanDetector.version also covers the
 # calibration, so a refit changes it without invalidating the cache.
-STATISTICS_VERSION = "5"
-# torch threads for BAN on CPU. BAN's tensors are small (batches of 64-128 images through small CNNs); torch's
-# second thread costs more in synchronisation than it computes: 32x32x3 CNN, idle 2-core machine, 27.7 s with
-# torch's default 2 threads, 11.3 s with 1 thread while two other jobs ran (bench/RESULTS-ban.md).
-CPU_THREADS = 1
+STATISTICS_VERSION = "6"
+# torch threads for BAN on CPU. Two take 35-40% off an idle 2-core machine (ResNet 14.0 -> 8.6 s), but with OpenMP's
+# default busy waiting they take 3x longer while another process holds a core (CNN 28.5 s against 9.6 s on one
+# thread): each waits for the other spinning. With passive waiting (OMP_WAIT_POLICY=PASSIVE, read when torch loads)
+# the contended run takes 10.7 s. So two threads where waiting is passive, one otherwise (bench/RESULTS-ban.md).
+CPU_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,18 @@ def _device(requested: str) -> str:
     return "cpu"
 
 
+def _import_torch() -> None:
+    """Import torch, with OpenMP's workers waiting passively unless torch is already loaded or the user chose."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch  # noqa: F401
+
+
+def cpu_threads() -> int:
+    """CPU_THREADS where OpenMP waits passively, else 1 (see CPU_THREADS)."""
+    return CPU_THREADS if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" else 1
+
+
 @contextmanager
 def _torch_threads(count: int | None) -> Iterator[None]:
     """torch's intra-op thread count set to `count` for the block (None: left alone)."""
@@ -88,9 +103,10 @@ def _torch_threads(count: int | None) -> Iterator[None]:
 
 class BanDetector(Detector):
     name: ClassVar[str] = "ban"
-    # 6: calibrated on the neuron-noise statistics and the targeted universal perturbations over the 220-model
-    # benchmark zoo; the target class is the one a universal perturbation reaches most easily.
-    version: ClassVar[str] = "6"
+    # 7: calibrated on the neuron-noise statistics, the targeted universal perturbations and whether the two point at
+    # one class, over the 220-model benchmark zoo; the target class is the one a universal perturbation reaches most
+    # easily.
+    version: ClassVar[str] = "7"
 
     def __init__(self, settings: BanSettings | None = None, calibration: Any | None = None) -> None:
         self.settings = settings or BanSettings()
@@ -100,14 +116,14 @@ class BanDetector(Detector):
         if context.clean_data is None:
             return DetectorResult.not_applicable(self.name, "BAN needs clean sample data (--clean-data FILE.npz)")
         try:
-            import torch  # noqa: F401
+            _import_torch()
         except ImportError:
             return DetectorResult.not_applicable(self.name, "BAN needs torch: pip install 'model-scanner[torch]'")
         from scanner.detectors.onnx_torch import UnsupportedGraph
 
         started = time.perf_counter()
         try:
-            with _torch_threads(CPU_THREADS if _device(context.device) == "cpu" else None):
+            with _torch_threads(cpu_threads() if _device(context.device) == "cpu" else None):
                 statistics, cost, target_class = self.statistics(model, context.clean_data, context)
             score = self.calibration().probability(statistics)
         except UnsupportedGraph as error:
@@ -258,6 +274,10 @@ class BanDetector(Detector):
         # target of 72 of 88 single-target backdoors; the class the noisy model collapses onto through the mask's
         # complement, 58 (bench/RESULTS-ban.md).
         target_class = int(stats[statistic_name("top_class", 0.1)])
+        # Input space and neuron space point at one class: the class one perturbation reaches most easily is the class
+        # the noisy model collapses onto through the mask's complement. So for 45% of the benchmark zoo's backdoored
+        # models, 7% of its clean ones (about chance, 1 in 10 classes).
+        stats["target_agreement"] = float(target_class == int(stats["noisy_negative_top_class"]))
         log.debug("BAN statistics for %s: %s", model.path, stats)
         return (
             stats,

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 # top-class share, error concentration and accuracy, and the noise level (DESIGN.md's "top-class share and accuracy
 # under noise"); the same through the feature mask's complement, with and without noise (BAN's negative path); and
 # how easily one input-space perturbation per class sends held-out images to that class, at three radii
-# (scanner.detectors.universal). Class indices (`*_top_class`) are never features: they name a class, they do not
+# (scanner.detectors.universal); and whether the easiest perturbation's class is the class the noisy model collapses
+# onto (`target_agreement`). Class indices (`*_top_class`) are never features: they name a class, they do not
 # measure. Out-of-fold AUC of each part on the 220-model benchmark zoo: bench/RESULTS-ban.md.
 NEURON_NOISE_FEATURES = (
     "noisy_top_share",
@@ -57,7 +58,8 @@ NEURON_NOISE_FEATURES = (
     "mask_density",
 )
 UNIVERSAL_FEATURES = tuple(statistic_name(kind, radius) for radius in RADII for kind in ("max", "gap", "mean"))
-FEATURES = NEURON_NOISE_FEATURES + UNIVERSAL_FEATURES
+AGREEMENT_FEATURES = ("target_agreement",)
+FEATURES = NEURON_NOISE_FEATURES + UNIVERSAL_FEATURES + AGREEMENT_FEATURES
 
 
 def default_cache_dir() -> Path:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +80,21 @@ def test_the_same_op_with_a_supported_operator_scans() -> None:
     assert result.forward_passes is not None and result.forward_passes > 0
 
 
-def test_ban_runs_on_one_torch_thread_on_cpu_and_gives_the_count_back(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("given", "loaded_with"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_ban_loads_torch_with_passive_openmp_waiting_unless_the_user_chose(given: str | None, loaded_with: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    code = (
+        "import os, sys; from scanner.detectors.ban import _import_torch, cpu_threads; "
+        "assert 'torch' not in sys.modules; _import_torch(); print(os.environ['OMP_WAIT_POLICY'], cpu_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [loaded_with, str(CPU_THREADS if loaded_with == "PASSIVE" else 1)]
+
+
+@pytest.mark.parametrize(("policy", "threads"), [("PASSIVE", CPU_THREADS), ("ACTIVE", 1), ("", 1)])
+def test_ban_takes_its_cpu_threads_only_where_openmp_waits_passively_and_gives_the_count_back(
+    monkeypatch: pytest.MonkeyPatch, policy: str, threads: int
+) -> None:
     seen: list[int] = []
     statistics = BanDetector.statistics
 
@@ -86,14 +103,15 @@ def test_ban_runs_on_one_torch_thread_on_cpu_and_gives_the_count_back(monkeypatc
         return statistics(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(BanDetector, "statistics", spy)
+    monkeypatch.setenv("OMP_WAIT_POLICY", policy)
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(3)
     try:
         result = BanDetector(QUICK).detect(
             artifact(_image_model_with("Relu")), DetectionContext(clean_data=clean_data(), device="cpu")
         )
         assert result.status is Status.SCANNED, result.reason
-        assert seen == [CPU_THREADS] and torch.get_num_threads() == 2
+        assert seen == [threads] and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
 
@@ -171,6 +189,8 @@ def test_ban_scans_trained_zoo_models_of_both_families(zoo: Path, family: str) -
     assert result.forward_passes is not None and result.forward_passes > 0
     statistics = result.details["statistics"]
     assert result.target_class == statistics["universal_top_class_r10"]  # the easiest universal perturbation
+    pointed_at_once = result.target_class == statistics["noisy_negative_top_class"]
+    assert statistics["target_agreement"] == float(pointed_at_once)
     assert 0.0 < statistics["mask_density"] < 1.0 and 0.0 <= statistics["noisy_negative_top_share"] <= 1.0
     universal = [statistics[name] for name in UNIVERSAL_FEATURES]
     assert all(0.0 <= value <= 1.0 for value in universal), universal
