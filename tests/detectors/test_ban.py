@@ -82,7 +82,9 @@ def test_the_same_op_with_a_supported_operator_scans() -> None:
 
 @pytest.mark.parametrize(("given", "loaded_with"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_ban_loads_torch_with_passive_openmp_waiting_unless_the_user_chose(given: str | None, loaded_with: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
     code = (
         "import os, sys; from scanner.detectors.ban import _import_torch, cpu_threads; "
         "assert 'torch' not in sys.modules; _import_torch(); print(os.environ['OMP_WAIT_POLICY'], cpu_threads())"
