@@ -274,9 +274,9 @@ class BanDetector(Detector):
         # target of 72 of 88 single-target backdoors; the class the noisy model collapses onto through the mask's
         # complement, 58 (bench/RESULTS-ban.md).
         target_class = int(stats[statistic_name("top_class", 0.1)])
-        # Input space and neuron space point at one class: the class one perturbation reaches most easily is the class
-        # the noisy model collapses onto through the mask's complement. So for 45% of the benchmark zoo's backdoored
-        # models, 7% of its clean ones (about chance, 1 in 10 classes).
+        # Do input space and neuron space point at one class (the class one perturbation reaches most easily, and the
+        # class the noisy model collapses onto through the mask's complement)? They do for 45% of the benchmark zoo's
+        # backdoored models and 7% of its clean ones (about chance: 1 in 10 classes).
         stats["target_agreement"] = float(target_class == int(stats["noisy_negative_top_class"]))
         log.debug("BAN statistics for %s: %s", model.path, stats)
         return (
