@@ -24,9 +24,15 @@ def onnx_runtime_outputs(model: bytes, x: np.ndarray) -> np.ndarray:
     return np.asarray(out)
 
 
-def torch_view_outputs(model: bytes, x: np.ndarray) -> np.ndarray:
+def torch_view_outputs(
+    model: bytes, x: np.ndarray, memory_format: torch.memory_format = torch.contiguous_format
+) -> np.ndarray:
     with torch.no_grad():
-        return TorchGraph(model)(torch.from_numpy(x)).numpy()
+        return TorchGraph(model)(torch.from_numpy(x).contiguous(memory_format=memory_format)).numpy()
+
+
+# BAN feeds NCHW images channels-last on CPU (faster convolutions): the view must give the same outputs either way.
+MEMORY_FORMATS = (torch.contiguous_format, torch.channels_last)
 
 
 # Every architecture through the legacy exporter; through dynamo (seconds per export) the two whose ops differ
@@ -39,8 +45,9 @@ def test_matches_onnx_runtime_for_both_exporters(arch: str, exporter: str) -> No
     image_shape = (3, 32, 32) if arch != "plain" else (1, 16, 16)
     model = cached_export(arch, image_shape, exporter)
     x = np.random.default_rng(0).uniform(0, 1, (7, *image_shape)).astype(np.float32)
-    difference = np.abs(torch_view_outputs(model, x) - onnx_runtime_outputs(model, x)).max()
-    assert difference <= TOLERANCE
+    expected = onnx_runtime_outputs(model, x)
+    for memory_format in MEMORY_FORMATS:
+        assert np.abs(torch_view_outputs(model, x, memory_format) - expected).max() <= TOLERANCE, memory_format
 
 
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
@@ -152,7 +159,9 @@ def test_matches_onnx_runtime_on_every_test_zoo_model(zoo: Path) -> None:
     for model in read_zoo(zoo).models:
         artifact = artifact_for(model.path)
         x = np.random.default_rng(1).uniform(0, 1, (5, *artifact.spec.image_shape)).astype(np.float32)
-        difference = np.abs(torch_view_outputs(artifact.onnx_bytes, x) - onnx_runtime_outputs(artifact.onnx_bytes, x))
-        assert difference.max() <= TOLERANCE, model.path.name
+        expected = onnx_runtime_outputs(artifact.onnx_bytes, x)
+        for memory_format in MEMORY_FORMATS:
+            difference = np.abs(torch_view_outputs(artifact.onnx_bytes, x, memory_format) - expected)
+            assert difference.max() <= TOLERANCE, (model.path.name, memory_format)
         seen.add((model.architecture, artifact.spec.layout.value))
     assert {arch for arch, _ in seen} >= {"cnn", "cnn_bn", "resnet"}
