@@ -105,7 +105,7 @@ class BanDetector(Detector):
     name: ClassVar[str] = "ban"
     # 7: calibrated on the neuron-noise statistics, the targeted universal perturbations and whether the two point at
     # one class, over the 220-model benchmark zoo; the target class is the one a universal perturbation reaches most
-    # easily.
+    # easily. 8: the same, recalibrated on statistics version 8 (channels-last images, self-padding convolutions).
     version: ClassVar[str] = "8"
 
     def __init__(self, settings: BanSettings | None = None, calibration: Any | None = None) -> None:
@@ -181,7 +181,7 @@ class BanDetector(Detector):
         graph = TorchGraph(model.onnx_bytes, device=device)
         cost = Cost()
         x = torch.from_numpy(x_all[order]).to(device)
-        if device == "cpu" and model.spec.layout == Layout.NCHW and x.dim() == 4:
+        if device == "cpu" and model.spec.layout is Layout.NCHW:  # x is 4-d: its shape was checked above
             # oneDNN's convolutions run faster on channels-last images, and the layout carries through the graph
             # (bench/RESULTS-ban.md). An NHWC model's own transpose already gives its convolutions that layout.
             x = x.contiguous(memory_format=torch.channels_last)

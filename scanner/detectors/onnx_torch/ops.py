@@ -77,9 +77,10 @@ def _conv(inputs: Sequence[torch.Tensor | None], attrs: Attributes) -> list[torc
     dilations = list(attrs.get("dilations", [1] * rank))
     pads = _auto_pads(attrs, x, kernel, strides, dilations)
     begin, end = pads[0::2], pads[1::2]  # last axis first
-    padding = list(reversed(begin)) if begin == end else [0] * rank
-    if begin != end:  # asymmetric: pad explicitly. Symmetric padding the convolution does itself, without a copy of x
-        x = F.pad(x, pads)
+    if begin == end:  # symmetric: the convolution pads, without a copy of x
+        padding = list(reversed(begin))
+    else:
+        x, padding = F.pad(x, pads), [0] * rank
     group = int(attrs.get("group", 1))
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[rank]
     return [conv(x, weight, bias, stride=strides, padding=padding, dilation=dilations, groups=group)]
