@@ -31,11 +31,11 @@ from scanner.detectors.one_pixel_classifier import COMBINED, fit_trees
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import default_cache_dir as signature_cache_dir
 from scanner.detectors.one_pixel_training import (
+    head_features,
     random_folds,
     read_zoo,
     roc_auc,
     tpr_at_fpr,
-    with_both_kinds,
     zoo_features,
 )
 
@@ -150,8 +150,8 @@ def main() -> None:
     print(report("BAN alone", ban, labels, attacks, archs) + "\n")
     if not args.no_one_pixel:
         table = zoo_features(zoo, SignatureSettings(), cache_dir=signature_cache_dir())
-        one_pixel = trees_scorer(with_both_kinds(table.features)[COMBINED], labels)
-        print(report("one-pixel alone (clean+synthetic bases, as with clean data)", one_pixel, labels, attacks, archs))
+        one_pixel = trees_scorer(head_features(table.features)[COMBINED], labels)
+        print(report("one-pixel alone (clean-data head: signatures + composites)", one_pixel, labels, attacks, archs))
         print()
         print(report("fused (logistic on both logits, inner out-of-fold)", fused_scorer(one_pixel, ban, labels),
                      labels, attacks, archs) + "\n")  # fmt: skip

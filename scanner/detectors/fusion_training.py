@@ -23,10 +23,10 @@ from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import (
     combined_features,
     cross_validated_scores,
+    head_features,
     random_folds,
     roc_auc,
     tpr_at_fpr,
-    with_both_kinds,
     zoo_features,
 )
 
@@ -49,7 +49,7 @@ def out_of_fold_scores(
     ban = cross_validated(records, labels, folds)
     # BAN runs only with clean data, so the fusion sees the one-pixel score of a clean-data scan: the COMBINED head.
     table = combined_features([zoo_features(zoo, signature_settings, cache_dir=signature_cache) for zoo in zoos])
-    one_pixel = cross_validated_scores(with_both_kinds(table.features)[COMBINED], labels, folds)
+    one_pixel = cross_validated_scores(head_features(table.features)[COMBINED], labels, folds)
     return labels, one_pixel, ban
 
 

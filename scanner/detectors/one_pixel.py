@@ -2,6 +2,8 @@
 
 Probe the model around a few bases (clean images when clean data is given, fixed synthetic images otherwise), turn
 the signature into size- and class-count-free features, and let the shipped classifier say how likely a backdoor is.
+With clean data, the classifier also reads the fixed synthetic bases' signature and composite probes: each class's
+strongest signature cells set together on held-out clean images (scanner.detectors.one_pixel_composite).
 """
 
 from __future__ import annotations
@@ -14,8 +16,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scanner.detectors.interface import DetectionContext, Detector
+from scanner.detectors.interface import DetectionContext, Detector, Progress
 from scanner.detectors.one_pixel_classifier import COMBINED, SignatureClassifier
+from scanner.detectors.one_pixel_composite import (
+    CompositeRates,
+    composite_features,
+    composite_rates,
+    held_out_images,
+    strongest_composite,
+)
 from scanner.detectors.one_pixel_features import model_features, suspected_target
 from scanner.detectors.one_pixel_signature import (
     Signature,
@@ -34,9 +43,9 @@ NAME = "one_pixel"
 
 class OnePixelDetector(Detector):
     name: ClassVar[str] = NAME
-    # 2: the tree-ensemble classifier fitted on the 220-model benchmark zoo (scores differ from 1's logistic head);
-    # with clean data, signatures on both clean and synthetic bases feed its clean+synthetic head.
-    version: ClassVar[str] = "2"
+    # 3: with clean data, the signatures on clean and synthetic bases and the clean signatures' composite probes
+    # feed one head (2: the signatures alone; 1: a logistic head).
+    version: ClassVar[str] = "3"
 
     def __init__(
         self,
@@ -68,42 +77,45 @@ class OnePixelDetector(Detector):
             self._settings = SignatureSettings(**trained)
         return self._settings
 
-    def _signature_sets(
-        self, model: ModelArtifact, context: DetectionContext, *, with_synthetic: bool
-    ) -> tuple[tuple[Signature, ...], tuple[Signature, ...]]:
-        """(signatures on the context's bases, signatures on synthetic bases when those were clean and
-        `with_synthetic`, else none); each one per scale, finest first.
+    def _probe(
+        self, model: ModelArtifact, context: DetectionContext, *, with_composites: bool
+    ) -> tuple[tuple[Signature, ...], tuple[Signature, ...], tuple[CompositeRates, ...]]:
+        """(signatures on the context's bases; when those were clean and `with_composites`, the signatures on
+        synthetic bases and the clean signatures' composite rates on held-out clean images, else none), each one
+        per scale, finest first.
 
         Raises on runtime trouble; `detect` turns that into a failed result."""
         from scanner.runtime import OnnxClassifier
 
         runner = OnnxClassifier(model, device=context.device, threads=self.threads)
         bases, kind = choose_bases(model.spec, context, self.settings)
-        second = kind == "clean" and with_synthetic
-        first_total = 0
+        more = kind == "clean" and with_composites
+        # Progress in thousandths: the second signature costs about as much as the first, composites about a fifth.
+        stages = (0.4, 0.4, 0.2) if more else (1.0, 0.0, 0.0)
 
-        def first_progress(done: int, total: int) -> None:
-            nonlocal first_total
-            first_total = total
-            context.progress(done, 2 * total if second else total)  # the second pass costs about as much
+        def stage(index: int) -> Progress:
+            before, share = sum(stages[:index]), stages[index]
+            return lambda done, total: context.progress(int(1000 * (before + share * done / max(total, 1))), 1000)
 
-        first = signatures_for(runner, bases, self.settings, base_kind=kind, progress=first_progress)
-        if not second:
-            return first, ()
+        first = signatures_for(runner, bases, self.settings, base_kind=kind, progress=stage(0))
+        if not more:
+            return first, (), ()
         synthetic = signatures_for(
-            runner,
-            synthetic_bases(model.spec),
-            self.settings,
-            base_kind="synthetic",
-            progress=lambda done, total: context.progress(first_total + done, first_total + total),
+            runner, synthetic_bases(model.spec), self.settings, base_kind="synthetic", progress=stage(1)
         )
-        return first, synthetic
+        assert context.clean_data is not None  # clean bases came from it
+        images = held_out_images(context.clean_data, bases, seed=context.seed)
+        rates = []
+        for done, signature in enumerate(first):
+            rates.append(composite_rates(runner, signature, images))
+            stage(2)(done + 1, len(first))
+        return first, synthetic, tuple(rates)
 
     def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
         started = time.perf_counter()
         try:
             classifier = self.classifier
-            signatures, synthetic = self._signature_sets(model, context, with_synthetic=COMBINED in classifier.heads)
+            signatures, synthetic, rates = self._probe(model, context, with_composites=COMBINED in classifier.heads)
         except ScannerError as error:
             return DetectorResult.failed(NAME, error.one_line())
         except Exception as error:  # ONNX Runtime raises its own types for graphs it cannot run
@@ -114,14 +126,19 @@ class OnePixelDetector(Detector):
             return DetectorResult.failed(
                 NAME, f"the classifier was trained on scales {classifier.scales}, not {tuple(self.settings.scales)}"
             )
-        if synthetic:
-            features, head = np.concatenate([model_features(signatures), model_features(synthetic)]), COMBINED
+        if rates:
+            features = np.concatenate(
+                [model_features(signatures), model_features(synthetic), *(composite_features(r) for r in rates)]
+            )
+            head = COMBINED
         else:
             features, head = model_features(signatures), signature.base_kind
         score = classifier.probability(features, head)
         target = suspected_target(signatures)
         details = _details(signature, target, model.spec)
         details["classifier_head"] = head
+        if rates:
+            details["composite"] = strongest_composite(rates[0], signature)
         details["settings"] = asdict(self.settings)
         if context.artifacts_dir is not None:
             details["heatmap"] = str(write_signature_heatmap(signature, target, model, context.artifacts_dir, score))
@@ -130,7 +147,8 @@ class OnePixelDetector(Detector):
             status=Status.SCANNED,
             score=score,
             target_class=target,
-            forward_passes=sum(s.forward_passes for s in (*signatures, *synthetic)),
+            forward_passes=sum(s.forward_passes for s in (*signatures, *synthetic))
+            + sum(r.forward_passes for r in rates),
             seconds=time.perf_counter() - started,
             details=details,
         )

@@ -1,7 +1,8 @@
 """The signature classifier: features of a one-pixel signature -> probability that the model is backdoored.
 
-One head per base kind ("synthetic" bases when no clean data is given; with clean data, "clean+synthetic": the
-features of both signatures side by side, and "clean" for classifiers without that head), stored as versioned JSON
+One head per base kind ("synthetic" bases when no clean data is given; with clean data, "clean+synthetic+composite":
+the features of both signatures side by side and of the composite probes, and "clean" for classifiers without that
+head), stored as versioned JSON
 and evaluated with numpy alone; scikit-learn is used only to fit it. Two kinds of head: an extremely randomised tree
 ensemble (`fit_trees`, the default: on the 220-model benchmark zoo it scores AUC 0.80 where the logistic scores 0.71,
 bench/RESULTS-one-pixel.md) and a standardised logistic regression (`fit_logistic`).
@@ -17,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from scanner.detectors.one_pixel_composite import composite_feature_names
 from scanner.detectors.one_pixel_features import feature_names
 from scanner.errors import DetectorError
 
 FORMAT = "model-scanner/one-pixel-classifier/v1"
-# The head for clean-data scans: both signatures' features, clean first. On the 220-model benchmark zoo it scores
-# AUC 0.834 / 0.785 / 0.664 (random / leave-one-attack-out / leave-one-architecture-out) where clean bases alone
-# score 0.801 / 0.757 / 0.618, for twice the forward passes (bench/RESULTS-one-pixel.md).
-COMBINED = "clean+synthetic"
+# The head for clean-data scans: both signatures' features (clean first), then the clean signatures' composite
+# features (scanner.detectors.one_pixel_composite). Figures on the 220-model benchmark zoo: bench/RESULTS-one-pixel.md.
+COMBINED = "clean+synthetic+composite"
 SHIPPED = "one_pixel_classifier.json"
 
 
@@ -161,6 +162,7 @@ class SignatureClassifier:
         return {
             "format": FORMAT,
             "feature_names": list(feature_names(self.scales)),
+            "composite_feature_names": list(composite_feature_names(self.scales)),
             "settings": self.settings,
             "heads": {kind: head.to_json() for kind, head in self.heads.items()},
             "provenance": self.provenance,
@@ -174,9 +176,13 @@ class SignatureClassifier:
         if data.get("format") != FORMAT:
             raise ClassifierFileError(f"{source}: not a {FORMAT} file (format {data.get('format')!r})")
         settings = dict(data.get("settings", {}))
-        if tuple(data.get("feature_names", ())) != feature_names(tuple(settings.get("scales", (1,)))):
-            raise ClassifierFileError(f"{source}: trained on other features than this scanner computes")
+        scales = tuple(settings.get("scales", (1,)))
         heads = {kind: head_from_json(head) for kind, head in data["heads"].items()}
+        composite = tuple(data.get("composite_feature_names", ()))
+        if tuple(data.get("feature_names", ())) != feature_names(scales) or (
+            COMBINED in heads and composite != composite_feature_names(scales)
+        ):
+            raise ClassifierFileError(f"{source}: trained on other features than this scanner computes")
         if not heads:
             raise ClassifierFileError(f"{source}: holds no classifier")
         return cls(heads=heads, settings=settings, provenance=dict(data.get("provenance", {})))

@@ -21,6 +21,13 @@ import numpy as np
 from scanner import __version__
 from scanner.detectors.interface import CleanData, Progress, no_progress
 from scanner.detectors.one_pixel_classifier import COMBINED, Head, SignatureClassifier, fit_trees
+from scanner.detectors.one_pixel_composite import (
+    FRACTIONS,
+    CompositeRates,
+    composite_features,
+    composite_rates,
+    held_out_images,
+)
 from scanner.detectors.one_pixel_features import model_features
 from scanner.detectors.one_pixel_signature import (
     Signature,
@@ -35,8 +42,11 @@ from scanner.findings import InputSpec, Layout, ModelArtifact
 log = logging.getLogger(__name__)
 
 BASE_KINDS = ("clean", "synthetic")
-# Bumped whenever the signature computation changes, so cached signatures are recomputed.
+# Not a base kind: the clean signatures' composite features, computed whenever clean bases are.
+COMPOSITE = "composite"
+# Bumped whenever the signature (composite) computation changes, so cached results are recomputed.
 SIGNATURE_CACHE_VERSION = "1"
+COMPOSITE_CACHE_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -126,17 +136,7 @@ def cached_signature(
     """The signature of `artifact` around `bases`, from the cache when computed before with the same everything."""
     from scanner.runtime import OnnxClassifier
 
-    key = hashlib.sha256(
-        b"|".join(
-            [
-                artifact.sha256.encode(),
-                np.ascontiguousarray(bases).tobytes(),
-                settings.cache_key().encode(),
-                f"scale{scale}".encode(),
-                SIGNATURE_CACHE_VERSION.encode(),
-            ]
-        )
-    ).hexdigest()[:24]
+    key = _cache_key(artifact.sha256, bases.tobytes(), settings.cache_key(), f"scale{scale}", SIGNATURE_CACHE_VERSION)
     path = cache_dir / f"{key}.npz" if cache_dir is not None else None
     if path is not None and path.exists():
         return Signature.load(str(path))
@@ -152,12 +152,51 @@ def cached_signature(
     return signature
 
 
+def cached_composite_rates(
+    artifact: ModelArtifact,
+    signature: Signature,
+    images: np.ndarray,
+    cache_dir: Path | None,
+    *,
+    threads: int | None = 1,
+) -> CompositeRates:
+    """The composite rates of `signature` on `images`, from the cache when computed before with the same everything."""
+    from scanner.runtime import OnnxClassifier
+
+    key = _cache_key(
+        artifact.sha256,
+        signature.best_value.tobytes(),
+        signature.log_increase.tobytes(),
+        images.tobytes(),
+        str(FRACTIONS),
+        COMPOSITE_CACHE_VERSION,
+    )
+    path = cache_dir / f"{key}-composite.npz" if cache_dir is not None else None
+    if path is not None and path.exists():
+        with np.load(path) as data:
+            return CompositeRates(data["to_class"], data["changed"], int(data["forward_passes"]))
+    rates = composite_rates(OnnxClassifier(artifact, threads=threads), signature, images)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial.npz")
+        np.savez_compressed(
+            partial, to_class=rates.to_class, changed=rates.changed, forward_passes=rates.forward_passes
+        )
+        partial.replace(path)
+    return rates
+
+
+def _cache_key(*parts: str | bytes) -> str:
+    encoded = [part if isinstance(part, bytes) else part.encode() for part in parts]
+    return hashlib.sha256(b"|".join(encoded)).hexdigest()[:24]
+
+
 @dataclass(frozen=True)
 class ZooFeatures:
     """Features of every zoo model, for each base kind, aligned with `models`."""
 
     models: tuple[ZooModel, ...]
-    features: dict[str, np.ndarray]  # base kind -> (models, features)
+    features: dict[str, np.ndarray]  # base kind (and COMPOSITE with clean bases) -> (models, features)
     forward_passes: np.ndarray
     seconds: float
 
@@ -185,18 +224,24 @@ def zoo_features(
             clean_by_family[model.family] = zoo.clean_data(model.family)
         total = 0
         for kind in kinds:
-            bases = bases_for(kind, artifact.spec, clean_by_family[model.family], settings)
+            clean = clean_by_family[model.family]
+            bases = bases_for(kind, artifact.spec, clean, settings)
             signatures = [
                 cached_signature(artifact, bases, kind, settings, cache_dir, scale=scale, threads=threads)
                 for scale in settings.scales
             ]
             rows[kind].append(model_features(signatures))
             total += sum(signature.forward_passes for signature in signatures)
+            if kind == "clean" and clean is not None:
+                images = held_out_images(in_layout(clean, artifact.spec), bases)
+                rates = [cached_composite_rates(artifact, s, images, cache_dir, threads=threads) for s in signatures]
+                rows.setdefault(COMPOSITE, []).append(np.concatenate([composite_features(r) for r in rates]))
+                total += sum(r.forward_passes for r in rates)
         passes.append(total)
         progress(done + 1, len(zoo.models))
     return ZooFeatures(
         models=zoo.models,
-        features={kind: np.asarray(rows[kind]) for kind in kinds},
+        features={kind: np.asarray(table) for kind, table in rows.items()},
         forward_passes=np.asarray(passes),
         seconds=time.perf_counter() - started,
     )
@@ -207,10 +252,14 @@ def bases_for(kind: str, spec: InputSpec, clean: CleanData | None, settings: Sig
         return synthetic_bases(spec)
     if clean is None:
         raise UsageError("the zoo has no clean sample data for clean bases", hint="rebuild the zoo")
-    images = clean.x
-    if tuple(images.shape[1:]) != spec.image_shape and spec.layout is Layout.NHWC:
-        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))  # the zoo stores NCHW
-    return clean_bases(CleanData(images, clean.y), settings.clean_bases)
+    return clean_bases(in_layout(clean, spec), settings.clean_bases)
+
+
+def in_layout(clean: CleanData, spec: InputSpec) -> CleanData:
+    """The zoo's clean data (stored NCHW) in the model's layout."""
+    if tuple(clean.x.shape[1:]) != spec.image_shape and spec.layout is Layout.NHWC:
+        return CleanData(np.ascontiguousarray(clean.x.transpose(0, 2, 3, 1)), clean.y)
+    return clean
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -257,12 +306,13 @@ def random_folds(count: int, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
     return [np.sort(order[i::folds]) for i in range(folds)]
 
 
-def with_both_kinds(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The per-kind features plus, when both base kinds are there, their side-by-side COMBINED features (clean
-    first: what the detector computes when clean data is given)."""
-    if "clean" not in features or "synthetic" not in features:
-        return dict(features)
-    return {**features, COMBINED: np.concatenate([features["clean"], features["synthetic"]], axis=1)}
+def head_features(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per classifier head, its features: each base kind's, plus, when both kinds and the composites are there,
+    the COMBINED head's (clean, synthetic, composite: what the detector computes when clean data is given)."""
+    heads = {kind: features[kind] for kind in BASE_KINDS if kind in features}
+    if all(name in features for name in (*BASE_KINDS, COMPOSITE)):
+        heads[COMBINED] = np.concatenate([features["clean"], features["synthetic"], features[COMPOSITE]], axis=1)
+    return heads
 
 
 def combined_features(tables: Sequence[ZooFeatures]) -> ZooFeatures:
@@ -298,7 +348,7 @@ def train_signature_classifier(
     heads: dict[str, Head] = {}
     metrics: dict[str, Any] = {}
     folds = random_folds(len(labels), seed=seed)
-    for kind, features in with_both_kinds(table.features).items():
+    for kind, features in head_features(table.features).items():
         heads[kind] = fit_trees(features, labels, seed=seed)
         scores = cross_validated_scores(features, labels, folds)
         metrics[kind] = {

@@ -124,11 +124,12 @@ def test_foreign_or_stale_classifier_files_are_refused_with_a_hint(tmp_path: Pat
     with pytest.raises(ClassifierFileError, match="not a model-scanner/one-pixel-classifier/v1") as error:
         SignatureClassifier.load(path)
     assert "detector train" in error.value.hint
-    stale = SignatureClassifier.load().to_json()
-    stale["feature_names"] = stale["feature_names"][:-1]
-    path.write_text(json.dumps(stale))
-    with pytest.raises(ClassifierFileError, match="other features"):
-        SignatureClassifier.load(path)
+    for names in ("feature_names", "composite_feature_names"):  # a file from before a feature changed
+        stale = SignatureClassifier.load().to_json()
+        stale[names] = stale[names][:-1]
+        path.write_text(json.dumps(stale))
+        with pytest.raises(ClassifierFileError, match="other features"):
+            SignatureClassifier.load(path)
     with pytest.raises(ClassifierFileError, match="cannot read"):
         SignatureClassifier.load(tmp_path / "missing.json")
 
@@ -139,7 +140,7 @@ def test_the_shipped_classifier_is_small_versioned_and_has_provenance() -> None:
     shipped = resources.files("scanner.detectors").joinpath("data", "one_pixel_classifier.json")
     assert len(shipped.read_bytes()) <= 1_000_000
     classifier = SignatureClassifier.load()
-    assert set(classifier.heads) == {"clean", "synthetic", "clean+synthetic"}
+    assert set(classifier.heads) == {"clean", "synthetic", "clean+synthetic+composite"}
     provenance = classifier.provenance
     assert provenance["zoo_command"] and provenance["models"] >= 100
     assert set(provenance["families"]) == {"digits16", "shapes32"}

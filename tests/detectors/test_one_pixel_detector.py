@@ -13,6 +13,7 @@ from scanner.detectors import DETECTORS
 from scanner.detectors.interface import CleanData, DetectionContext
 from scanner.detectors.one_pixel import OnePixelDetector
 from scanner.detectors.one_pixel_classifier import COMBINED, LogisticHead, SignatureClassifier
+from scanner.detectors.one_pixel_composite import FRACTIONS, composite_feature_names
 from scanner.detectors.one_pixel_features import feature_names
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
@@ -78,13 +79,13 @@ def test_clean_data_becomes_the_bases_when_it_fits() -> None:
     assert result.details["bases"] == "synthetic"
 
 
-def test_with_clean_data_a_classifier_with_both_kinds_head_gets_both_signatures() -> None:
+def test_with_clean_data_a_classifier_with_a_combined_head_gets_both_signatures_and_the_composites() -> None:
     artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=12)
     clean = CleanData(x=np.random.default_rng(0).random((10, 1, 8, 8), dtype=np.float32))
-    n = len(feature_names((1, 2)))
-    # A head that reads only the synthetic half of the features: its score shows which features it got.
-    coef = np.concatenate([np.zeros(n), np.ones(n)])
-    both = LogisticHead(np.zeros(2 * n), np.ones(2 * n), coef, 0.0)
+    n, m = len(feature_names((1, 2))), len(composite_feature_names((1, 2)))
+    # A head that reads only the synthetic signature's features: its score shows which features it got.
+    coef = np.concatenate([np.zeros(n), np.ones(n), np.zeros(m)])
+    both = LogisticHead(np.zeros(2 * n + m), np.ones(2 * n + m), coef, 0.0)
     neutral = neutral_classifier()
     classifier = SignatureClassifier({**neutral.heads, COMBINED: both}, neutral.settings, {})
     settings = SignatureSettings(values=2, clean_bases=3)
@@ -94,7 +95,11 @@ def test_with_clean_data_a_classifier_with_both_kinds_head_gets_both_signatures(
     clean_only = OnePixelDetector(settings, classifier=neutral).detect(artifact, DetectionContext(clean_data=clean))
     synthetic = OnePixelDetector(settings, classifier=neutral).detect(artifact, DetectionContext())
     assert combined.details["classifier_head"] == COMBINED and combined.details["bases"] == "clean"
-    assert combined.forward_passes == clean_only.forward_passes + synthetic.forward_passes  # type: ignore[operator]
+    # The composites: per scale, every class at every fraction on the 7 clean images that are not bases, plus
+    # one pass of those images as they are.
+    composite_passes = 2 * (len(FRACTIONS) * 3 + 1) * 7
+    assert combined.forward_passes == clean_only.forward_passes + synthetic.forward_passes + composite_passes  # type: ignore[operator]
+    assert set(combined.details["composite"]) == {"class", "pixels", "share_of_images_sent"}
     assert combined.score is not None and combined.score != 0.5
     done = [step for step, _ in steps]
     assert done == sorted(done) and steps[-1][0] == steps[-1][1]  # the bar never goes back, and ends full

@@ -12,6 +12,7 @@ from onnx import helper
 
 from scanner.detectors.interface import DetectionContext
 from scanner.detectors.one_pixel import OnePixelDetector
+from scanner.detectors.one_pixel_classifier import COMBINED
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import (
     ZooModel,
@@ -87,4 +88,26 @@ def test_the_shipped_classifier_ranks_the_test_zoo_backdoored_above_clean(zoo_mo
     assert None not in scores.values()
     auc = roc_auc(np.asarray([1] * len(backdoored) + [0] * len(clean)), np.asarray(backdoored + clean))
     assert auc >= 0.8, scores
+    assert sum(s > 0.5 for s in backdoored) > len(backdoored) / 2 > sum(s > 0.5 for s in clean), scores
+
+
+@pytest.mark.slow
+def test_with_clean_data_the_shipped_classifier_ranks_the_test_zoo_backdoored_above_clean(
+    zoo: Path, zoo_models: list[ZooModel]
+) -> None:
+    """The same held-out check with clean data, as the Action and a CLI scan with --clean-data run: both signatures
+    and the composite probes feed the clean-data head. Measured when written: AUC 1.0, 6 of 7 backdoored above 0.5
+    (the seventh 0.47), all 7 clean below."""
+    detector = OnePixelDetector(threads=1)
+    test_zoo = read_zoo(zoo)
+    results = {
+        m.path.name: detector.detect(artifact_for(m.path), DetectionContext(clean_data=test_zoo.clean_data(m.family)))
+        for m in zoo_models
+    }
+    assert {r.details["classifier_head"] for r in results.values()} == {COMBINED}
+    scores = {name: r.score for name, r in results.items()}
+    backdoored = [scores[m.path.name] for m in zoo_models if m.backdoored]
+    clean = [scores[m.path.name] for m in zoo_models if not m.backdoored]
+    auc = roc_auc(np.asarray([1] * len(backdoored) + [0] * len(clean)), np.asarray(backdoored + clean))
+    assert auc >= 0.9, scores
     assert sum(s > 0.5 for s in backdoored) > len(backdoored) / 2 > sum(s > 0.5 for s in clean), scores

@@ -1,0 +1,77 @@
+"""Composite probes on real ONNX models: a class's strongest signature cells, set together on held-out images."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanner.detectors.interface import CleanData
+from scanner.detectors.one_pixel_composite import (
+    COMPOSITE_FEATURE_NAMES,
+    FRACTIONS,
+    composite_features,
+    composite_rates,
+    held_out_images,
+    strongest_composite,
+)
+from scanner.detectors.one_pixel_signature import SignatureSettings, signature_for
+from scanner.findings import Layout
+from scanner.runtime import OnnxClassifier
+
+_spec = importlib.util.spec_from_file_location(
+    "signature_tests", Path(__file__).with_name("test_one_pixel_signature.py")
+)
+assert _spec and _spec.loader
+signature_tests = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(signature_tests)
+pixel_reader = signature_tests.pixel_reader
+
+
+@pytest.mark.parametrize("layout", [Layout.NCHW, Layout.NHWC])
+@pytest.mark.parametrize("scale", [1, 2])
+def test_each_class_composite_sets_the_cell_its_class_reads(layout: Layout, scale: int) -> None:
+    """Class k of the reader answers to one pixel: its composite of a single cell (the smallest fraction of 8x8)
+    sets that pixel high, and every image of another class goes to k. The images are dark, so no class leads."""
+    artifact, _ = pixel_reader(3, 8, 8, 4, layout=layout, seed=5)
+    runner = OnnxClassifier(artifact, threads=1)
+    rng = np.random.default_rng(0)
+    shape = artifact.spec.image_shape
+    bases = rng.uniform(0.0, 0.1, (2, *shape)).astype(np.float32)
+    images = rng.uniform(0.0, 0.1, (12, *shape)).astype(np.float32)
+    signature = signature_for(runner, bases, SignatureSettings(values=3), scale=scale)
+    rates = composite_rates(runner, signature, images)
+    assert rates.to_class.shape == rates.changed.shape == (len(FRACTIONS), 4)
+    np.testing.assert_array_equal(rates.to_class[0], np.ones(4))
+    assert rates.forward_passes == len(images) * (1 + len(FRACTIONS) * 4)
+    features = composite_features(rates)
+    assert features.shape == (len(COMPOSITE_FEATURE_NAMES),) and np.isfinite(features).all()
+    reported = strongest_composite(rates, signature)
+    assert (
+        reported["share_of_images_sent"] == 1.0 and reported["pixels"] == max(1, round(0.02 * 64 / scale**2)) * scale**2
+    )
+
+
+def test_a_class_whose_pixel_is_left_alone_gets_no_images() -> None:
+    """Without a signature that points at class 0's pixel, its composite misses it: the rate is a real count."""
+    artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=1)
+    runner = OnnxClassifier(artifact, threads=1)
+    images = np.full((6, 1, 8, 8), 0.05, dtype=np.float32)
+    signature = signature_for(runner, images[:1], SignatureSettings(values=3))
+    blind = type(signature)(
+        **{**signature.__dict__, "log_increase": signature.log_increase[:, ::-1].copy()}  # class 0 gets 2's map
+    )
+    rates = composite_rates(runner, blind, images)
+    assert rates.to_class[0, 0] == 0.0 and rates.to_class[0, 1] == 1.0
+
+
+def test_held_out_images_leave_the_bases_out() -> None:
+    x = np.arange(10 * 4, dtype=np.float32).reshape(10, 1, 2, 2)
+    held = held_out_images(CleanData(x=x), x[[0, 3]], count=64)
+    assert len(held) == 8 and not any((held == x[i]).all(axis=(1, 2, 3)).any() for i in (0, 3))
+    assert len(held_out_images(CleanData(x=x), x, count=4)) == 4  # all of them bases: use them anyway
+    np.testing.assert_array_equal(
+        held_out_images(CleanData(x=x), x[:2], count=3, seed=1), held_out_images(CleanData(x=x), x[:2], count=3, seed=1)
+    )
