@@ -8,7 +8,8 @@ to another class, not to one). A backdoor is a small input change that overrides
 gives in at fewer cells than a clean one. The counts are shares of images, on the same scale for every model, which
 is why these features carry over to architectures the classifier never saw (bench/RESULTS-one-pixel.md).
 
-Forward passes: len(FRACTIONS) x classes x held-out images per signature.
+Forward passes per signature: (len(FRACTIONS) x classes + 1) x held-out images, for at most MAX_CLASSES classes
+(those whose signatures rise most), so that a 1000-class model costs no more than a 16-class one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from scanner.detectors.one_pixel_signature import ImageModel, Signature, _chw_vi
 # Shares of the probe cells set at once: from a few pixels (a patch trigger) to a sixth of the image.
 FRACTIONS = (0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
 HELD_OUT_IMAGES = 128  # clean images the composites are applied to (rates are shares of these)
+MAX_CLASSES = 16  # composites for at most this many classes
 
 _RATE_STATISTICS = ("top", "gap", "above_median")
 COMPOSITE_FEATURE_NAMES = tuple(
@@ -36,11 +38,12 @@ COMPOSITE_FEATURE_NAMES = tuple(
 
 @dataclass(frozen=True)
 class CompositeRates:
-    """Per (fraction, class): the share of held-out images the class's composite sends to that class (images
+    """Per (fraction, probed class): the share of held-out images the class's composite sends to that class (images
     already of that class left out), and the share whose predicted class changes."""
 
-    to_class: np.ndarray  # (len(FRACTIONS), classes)
-    changed: np.ndarray  # (len(FRACTIONS), classes)
+    classes: np.ndarray  # the probed classes, ascending
+    to_class: np.ndarray  # (len(FRACTIONS), len(classes))
+    changed: np.ndarray  # (len(FRACTIONS), len(classes))
     forward_passes: int
 
 
@@ -55,47 +58,49 @@ def held_out_images(clean: CleanData, bases: np.ndarray, count: int = HELD_OUT_I
     return held_out
 
 
-def _class_plans(signature: Signature, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per class, each input pixel's cell rank (0 = the class's strongest cell) and the value its cell is set to,
-    both (classes, height, width)."""
+def _class_plans(signature: Signature, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The classes to probe (all, or the MAX_CLASSES whose signatures peak highest; ascending) and, per probed
+    class, each input pixel's cell rank (0 = the class's strongest cell) and the value its cell is set to, both
+    (probed classes, height, width)."""
     bases, classes, rows, cols = signature.log_increase.shape
     weights = other_class_weights(signature.base_probabilities)
     strength = (signature.log_increase.reshape(bases, classes, -1) * weights).sum(axis=0) / weights.sum(axis=0)
     value = np.median(signature.best_value.reshape(bases, classes, -1), axis=0)
+    probed = np.sort(np.argsort(-strength.max(axis=1), kind="stable")[:MAX_CLASSES])
+    strength, value = strength[probed], value[probed]
     rank = np.empty_like(strength, dtype=np.int64)
     np.put_along_axis(rank, np.argsort(-strength, axis=1, kind="stable"), np.arange(rows * cols)[None, :], axis=1)
     cell_h, cell_w = signature.cell
 
     def to_pixels(per_cell: np.ndarray) -> np.ndarray:
-        grid = per_cell.reshape(classes, rows, cols)
+        grid = per_cell.reshape(len(probed), rows, cols)
         return np.repeat(np.repeat(grid, cell_h, axis=1), cell_w, axis=2)[:, :height, :width]
 
-    return to_pixels(rank), to_pixels(value).astype(np.float32)
+    return probed, to_pixels(rank), to_pixels(value).astype(np.float32)
 
 
 def composite_rates(model: ImageModel, signature: Signature, images: np.ndarray) -> CompositeRates:
     """Apply each class's composite at every fraction in FRACTIONS to `images` (the model's layout)."""
     spec = model.spec
-    classes = signature.num_classes
     images = np.asarray(images, dtype=np.float32)
     base_class = log_probabilities(model.logits(images)).argmax(axis=1)
-    rank, value = _class_plans(signature, spec.height, spec.width)
+    classes, rank, value = _class_plans(signature, spec.height, spec.width)
     cells = signature.log_increase.shape[2] * signature.log_increase.shape[3]
-    to_class = np.zeros((len(FRACTIONS), classes))
-    changed = np.zeros((len(FRACTIONS), classes))
+    to_class = np.zeros((len(FRACTIONS), len(classes)))
+    changed = np.zeros((len(FRACTIONS), len(classes)))
     passes = len(images)
     for f, fraction in enumerate(FRACTIONS):
-        chosen = rank < max(1, round(fraction * cells))  # (classes, height, width)
-        for k in range(classes):
+        chosen = rank < max(1, round(fraction * cells))  # (probed classes, height, width)
+        for i, k in enumerate(classes):
             batch = images.copy()
             chw = _chw_view(batch, spec.layout)
-            chw[...] = np.where(chosen[k], value[k], chw)
+            chw[...] = np.where(chosen[i], value[i], chw)
             predicted = log_probabilities(model.logits(batch)).argmax(axis=1)
             others = base_class != k
-            to_class[f, k] = float((predicted[others] == k).mean()) if others.any() else 0.0
-            changed[f, k] = float((predicted != base_class).mean())
+            to_class[f, i] = float((predicted[others] == k).mean()) if others.any() else 0.0
+            changed[f, i] = float((predicted != base_class).mean())
             passes += len(images)
-    return CompositeRates(to_class=to_class, changed=changed, forward_passes=passes)
+    return CompositeRates(classes=classes, to_class=to_class, changed=changed, forward_passes=passes)
 
 
 def composite_features(rates: CompositeRates) -> np.ndarray:
@@ -121,7 +126,8 @@ def composite_feature_names(scales: Sequence[int]) -> tuple[str, ...]:
 def strongest_composite(rates: CompositeRates, signature: Signature, fraction: float = 0.02) -> dict[str, float]:
     """For the report: the class a composite of `fraction` of the cells reaches most often, and how often."""
     f = FRACTIONS.index(fraction)
-    k = int(rates.to_class[f].argmax())
+    i = int(rates.to_class[f].argmax())
     cells = signature.log_increase.shape[2] * signature.log_increase.shape[3]
     pixels = max(1, round(fraction * cells)) * signature.cell[0] * signature.cell[1]
-    return {"class": k, "pixels": int(pixels), "share_of_images_sent": round(float(rates.to_class[f, k]), 4)}
+    share = round(float(rates.to_class[f, i]), 4)
+    return {"class": int(rates.classes[i]), "pixels": int(pixels), "share_of_images_sent": share}

@@ -46,7 +46,7 @@ BASE_KINDS = ("clean", "synthetic")
 COMPOSITE = "composite"
 # Bumped whenever the signature (composite) computation changes, so cached results are recomputed.
 SIGNATURE_CACHE_VERSION = "1"
-COMPOSITE_CACHE_VERSION = "1"
+COMPOSITE_CACHE_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -174,14 +174,12 @@ def cached_composite_rates(
     path = cache_dir / f"{key}-composite.npz" if cache_dir is not None else None
     if path is not None and path.exists():
         with np.load(path) as data:
-            return CompositeRates(data["to_class"], data["changed"], int(data["forward_passes"]))
+            return CompositeRates(data["classes"], data["to_class"], data["changed"], int(data["forward_passes"]))
     rates = composite_rates(OnnxClassifier(artifact, threads=threads), signature, images)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial.npz")
-        np.savez_compressed(
-            partial, to_class=rates.to_class, changed=rates.changed, forward_passes=rates.forward_passes
-        )
+        np.savez_compressed(partial, **asdict(rates))
         partial.replace(path)
     return rates
 

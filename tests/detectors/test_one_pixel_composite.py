@@ -12,6 +12,7 @@ from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel_composite import (
     COMPOSITE_FEATURE_NAMES,
     FRACTIONS,
+    MAX_CLASSES,
     composite_features,
     composite_rates,
     held_out_images,
@@ -75,3 +76,32 @@ def test_held_out_images_leave_the_bases_out() -> None:
     np.testing.assert_array_equal(
         held_out_images(CleanData(x=x), x[:2], count=3, seed=1), held_out_images(CleanData(x=x), x[:2], count=3, seed=1)
     )
+
+
+def test_a_model_with_many_classes_is_probed_on_its_strongest_classes_only() -> None:
+    """20 classes, of which the 16 whose pixels the signature finds are probed: the cost is bounded by MAX_CLASSES."""
+    artifact, _ = pixel_reader(1, 8, 8, 20, layout=Layout.NCHW, seed=2)
+    runner = OnnxClassifier(artifact, threads=1)
+    images = np.full((5, 1, 8, 8), 0.05, dtype=np.float32)
+    signature = signature_for(runner, images[:1], SignatureSettings(values=3))
+    weak = signature.log_increase.copy()
+    weak[:, :4] *= 0.01  # classes 0-3 rise least
+    rates = composite_rates(runner, type(signature)(**{**signature.__dict__, "log_increase": weak}), images)
+    np.testing.assert_array_equal(rates.classes, np.arange(4, 20))
+    assert rates.to_class.shape == (len(FRACTIONS), MAX_CLASSES)
+    assert rates.forward_passes == len(images) * (1 + len(FRACTIONS) * MAX_CLASSES)
+    assert strongest_composite(rates, signature)["class"] >= 4
+
+
+def test_cached_composite_rates_come_back_the_same(tmp_path: Path) -> None:
+    from scanner.detectors.one_pixel_training import cached_composite_rates
+
+    artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=4)
+    images = np.random.default_rng(1).uniform(0.0, 0.1, (6, 1, 8, 8)).astype(np.float32)
+    signature = signature_for(OnnxClassifier(artifact, threads=1), images[:2], SignatureSettings(values=3))
+    computed = cached_composite_rates(artifact, signature, images, tmp_path)
+    assert len(list(tmp_path.glob("*-composite.npz"))) == 1
+    cached = cached_composite_rates(artifact, signature, images, tmp_path)
+    for name in ("classes", "to_class", "changed"):
+        np.testing.assert_array_equal(getattr(cached, name), getattr(computed, name))
+    assert cached.forward_passes == computed.forward_passes
