@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +20,7 @@ from scanner.detectors.one_pixel_composite import (
 from scanner.detectors.one_pixel_signature import SignatureSettings, signature_for
 from scanner.findings import Layout
 from scanner.runtime import OnnxClassifier
-
-_spec = importlib.util.spec_from_file_location(
-    "signature_tests", Path(__file__).with_name("test_one_pixel_signature.py")
-)
-assert _spec and _spec.loader
-signature_tests = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(signature_tests)
-pixel_reader = signature_tests.pixel_reader
+from tests.detectors.pixel_readers import pixel_reader
 
 
 @pytest.mark.parametrize("layout", [Layout.NCHW, Layout.NHWC])
