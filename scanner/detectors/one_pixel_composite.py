@@ -21,7 +21,7 @@ import numpy as np
 
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel_features import other_class_weights
-from scanner.detectors.one_pixel_signature import ImageModel, Signature, _chw_view, log_probabilities
+from scanner.detectors.one_pixel_signature import ImageModel, Signature, chw_view, log_probabilities
 
 # Shares of the probe cells set at once: from a few pixels (a patch trigger) to a sixth of the image.
 FRACTIONS = (0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
@@ -93,7 +93,7 @@ def composite_rates(model: ImageModel, signature: Signature, images: np.ndarray)
         chosen = rank < max(1, round(fraction * cells))  # (probed classes, height, width)
         for i, k in enumerate(classes):
             batch = images.copy()
-            chw = _chw_view(batch, spec.layout)
+            chw = chw_view(batch, spec.layout)
             chw[...] = np.where(chosen[i], value[i], chw)
             predicted = log_probabilities(model.logits(batch)).argmax(axis=1)
             others = base_class != k

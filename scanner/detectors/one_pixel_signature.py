@@ -169,7 +169,7 @@ def _to_layout(images_chw: np.ndarray, layout: Layout) -> np.ndarray:
     return images if layout is Layout.NCHW else np.ascontiguousarray(images.transpose(0, 2, 3, 1))
 
 
-def _chw_view(batch: np.ndarray, layout: Layout) -> np.ndarray:
+def chw_view(batch: np.ndarray, layout: Layout) -> np.ndarray:
     """A (N, C, H, W) view on a batch in the model's layout: writes through it land in the batch."""
     return batch if layout is Layout.NCHW else batch.transpose(0, 3, 1, 2)
 
@@ -354,7 +354,7 @@ def _probe(
             chunk = cells[start : start + batch_cells]
             batch = buffer[: len(chunk) * variants]
             batch[...] = base
-            _write_probes(_chw_view(batch, spec.layout), grid, chunk, values, channel_sets)
+            _write_probes(chw_view(batch, spec.layout), grid, chunk, values, channel_sets)
             logs = log_probabilities(model.logits(batch)).reshape(len(chunk), variants, spec.num_classes)
             strongest = logs.argmax(axis=1)  # (cells, classes): the same probe maximises p and log p
             best_logs = np.take_along_axis(logs, strongest[:, None, :], axis=1)[:, 0, :]
