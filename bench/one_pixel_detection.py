@@ -150,7 +150,7 @@ def main() -> None:
         f"signatures + features {time.perf_counter() - started:.0f} s (cached signatures load in ms)\n"
     )
     summaries = {}
-    features = head_features(table.features)  # adds the clean-data head when both kinds ran
+    features = head_features(table.features)  # adds the clean-data head when both kinds and the composites ran
     table = ZooFeatures(table.models, features, table.forward_passes, table.seconds)
     for kind in features:
         text, summaries[kind] = report(table, kind)

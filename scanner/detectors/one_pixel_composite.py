@@ -93,8 +93,7 @@ def composite_rates(model: ImageModel, signature: Signature, images: np.ndarray)
         chosen = rank < max(1, round(fraction * cells))  # (probed classes, height, width)
         for i, k in enumerate(classes):
             batch = images.copy()
-            chw = chw_view(batch, spec.layout)
-            chw[...] = np.where(chosen[i], value[i], chw)
+            chw_view(batch, spec.layout)[:, :, chosen[i]] = value[i][chosen[i]]  # every channel of the chosen pixels
             predicted = log_probabilities(model.logits(batch)).argmax(axis=1)
             others = base_class != k
             to_class[f, i] = float((predicted[others] == k).mean()) if others.any() else 0.0

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 BASE_KINDS = ("clean", "synthetic")
 # Not a base kind: the clean signatures' composite features, computed whenever clean bases are.
 COMPOSITE = "composite"
-# Bumped whenever the signature (composite) computation changes, so cached results are recomputed.
+# Bumped whenever the signature or the composite computation changes, so its cached results are recomputed.
 SIGNATURE_CACHE_VERSION = "1"
 COMPOSITE_CACHE_VERSION = "2"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +54,7 @@ def test_a_class_whose_pixel_is_left_alone_gets_no_images() -> None:
     runner = OnnxClassifier(artifact, threads=1)
     images = np.full((6, 1, 8, 8), 0.05, dtype=np.float32)
     signature = signature_for(runner, images[:1], SignatureSettings(values=3))
-    blind = type(signature)(
-        **{**signature.__dict__, "log_increase": signature.log_increase[:, ::-1].copy()}  # class 0 gets 2's map
-    )
+    blind = replace(signature, log_increase=signature.log_increase[:, ::-1].copy())  # class 0 gets 2's map
     rates = composite_rates(runner, blind, images)
     assert rates.to_class[0, 0] == 0.0 and rates.to_class[0, 1] == 1.0
 
@@ -78,7 +77,7 @@ def test_a_model_with_many_classes_is_probed_on_its_strongest_classes_only() -> 
     signature = signature_for(runner, images[:1], SignatureSettings(values=3))
     weak = signature.log_increase.copy()
     weak[:, :4] *= 0.01  # classes 0-3 rise least
-    rates = composite_rates(runner, type(signature)(**{**signature.__dict__, "log_increase": weak}), images)
+    rates = composite_rates(runner, replace(signature, log_increase=weak), images)
     np.testing.assert_array_equal(rates.classes, np.arange(4, 20))
     assert rates.to_class.shape == (len(FRACTIONS), MAX_CLASSES)
     assert rates.forward_passes == len(images) * (1 + len(FRACTIONS) * MAX_CLASSES)
