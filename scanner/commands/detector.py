@@ -29,7 +29,13 @@ def _one_pixel_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("one-pixel")
     group.add_argument("--values", type=int, default=SignatureSettings().values, help="K candidate values per pixel")
     group.add_argument("--per-channel", action="store_true", help="probe every channel separately")
-    group.add_argument("--mode", choices=("full", "coarse-to-fine"), default="full")
+    group.add_argument(
+        "--mode",
+        choices=("full", "coarse-to-fine"),
+        default="full",
+        help="coarse-to-fine: extremes everywhere, then all K values only where the model moved most (at K=16: 5.7x "
+        "fewer signature passes, AUC within 0.02; bench/RESULTS-one-pixel.md)",
+    )
     group.add_argument("--cache", type=Path, default=None, help="signature cache (default $MODEL_SCANNER_CACHE/...)")
 
 
