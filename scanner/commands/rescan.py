@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from scanner.commands.options import add_max_model_size
 from scanner.errors import UsageError
 
 TOKEN_ENV = "MODEL_SCANNER_TOKEN"
@@ -72,6 +73,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--format", dest="report_format", choices=["json", "markdown"], default="json")
     parser.add_argument("--output", metavar="FILE", type=Path, help="write the report here instead of stdout")
     parser.add_argument("--dry-run", action="store_true", help="list what would be re-scanned; scan nothing")
+    add_max_model_size(parser)
     parser.set_defaults(run=run)
 
 
@@ -112,7 +114,15 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         with make_executor(args.executor, ray_address=args.ray_address) as executor:
-            rescanner = Rescanner(registry, policy, detectors, executor, device=args.device, queue=queue)
+            rescanner = Rescanner(
+                registry,
+                policy,
+                detectors,
+                executor,
+                device=args.device,
+                queue=queue,
+                max_model_bytes=args.max_model_size,
+            )
             summary = rescanner.run(request)
     finally:
         if queue is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import __version__
+from scanner.commands.options import add_max_model_size
 from scanner.commands.progress import progress_bar
 from scanner.detectors import DETECTORS, load_detectors
 from scanner.detectors.interface import DetectionContext, Detector
@@ -105,13 +106,7 @@ def register(subparsers: Any) -> None:
         choices=[layout.value for layout in Layout],
         help="input layout of every target, when the graph leaves it ambiguous; overrides the policy's inputs",
     )
-    parser.add_argument(
-        "--max-model-size",
-        metavar="SIZE",
-        type=_size,
-        help="largest model file (with its external data) the intake accepts, e.g. 1.5GiB or 800MB "
-        "(default 1GiB; at most 2GiB, ONNX's protobuf limit)",
-    )
+    add_max_model_size(parser)
     # Also after the subcommand, as users type them; SUPPRESS keeps the global flags' values when absent here.
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors on stderr")
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output (-vv)")
@@ -263,24 +258,6 @@ def _detector_list(text: str) -> list[str]:
             f"unknown detector {', '.join(unknown) or '(none)'}: choose from {', '.join(DETECTORS)}"
         )
     return list(dict.fromkeys(names))
-
-
-_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-
-
-def _size(text: str) -> int:
-    """'1.5GiB', '800MB', '123456' -> bytes, within what one ONNX protocol buffer can hold."""
-    from scanner.intake.limits import PROTOBUF_LIMIT_BYTES
-
-    number = text.strip().upper().rstrip("BIKMG")
-    unit = text.strip().upper()[len(number) :]
-    try:
-        size = int(float(number) * _SIZE_UNITS[unit])
-    except (ValueError, KeyError):
-        raise argparse.ArgumentTypeError(f"expected a size like 1.5GiB, 800MB or 123456, got {text!r}") from None
-    if not 0 < size <= PROTOBUF_LIMIT_BYTES + 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not between 1 byte and 2GiB (ONNX's protobuf limit)")
-    return min(size, PROTOBUF_LIMIT_BYTES)
 
 
 def _value_range(text: str) -> tuple[float, float]:

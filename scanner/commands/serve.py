@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from scanner.commands.options import add_max_model_size
 from scanner.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def register(subparsers: Any) -> None:
         "--reconcile-interval", type=float, default=60.0, help="seconds between registry polls (default: %(default)s)"
     )
     parser.add_argument("--no-webhook", action="store_true", help="do not create the MLflow webhook (poll only)")
+    add_max_model_size(parser)
     parser.set_defaults(run=run)
 
 
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if token is None:
         log.warning("%s is not set: a server running the gate will refuse this service's scan tags", TOKEN_ENV)
     names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else None
-    engine = build_engine(args.policy, names, device=args.device)
+    engine = build_engine(args.policy, names, device=args.device, max_model_bytes=args.max_model_size)
     config = ServiceConfig(
         tracking_uri=args.tracking_uri,
         queue_path=args.state_dir / "queue.db",

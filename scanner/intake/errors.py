@@ -32,7 +32,7 @@ class Unreadable(IntakeError):
 
 class FileTooLarge(IntakeError):
     kind = "file_too_large"
-    hint = "if the model is trusted to be this large, raise the limit: scan --max-model-size 1.5GiB"
+    hint = "if the model is trusted to be this large, raise the limit: --max-model-size 1.5GiB (scan, serve, rescan)"
 
 
 class EmptyFile(IntakeError):

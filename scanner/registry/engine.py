@@ -27,10 +27,18 @@ LAYOUT_TAG = "model_scanner.layout"  # NCHW or NHWC
 
 
 class CoreScanEngine:
-    def __init__(self, detectors: Sequence[Detector], policy: Policy, *, device: str = "auto") -> None:
+    def __init__(
+        self,
+        detectors: Sequence[Detector],
+        policy: Policy,
+        *,
+        device: str = "auto",
+        max_model_bytes: int | None = None,  # the intake's size limit (None: its default, 1 GiB)
+    ) -> None:
         self.detectors = tuple(detectors)
         self.policy = policy
         self.device = device
+        self.max_model_bytes = max_model_bytes
 
     @property
     def policy_label(self) -> str:
@@ -51,7 +59,13 @@ class CoreScanEngine:
     def scan(self, model: FetchedModel, artifacts_dir: Path) -> ScanResult:
         artifacts_dir.mkdir(parents=True, exist_ok=True)
         value_range, layout = input_hints(model.tags)
-        options = ScanOptions(device=self.device, artifacts_dir=artifacts_dir, value_range=value_range, layout=layout)
+        options = ScanOptions(
+            device=self.device,
+            artifacts_dir=artifacts_dir,
+            value_range=value_range,
+            layout=layout,
+            max_model_bytes=self.max_model_bytes,
+        )
         scanner = Scanner(self.detectors, self.policy, options=options)
         target = ScanTarget(path=model.path, label=model.uri, model_name=model.name, clean_data=model.clean_data)
         return scanner.scan_target(target)
@@ -87,7 +101,11 @@ def input_hints(version_tags: Mapping[str, str]) -> tuple[tuple[float, float] | 
 
 
 def build_engine(
-    policy_path: str | None, detector_names: Sequence[str] | None = None, *, device: str = "auto"
+    policy_path: str | None,
+    detector_names: Sequence[str] | None = None,
+    *,
+    device: str = "auto",
+    max_model_bytes: int | None = None,
 ) -> CoreScanEngine:
     """The engine for `serve`: the named detectors (each must load), or every detector that loads here."""
     from scanner.detectors import load_detectors
@@ -102,4 +120,4 @@ def build_engine(
     if not detectors:
         raise UsageError("no detector is available", hint="install model-scanner[torch,cpu]")
     policy = load_policy(policy_path) if policy_path else load_builtin_policy()
-    return CoreScanEngine(detectors, policy, device=device)
+    return CoreScanEngine(detectors, policy, device=device, max_model_bytes=max_model_bytes)

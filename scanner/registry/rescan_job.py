@@ -33,6 +33,7 @@ class RescanJob:
     policy: Policy
     detectors: tuple[str, ...]  # CLI names, as in --detectors
     device: str = "auto"
+    max_model_bytes: int | None = None  # the intake's size limit (None: its default, 1 GiB)
 
     @property
     def uri(self) -> str:
@@ -50,7 +51,8 @@ class JobOutcome:
 
 
 def build_engine(job: RescanJob) -> CoreScanEngine:
-    return CoreScanEngine([DETECTORS[name]() for name in job.detectors], job.policy, device=job.device)
+    detectors = [DETECTORS[name]() for name in job.detectors]
+    return CoreScanEngine(detectors, job.policy, device=job.device, max_model_bytes=job.max_model_bytes)
 
 
 def run_rescan_job(job: RescanJob) -> JobOutcome:

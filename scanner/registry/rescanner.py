@@ -66,6 +66,7 @@ class Rescanner:
         *,
         device: str = "auto",
         queue: WorkQueue | None = None,
+        max_model_bytes: int | None = None,  # the intake's size limit (None: its default, 1 GiB)
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self.registry = registry
@@ -74,8 +75,10 @@ class Rescanner:
         self.executor = executor
         self.device = device
         self.queue = queue
+        self.max_model_bytes = max_model_bytes
         self._now = now
-        self.engine = CoreScanEngine([_detector(name) for name in self.detectors], policy, device=device)
+        loaded = [_detector(name) for name in self.detectors]
+        self.engine = CoreScanEngine(loaded, policy, device=device, max_model_bytes=max_model_bytes)
 
     @property
     def stamp(self) -> ScanStamp:
@@ -145,6 +148,7 @@ class Rescanner:
             policy=self.policy,
             detectors=self.detectors,
             device=self.device,
+            max_model_bytes=self.max_model_bytes,
         )
 
     def _record(self, info: VersionInfo, outcome: JobOutcome, claim: Job | None) -> None:
