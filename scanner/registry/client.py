@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from scanner.errors import RegistryError
+from scanner.registry import tags as scan_tags
 from scanner.registry.source import mlflow_client
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,9 @@ class RegistryClient:
         rest: Any = rest_utils  # untyped upstream
         creds = cast(Any, credentials).get_default_host_creds(self.tracking_uri)
         headers = {TOKEN_HEADER: self.token} if self.token else None
-        for key, value in tags.items():
+        # One request per tag: scan.status goes last, so that readers (the gate, the tests) may take its presence to
+        # mean that the whole set is there, whatever order the caller built the tags in.
+        for key, value in sorted(tags.items(), key=lambda item: item[0] == scan_tags.STATUS):
             body = {"name": name, "version": str(version), "key": key, "value": value}
             try:
                 response = rest.http_request(

@@ -57,8 +57,7 @@ def tags_for(
     }
     stamp = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
     error = f"{result.error.kind}: {result.error.message}" if result.error else ""
-    # scan.status goes last: tags are written one request at a time, and readers take its presence to mean that
-    # the whole set is there.
+    # scan.status is written last (RegistryClient.set_scan_tags): readers take its presence to mean a complete set.
     return {
         VERDICT: result.verdict.value,
         SCORE: "" if result.score is None else f"{result.score:.4f}",
