@@ -105,10 +105,10 @@ class OnePixelDetector(Detector):
         )
         assert context.clean_data is not None  # clean bases came from it
         images = held_out_images(context.clean_data, bases, seed=context.seed)
-        rates = []
+        rates, composite_progress = [], stage(2)
         for done, signature in enumerate(first):
             rates.append(composite_rates(runner, signature, images))
-            stage(2)(done + 1, len(first))
+            composite_progress(done + 1, len(first))
         return first, synthetic, tuple(rates)
 
     def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:

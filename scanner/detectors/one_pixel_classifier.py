@@ -2,10 +2,10 @@
 
 One head per base kind ("synthetic" bases when no clean data is given; with clean data, "clean+synthetic+composite":
 the features of both signatures side by side and of the composite probes, and "clean" for classifiers without that
-head), stored as versioned JSON
-and evaluated with numpy alone; scikit-learn is used only to fit it. Two kinds of head: an extremely randomised tree
-ensemble (`fit_trees`, the default: on the 220-model benchmark zoo it scores AUC 0.80 where the logistic scores 0.71,
-bench/RESULTS-one-pixel.md) and a standardised logistic regression (`fit_logistic`).
+head), stored as versioned JSON and evaluated with numpy alone; scikit-learn is used only to fit it. Two kinds of
+head: an extremely randomised tree ensemble (`fit_trees`, the default: on the 220-model benchmark zoo it scores AUC
+0.80 where the logistic scores 0.71, bench/RESULTS-one-pixel.md) and a standardised logistic regression
+(`fit_logistic`).
 """
 
 from __future__ import annotations

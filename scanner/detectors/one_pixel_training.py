@@ -220,9 +220,9 @@ def zoo_features(
         artifact = artifact_for(model.path)
         if model.family not in clean_by_family:
             clean_by_family[model.family] = zoo.clean_data(model.family)
+        clean = clean_by_family[model.family]
         total = 0
         for kind in kinds:
-            clean = clean_by_family[model.family]
             bases = bases_for(kind, artifact.spec, clean, settings)
             signatures = [
                 cached_signature(artifact, bases, kind, settings, cache_dir, scale=scale, threads=threads)

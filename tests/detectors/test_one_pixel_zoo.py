@@ -83,12 +83,7 @@ def test_the_shipped_classifier_ranks_the_test_zoo_backdoored_above_clean(zoo_mo
     written: AUC 0.94, 6 of 7 backdoored and 6 of 7 clean on the right side of 0.5."""
     detector = OnePixelDetector(threads=1)
     scores = {m.path.name: detector.detect(artifact_for(m.path), DetectionContext()).score for m in zoo_models}
-    backdoored = [scores[m.path.name] for m in zoo_models if m.backdoored]
-    clean = [scores[m.path.name] for m in zoo_models if not m.backdoored]
-    assert None not in scores.values()
-    auc = roc_auc(np.asarray([1] * len(backdoored) + [0] * len(clean)), np.asarray(backdoored + clean))
-    assert auc >= 0.8, scores
-    assert sum(s > 0.5 for s in backdoored) > len(backdoored) / 2 > sum(s > 0.5 for s in clean), scores
+    assert_ranked(scores, zoo_models, min_auc=0.8)
 
 
 @pytest.mark.slow
@@ -105,9 +100,14 @@ def test_with_clean_data_the_shipped_classifier_ranks_the_test_zoo_backdoored_ab
         for m in zoo_models
     }
     assert {r.details["classifier_head"] for r in results.values()} == {COMBINED}
-    scores = {name: r.score for name, r in results.items()}
+    assert_ranked({name: r.score for name, r in results.items()}, zoo_models, min_auc=0.9)
+
+
+def assert_ranked(scores: dict[str, float | None], zoo_models: list[ZooModel], *, min_auc: float) -> None:
+    """Backdoored models above clean ones (AUC), and most of each on its side of 0.5."""
+    assert None not in scores.values(), scores
     backdoored = [scores[m.path.name] for m in zoo_models if m.backdoored]
     clean = [scores[m.path.name] for m in zoo_models if not m.backdoored]
     auc = roc_auc(np.asarray([1] * len(backdoored) + [0] * len(clean)), np.asarray(backdoored + clean))
-    assert auc >= 0.9, scores
+    assert auc >= min_auc, scores
     assert sum(s > 0.5 for s in backdoored) > len(backdoored) / 2 > sum(s > 0.5 for s in clean), scores
