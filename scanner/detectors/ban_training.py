@@ -20,6 +20,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.detectors.ban import STATISTICS_VERSION, BanDetector, BanSettings
+from scanner.detectors.cache_files import store_atomically
 from scanner.detectors.calibration import LogisticCalibration, fit_logistic
 from scanner.detectors.interface import CleanData, DetectionContext, Progress, no_progress
 from scanner.detectors.one_pixel_training import (
@@ -91,10 +92,7 @@ def model_statistics(
     record = {"statistics": statistics, "cost": cost, "target_class": target,
               "seconds": time.perf_counter() - started}  # fmt: skip
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(record))
-        partial.replace(path)
+        store_atomically(path, lambda partial: Path(partial).write_text(json.dumps(record)))
     return record
 
 

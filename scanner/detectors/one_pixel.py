@@ -19,6 +19,7 @@ import numpy as np
 from scanner.detectors.interface import DetectionContext, Detector, Progress
 from scanner.detectors.one_pixel_classifier import COMBINED, SignatureClassifier
 from scanner.detectors.one_pixel_composite import (
+    HELD_OUT_IMAGES,
     CompositeRates,
     composite_features,
     composite_rates,
@@ -104,7 +105,8 @@ class OnePixelDetector(Detector):
             runner, synthetic_bases(model.spec), self.settings, base_kind="synthetic", progress=stage(1)
         )
         assert context.clean_data is not None  # clean bases came from it
-        images = held_out_images(context.clean_data, bases, seed=context.seed)
+        count = HELD_OUT_IMAGES[self.settings.mode]
+        images = held_out_images(context.clean_data, bases, count, seed=context.seed)
         rates, composite_progress = [], stage(2)
         for done, signature in enumerate(first):
             rates.append(composite_rates(runner, signature, images))

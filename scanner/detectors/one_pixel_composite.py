@@ -9,7 +9,9 @@ gives in at fewer cells than a clean one. The counts are shares of images, on th
 is why these features carry over to architectures the classifier never saw (bench/RESULTS-one-pixel.md).
 
 Forward passes per signature: (len(FRACTIONS) x classes + 1) x held-out images, for at most MAX_CLASSES classes
-(those whose signatures rise most), so that a 1000-class model costs no more than a 16-class one.
+(those whose signatures rise most), so that a 1000-class model costs no more than a 16-class one. Coarse-to-fine mode
+applies the composites to fewer images (HELD_OUT_IMAGES), so that the whole detector's passes fall 5x, not only the
+signatures'.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from scanner.detectors.one_pixel_signature import ImageModel, Signature, chw_vie
 
 # Shares of the probe cells set at once: from a few pixels (a patch trigger) to a sixth of the image.
 FRACTIONS = (0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
-HELD_OUT_IMAGES = 128  # clean images the composites are applied to (rates are shares of these)
+# Per signature mode, the clean images the composites are applied to (rates are shares of these). At K=16 on the
+# bench zoo, 40 instead of 128 keeps coarse-to-fine within 0.02 AUC of full mode (bench/RESULTS-one-pixel.md).
+HELD_OUT_IMAGES = {"full": 128, "coarse-to-fine": 40}
 MAX_CLASSES = 16  # composites for at most this many classes
 
 _RATE_STATISTICS = ("top", "gap", "above_median")
@@ -44,10 +48,11 @@ class CompositeRates:
     classes: np.ndarray  # the probed classes, ascending
     to_class: np.ndarray  # (len(FRACTIONS), len(classes))
     changed: np.ndarray  # (len(FRACTIONS), len(classes))
+    images: int  # the held-out images the shares are of
     forward_passes: int
 
 
-def held_out_images(clean: CleanData, bases: np.ndarray, count: int = HELD_OUT_IMAGES, seed: int = 0) -> np.ndarray:
+def held_out_images(clean: CleanData, bases: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """Up to `count` clean images that are not among `bases` (all of them when every image is a base)."""
     images = np.asarray(clean.x, dtype=np.float32)
     flat_bases = {np.ascontiguousarray(base).tobytes() for base in np.asarray(bases, dtype=np.float32)}
@@ -79,27 +84,50 @@ def _class_plans(signature: Signature, height: int, width: int) -> tuple[np.ndar
     return probed, to_pixels(rank), to_pixels(value).astype(np.float32)
 
 
-def composite_rates(model: ImageModel, signature: Signature, images: np.ndarray) -> CompositeRates:
+@dataclass(frozen=True)
+class CompositeAnswers:
+    """The class the model gives each held-out image as it is, and under each (fraction, probed class) composite."""
+
+    classes: np.ndarray  # the probed classes, ascending
+    base_class: np.ndarray  # (images,)
+    predicted: np.ndarray  # (len(FRACTIONS), len(classes), images)
+
+
+def composite_answers(model: ImageModel, signature: Signature, images: np.ndarray) -> CompositeAnswers:
     """Apply each class's composite at every fraction in FRACTIONS to `images` (the model's layout)."""
     spec = model.spec
     images = np.asarray(images, dtype=np.float32)
     base_class = log_probabilities(model.logits(images)).argmax(axis=1)
     classes, rank, value = _class_plans(signature, spec.height, spec.width)
     cells = signature.log_increase.shape[2] * signature.log_increase.shape[3]
-    to_class = np.zeros((len(FRACTIONS), len(classes)))
-    changed = np.zeros((len(FRACTIONS), len(classes)))
-    passes = len(images)
+    predicted = np.zeros((len(FRACTIONS), len(classes), len(images)), dtype=np.int64)
     for f, fraction in enumerate(FRACTIONS):
         chosen = rank < max(1, round(fraction * cells))  # (probed classes, height, width)
-        for i, k in enumerate(classes):
+        for i in range(len(classes)):
             batch = images.copy()
             chw_view(batch, spec.layout)[:, :, chosen[i]] = value[i][chosen[i]]  # every channel of the chosen pixels
-            predicted = log_probabilities(model.logits(batch)).argmax(axis=1)
-            others = base_class != k
-            to_class[f, i] = float((predicted[others] == k).mean()) if others.any() else 0.0
-            changed[f, i] = float((predicted != base_class).mean())
-            passes += len(images)
-    return CompositeRates(classes=classes, to_class=to_class, changed=changed, forward_passes=passes)
+            predicted[f, i] = log_probabilities(model.logits(batch)).argmax(axis=1)
+    return CompositeAnswers(classes, base_class, predicted)
+
+
+def rates_of(answers: CompositeAnswers, images: np.ndarray | None = None) -> CompositeRates:
+    """The rates over `images` (indices into the answers' images; all of them by default). A benchmark draws
+    subsets to measure what fewer images cost."""
+    chosen = np.arange(len(answers.base_class)) if images is None else np.asarray(images)
+    base_class, predicted = answers.base_class[chosen], answers.predicted[:, :, chosen]
+    to_class = np.zeros(predicted.shape[:2])
+    for i, k in enumerate(answers.classes):
+        others = base_class != k
+        if others.any():
+            to_class[:, i] = (predicted[:, i, others] == k).mean(axis=1)
+    changed = (predicted != base_class).mean(axis=2)
+    passes = len(chosen) * (1 + predicted.shape[0] * predicted.shape[1])
+    return CompositeRates(answers.classes, to_class, changed, images=len(chosen), forward_passes=passes)
+
+
+def composite_rates(model: ImageModel, signature: Signature, images: np.ndarray) -> CompositeRates:
+    """Apply each class's composite at every fraction in FRACTIONS to `images` (the model's layout), and count."""
+    return rates_of(composite_answers(model, signature, images))
 
 
 def composite_features(rates: CompositeRates) -> np.ndarray:
@@ -129,4 +157,9 @@ def strongest_composite(rates: CompositeRates, signature: Signature, fraction: f
     cells = signature.log_increase.shape[2] * signature.log_increase.shape[3]
     pixels = max(1, round(fraction * cells)) * signature.cell[0] * signature.cell[1]
     share = round(float(rates.to_class[f, i]), 4)
-    return {"class": int(rates.classes[i]), "pixels": int(pixels), "share_of_images_sent": share}
+    return {
+        "class": int(rates.classes[i]),
+        "pixels": int(pixels),
+        "share_of_images_sent": share,
+        "images": rates.images,
+    }

@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from scanner import __version__
+from scanner.detectors.cache_files import store_atomically
 from scanner.detectors.interface import CleanData, Progress, no_progress
 from scanner.detectors.one_pixel_classifier import COMBINED, Head, SignatureClassifier, fit_trees
 from scanner.detectors.one_pixel_composite import (
     FRACTIONS,
+    HELD_OUT_IMAGES,
     CompositeRates,
     composite_features,
     composite_rates,
@@ -46,7 +48,7 @@ BASE_KINDS = ("clean", "synthetic")
 COMPOSITE = "composite"
 # Bumped whenever the signature or the composite computation changes, so its cached results are recomputed.
 SIGNATURE_CACHE_VERSION = "1"
-COMPOSITE_CACHE_VERSION = "2"
+COMPOSITE_CACHE_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,7 @@ def cached_signature(
     signature = signature_for(runner, bases, settings, base_kind=base_kind, scale=scale)
     log.info("signature of %s (%s bases): %.2f s", artifact.path, base_kind, time.perf_counter() - started)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial.npz")
-        signature.save(str(partial))
-        partial.replace(path)
+        store_atomically(path, signature.save)
     return signature
 
 
@@ -174,13 +173,11 @@ def cached_composite_rates(
     path = cache_dir / f"{key}-composite.npz" if cache_dir is not None else None
     if path is not None and path.exists():
         with np.load(path) as data:
-            return CompositeRates(data["classes"], data["to_class"], data["changed"], int(data["forward_passes"]))
+            counts = int(data["images"]), int(data["forward_passes"])
+            return CompositeRates(data["classes"], data["to_class"], data["changed"], *counts)
     rates = composite_rates(OnnxClassifier(artifact, threads=threads), signature, images)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial.npz")
-        np.savez_compressed(partial, **asdict(rates))
-        partial.replace(path)
+        store_atomically(path, lambda partial: np.savez_compressed(partial, **asdict(rates)))
     return rates
 
 
@@ -231,7 +228,7 @@ def zoo_features(
             rows[kind].append(model_features(signatures))
             total += sum(signature.forward_passes for signature in signatures)
             if kind == "clean" and clean is not None:
-                images = held_out_images(in_layout(clean, artifact.spec), bases)
+                images = held_out_images(in_layout(clean, artifact.spec), bases, HELD_OUT_IMAGES[settings.mode])
                 rates = [cached_composite_rates(artifact, s, images, cache_dir, threads=threads) for s in signatures]
                 rows.setdefault(COMPOSITE, []).append(np.concatenate([composite_features(r) for r in rates]))
                 total += sum(r.forward_passes for r in rates)

@@ -13,9 +13,11 @@ from scanner.detectors.one_pixel_composite import (
     COMPOSITE_FEATURE_NAMES,
     FRACTIONS,
     MAX_CLASSES,
+    composite_answers,
     composite_features,
     composite_rates,
     held_out_images,
+    rates_of,
     strongest_composite,
 )
 from scanner.detectors.one_pixel_signature import SignatureSettings, signature_for
@@ -39,7 +41,7 @@ def test_each_class_composite_sets_the_cell_its_class_reads(layout: Layout, scal
     rates = composite_rates(runner, signature, images)
     assert rates.to_class.shape == rates.changed.shape == (len(FRACTIONS), 4)
     np.testing.assert_array_equal(rates.to_class[0], np.ones(4))
-    assert rates.forward_passes == len(images) * (1 + len(FRACTIONS) * 4)
+    assert rates.forward_passes == len(images) * (1 + len(FRACTIONS) * 4) and rates.images == len(images)
     features = composite_features(rates)
     assert features.shape == (len(COMPOSITE_FEATURE_NAMES),) and np.isfinite(features).all()
     reported = strongest_composite(rates, signature)
@@ -95,4 +97,20 @@ def test_cached_composite_rates_come_back_the_same(tmp_path: Path) -> None:
     cached = cached_composite_rates(artifact, signature, images, tmp_path)
     for name in ("classes", "to_class", "changed"):
         np.testing.assert_array_equal(getattr(cached, name), getattr(computed, name))
-    assert cached.forward_passes == computed.forward_passes
+    assert (cached.images, cached.forward_passes) == (computed.images, computed.forward_passes) == (6, 6 * 19)
+
+
+def test_rates_over_a_subset_of_the_answers_are_the_rates_on_those_images() -> None:
+    """What the composite-images benchmark relies on: counting a subset of one run's answers is the same as running
+    the composites on that subset alone."""
+    artifact, _ = pixel_reader(3, 8, 8, 4, layout=Layout.NHWC, seed=6)
+    runner = OnnxClassifier(artifact, threads=1)
+    images = np.random.default_rng(2).uniform(0.0, 1.0, (30, 8, 8, 3)).astype(np.float32)
+    signature = signature_for(runner, images[:2], SignatureSettings(values=3))
+    answers = composite_answers(runner, signature, images)
+    subset = np.array([1, 4, 5, 9, 17, 22, 29])
+    counted, direct = rates_of(answers, subset), composite_rates(runner, signature, images[subset])
+    for name in ("classes", "to_class", "changed"):
+        np.testing.assert_array_equal(getattr(counted, name), getattr(direct, name))
+    assert (counted.images, counted.forward_passes) == (direct.images, direct.forward_passes) == (7, 7 * 25)
+    assert rates_of(answers).changed.max() > 0 and rates_of(answers).images == 30

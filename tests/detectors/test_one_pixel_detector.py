@@ -91,11 +91,28 @@ def test_with_clean_data_a_classifier_with_a_combined_head_gets_both_signatures_
     # one pass of those images as they are.
     composite_passes = 2 * (len(FRACTIONS) * 3 + 1) * 7
     assert combined.forward_passes == clean_only.forward_passes + synthetic.forward_passes + composite_passes  # type: ignore[operator]
-    assert set(combined.details["composite"]) == {"class", "pixels", "share_of_images_sent"}
+    assert combined.details["composite"].keys() == {"class", "pixels", "share_of_images_sent", "images"}
+    assert combined.details["composite"]["images"] == 7
     assert combined.score is not None and combined.score != 0.5
     done = [step for step, _ in steps]
     assert done == sorted(done) and steps[-1][0] == steps[-1][1]  # the bar never goes back, and ends full
     assert synthetic.details["classifier_head"] == "synthetic"
+
+
+@pytest.mark.parametrize("mode", ["full", "coarse-to-fine"])
+def test_the_composites_run_on_the_mode_s_number_of_held_out_images(mode: str) -> None:
+    """Full mode applies the composites to 128 held-out clean images, coarse-to-fine to 40: the whole detector's
+    passes then fall about 5x, not only the signatures' (bench/RESULTS-one-pixel.md)."""
+    artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=12)
+    clean = CleanData(x=np.random.default_rng(1).random((200, 1, 8, 8), dtype=np.float32))
+    n, m = len(feature_names((1, 2))), len(composite_feature_names((1, 2)))
+    head = LogisticHead(np.zeros(2 * n + m), np.ones(2 * n + m), np.zeros(2 * n + m), 0.0)
+    neutral = neutral_classifier()
+    classifier = SignatureClassifier({**neutral.heads, COMBINED: head}, neutral.settings, {})
+    settings = SignatureSettings(values=4, clean_bases=3, mode=mode)
+    result = OnePixelDetector(settings, classifier=classifier).detect(artifact, DetectionContext(clean_data=clean))
+    assert result.details["classifier_head"] == COMBINED
+    assert result.details["composite"]["images"] == {"full": 128, "coarse-to-fine": 40}[mode]
 
 
 def test_a_model_that_cannot_run_is_a_failed_result_not_an_exception() -> None:
