@@ -32,8 +32,10 @@ from scanner.detectors.one_pixel_composite import (
     held_out_images,
     rates_of,
 )
+from scanner.detectors.one_pixel_features import model_features
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import (
+    BASE_KINDS,
     Zoo,
     artifact_for,
     bases_for,
@@ -41,28 +43,33 @@ from scanner.detectors.one_pixel_training import (
     default_cache_dir,
     in_layout,
     read_zoo,
-    zoo_features,
 )
 from scanner.runtime import OnnxClassifier
 
+PerScale = list[CompositeAnswers]
 SPLITS = ("random", "leave-one-attack-out", "leave-one-architecture-out", "leave-one-family-out")
 
 
-def all_answers(zoo: Zoo, settings: SignatureSettings, cache_dir: Path) -> list[list[CompositeAnswers]]:
-    """Per model, per scale: the composites' answers on the full mode's held-out images."""
-    answers = []
+def probe_zoo(zoo: Zoo, settings: SignatureSettings, cache_dir: Path) -> tuple[np.ndarray, list[PerScale]]:
+    """Per model: its clean and synthetic signatures' features (from the cache), and per scale the composites'
+    answers on the full mode's held-out images."""
+    features, answers = [], []
     for done, model in enumerate(zoo.models):
         artifact = artifact_for(model.path)
         clean = zoo.clean_data(model.family)
-        bases = bases_for("clean", artifact.spec, clean, settings)  # raises without clean data
+        bases = {kind: bases_for(kind, artifact.spec, clean, settings) for kind in BASE_KINDS}  # needs clean data
+        signatures = {
+            kind: [cached_signature(artifact, bases[kind], kind, settings, cache_dir, scale=s) for s in settings.scales]
+            for kind in BASE_KINDS
+        }
+        features.append(np.concatenate([model_features(signatures[kind]) for kind in BASE_KINDS]))
         assert clean is not None
-        images = held_out_images(in_layout(clean, artifact.spec), bases, HELD_OUT_IMAGES["full"])
+        images = held_out_images(in_layout(clean, artifact.spec), bases["clean"], HELD_OUT_IMAGES["full"])
         runner = OnnxClassifier(artifact, threads=1)
-        signatures = [cached_signature(artifact, bases, "clean", settings, cache_dir, scale=s) for s in settings.scales]
-        answers.append([composite_answers(runner, signature, images) for signature in signatures])
+        answers.append([composite_answers(runner, signature, images) for signature in signatures["clean"]])
         print(f"\r  answers {done + 1}/{len(zoo.models)}", end="", flush=True, file=sys.stderr)
     print(file=sys.stderr)
-    return answers
+    return np.nan_to_num(np.asarray(features)), answers
 
 
 def split_aucs(features: np.ndarray, zoo: Zoo) -> tuple[float, ...]:
@@ -104,9 +111,7 @@ def main() -> None:
     settings = SignatureSettings(values=args.values, mode=args.mode)
     cache_dir = args.cache or default_cache_dir()
     zoo = read_zoo(args.zoo)
-    table = zoo_features(zoo, settings, cache_dir=cache_dir)
-    signatures = np.hstack([np.nan_to_num(table.features[kind]) for kind in ("clean", "synthetic")])
-    answers = all_answers(zoo, settings, cache_dir)
+    signatures, answers = probe_zoo(zoo, settings, cache_dir)
     pool = min(len(per_scale[0].base_class) for per_scale in answers)
 
     print(f"## Composite probes on fewer held-out images: {len(zoo.models)} models, settings {settings}\n")

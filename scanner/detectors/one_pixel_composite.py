@@ -110,10 +110,10 @@ def composite_answers(model: ImageModel, signature: Signature, images: np.ndarra
     return CompositeAnswers(classes, base_class, predicted)
 
 
-def rates_of(answers: CompositeAnswers, images: np.ndarray | None = None) -> CompositeRates:
-    """The rates over `images` (indices into the answers' images; all of them by default). A benchmark draws
-    subsets to measure what fewer images cost."""
-    chosen = np.arange(len(answers.base_class)) if images is None else np.asarray(images)
+def rates_of(answers: CompositeAnswers, subset: np.ndarray | None = None) -> CompositeRates:
+    """The rates over the images indexed by `subset` (all of them by default). A benchmark draws subsets to measure
+    what fewer images cost."""
+    chosen = np.arange(len(answers.base_class)) if subset is None else np.asarray(subset)
     base_class, predicted = answers.base_class[chosen], answers.predicted[:, :, chosen]
     to_class = np.zeros(predicted.shape[:2])
     for i, k in enumerate(answers.classes):
