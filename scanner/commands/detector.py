@@ -34,8 +34,8 @@ def _one_pixel_options(parser: argparse.ArgumentParser) -> None:
         choices=("full", "coarse-to-fine"),
         default="full",
         help="coarse-to-fine: extremes everywhere, then all K values only where the model moved most, and the "
-        "composites on 40 clean images, not 128 (at K=16: 5.2x fewer passes with clean data, AUC within 0.02 on "
-        "average; bench/RESULTS-one-pixel.md)",
+        "composite and blend probes on 36 clean images, not 128 (at K=16: 5.1x fewer passes with clean data, AUC "
+        "0.010-0.025 lower; bench/RESULTS-one-pixel.md)",
     )
     group.add_argument("--cache", type=Path, default=None, help="signature cache (default $MODEL_SCANNER_CACHE/...)")
 

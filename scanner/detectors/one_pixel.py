@@ -2,8 +2,9 @@
 
 Probe the model around a few bases (clean images when clean data is given, fixed synthetic images otherwise), turn
 the signature into size- and class-count-free features, and let the shipped classifier say how likely a backdoor is.
-With clean data, the classifier also reads the fixed synthetic bases' signature and composite probes: each class's
-strongest signature cells set together on held-out clean images (scanner.detectors.one_pixel_composite).
+With clean data, the classifier also reads the fixed synthetic bases' signature and composite probes on held-out
+clean images: each class's strongest signature cells set together, and the whole image blended toward the class's
+best values (scanner.detectors.one_pixel_composite).
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ class OnePixelDetector(Detector):
         runner = OnnxClassifier(model, device=context.device, threads=self.threads)
         bases, kind = choose_bases(model.spec, context, self.settings)
         more = kind == "clean" and with_composites
-        # Progress in thousandths: the second signature costs about as much as the first, composites about a fifth.
-        stages = (0.4, 0.4, 0.2) if more else (1.0, 0.0, 0.0)
+        # Progress in thousandths: the second signature costs about as much as the first, and at the default settings
+        # the composite and blend probes about as much as both.
+        stages = (0.25, 0.25, 0.5) if more else (1.0, 0.0, 0.0)
 
         def stage(index: int) -> Progress:
             before, share = sum(stages[:index]), stages[index]

@@ -8,10 +8,14 @@ to another class, not to one). A backdoor is a small input change that overrides
 gives in at fewer cells than a clean one. The counts are shares of images, on the same scale for every model, which
 is why these features carry over to architectures the classifier never saw (bench/RESULTS-one-pixel.md).
 
-Forward passes per signature: (len(FRACTIONS) x classes + 1) x held-out images, for at most MAX_CLASSES classes
-(those whose signatures rise most), so that a 1000-class model costs no more than a 16-class one. Coarse-to-fine mode
-applies the composites to fewer images (HELD_OUT_IMAGES), so that the whole detector's passes fall 5x, not only the
-signatures'.
+Beside them, blend probes: the whole image moved a share of the way (BLENDS) toward a class's value map, the best
+value of every cell. A trigger spread over the whole image (a blended pattern, a faint signal) moves no single pixel
+far, but the value map still leans its way, and a backdoored model follows it at a smaller share than a clean one.
+
+Forward passes per signature: ((len(FRACTIONS) + len(BLENDS)) x classes + 1) x held-out images, for at most
+MAX_CLASSES classes (those whose signatures rise most), so that a 1000-class model costs no more than a 16-class one.
+Coarse-to-fine mode applies the probes to fewer images (HELD_OUT_IMAGES), so that the whole detector's passes fall
+5x, not only the signatures'.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from scanner.detectors.one_pixel_signature import ImageModel, Signature, chw_vie
 
 # Shares of the probe cells set at once: from a few pixels (a patch trigger) to a sixth of the image.
 FRACTIONS = (0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
-# Per signature mode, the clean images the composites are applied to (rates are shares of these). At K=16 on the
-# bench zoo, 40 instead of 128 keeps coarse-to-fine within 0.02 AUC of full mode (bench/RESULTS-one-pixel.md).
-HELD_OUT_IMAGES = {"full": 128, "coarse-to-fine": 40}
+# How far each blend probe moves every pixel toward the class's value map (0: the image, 1: the value map).
+BLENDS = (0.1, 0.2, 0.35, 0.5)
+# Per signature mode, the clean images the composites are applied to (rates are shares of these). 36 is the most
+# that keeps coarse-to-fine 5x cheaper than full mode at K=16; it costs 0.01-0.025 AUC (bench/RESULTS-one-pixel.md).
+HELD_OUT_IMAGES = {"full": 128, "coarse-to-fine": 36}
 MAX_CLASSES = 16  # composites for at most this many classes
 
 _RATE_STATISTICS = ("top", "gap", "above_median")
@@ -37,17 +43,21 @@ COMPOSITE_FEATURE_NAMES = tuple(
     [f"to_class.f{fraction}.{stat}" for fraction in FRACTIONS for stat in _RATE_STATISTICS]
     + ["to_class.mean.top", "to_class.mean.gap"]
     + [f"changed.f{fraction}.{stat}" for fraction in FRACTIONS for stat in ("top", "mean")]
+    + [f"blend.a{alpha}.{stat}" for alpha in BLENDS for stat in (*_RATE_STATISTICS, "changed_top", "changed_mean")]
 )
 
 
 @dataclass(frozen=True)
 class CompositeRates:
     """Per (fraction, probed class): the share of held-out images the class's composite sends to that class (images
-    already of that class left out), and the share whose predicted class changes."""
+    already of that class left out), and the share whose predicted class changes. The same per (blend, probed
+    class) for the blend probes."""
 
     classes: np.ndarray  # the probed classes, ascending
     to_class: np.ndarray  # (len(FRACTIONS), len(classes))
     changed: np.ndarray  # (len(FRACTIONS), len(classes))
+    blend_to_class: np.ndarray  # (len(BLENDS), len(classes))
+    blend_changed: np.ndarray  # (len(BLENDS), len(classes))
     images: int  # the held-out images the shares are of
     forward_passes: int
 
@@ -86,15 +96,18 @@ def _class_plans(signature: Signature, height: int, width: int) -> tuple[np.ndar
 
 @dataclass(frozen=True)
 class CompositeAnswers:
-    """The class the model gives each held-out image as it is, and under each (fraction, probed class) composite."""
+    """The class the model gives each held-out image as it is, under each (fraction, probed class) composite and
+    under each (blend, probed class) blend probe."""
 
     classes: np.ndarray  # the probed classes, ascending
     base_class: np.ndarray  # (images,)
     predicted: np.ndarray  # (len(FRACTIONS), len(classes), images)
+    blended: np.ndarray  # (len(BLENDS), len(classes), images)
 
 
 def composite_answers(model: ImageModel, signature: Signature, images: np.ndarray) -> CompositeAnswers:
-    """Apply each class's composite at every fraction in FRACTIONS to `images` (the model's layout)."""
+    """Apply each class's composite at every fraction in FRACTIONS, and its blend probe at every share in BLENDS, to
+    `images` (the model's layout)."""
     spec = model.spec
     images = np.asarray(images, dtype=np.float32)
     base_class = log_probabilities(model.logits(images)).argmax(axis=1)
@@ -107,43 +120,67 @@ def composite_answers(model: ImageModel, signature: Signature, images: np.ndarra
             batch = images.copy()
             chw_view(batch, spec.layout)[:, :, chosen[i]] = value[i][chosen[i]]  # every channel of the chosen pixels
             predicted[f, i] = log_probabilities(model.logits(batch)).argmax(axis=1)
-    return CompositeAnswers(classes, base_class, predicted)
+    blended = np.zeros((len(BLENDS), len(classes), len(images)), dtype=np.int64)
+    for b, alpha in enumerate(BLENDS):
+        for i in range(len(classes)):
+            batch = images.copy()
+            pixels = chw_view(batch, spec.layout)
+            pixels += np.float32(alpha) * (value[i] - pixels)  # every channel toward the value map
+            blended[b, i] = log_probabilities(model.logits(batch)).argmax(axis=1)
+    return CompositeAnswers(classes, base_class, predicted, blended)
 
 
 def rates_of(answers: CompositeAnswers, subset: np.ndarray | None = None) -> CompositeRates:
     """The rates over the images indexed by `subset` (all of them by default). A benchmark draws subsets to measure
     what fewer images cost."""
     chosen = np.arange(len(answers.base_class)) if subset is None else np.asarray(subset)
-    base_class, predicted = answers.base_class[chosen], answers.predicted[:, :, chosen]
+    base_class = answers.base_class[chosen]
+    to_class, changed = _shares(answers.predicted[:, :, chosen], base_class, answers.classes)
+    blend_to_class, blend_changed = _shares(answers.blended[:, :, chosen], base_class, answers.classes)
+    probes = answers.predicted.shape[0] + answers.blended.shape[0]
+    passes = len(chosen) * (1 + probes * len(answers.classes))
+    return CompositeRates(
+        answers.classes, to_class, changed, blend_to_class, blend_changed, images=len(chosen), forward_passes=passes
+    )
+
+
+def _shares(predicted: np.ndarray, base_class: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per (probe, probed class) of `predicted` (probes, classes, images): the share of the images not already of
+    the class that go to it, and the share of all images whose answer changes."""
     to_class = np.zeros(predicted.shape[:2])
-    for i, k in enumerate(answers.classes):
+    for i, k in enumerate(classes):
         others = base_class != k
         if others.any():
             to_class[:, i] = (predicted[:, i, others] == k).mean(axis=1)
-    changed = (predicted != base_class).mean(axis=2)
-    passes = len(chosen) * (1 + predicted.shape[0] * predicted.shape[1])
-    return CompositeRates(answers.classes, to_class, changed, images=len(chosen), forward_passes=passes)
+    return to_class, (predicted != base_class).mean(axis=2)
 
 
 def composite_rates(model: ImageModel, signature: Signature, images: np.ndarray) -> CompositeRates:
-    """Apply each class's composite at every fraction in FRACTIONS to `images` (the model's layout), and count."""
+    """Apply each class's composites and blend probes to `images` (the model's layout), and count."""
     return rates_of(composite_answers(model, signature, images))
 
 
 def composite_features(rates: CompositeRates) -> np.ndarray:
     """COMPOSITE_FEATURE_NAMES: per fraction, the most-reached class's share, its gap to the runner-up and to the
-    median class; the same over the mean of the fractions; and the share of changed answers (top class, mean)."""
+    median class; the same over the mean of the fractions; the share of changed answers (top class, mean); and per
+    blend, the ranked shares and the changed answers together."""
     columns: list[float] = []
-    ordered = np.sort(rates.to_class, axis=1)[:, ::-1]
-    second = ordered[:, 1] if ordered.shape[1] > 1 else np.zeros(len(ordered))
-    median = np.median(rates.to_class, axis=1)
     for f in range(len(FRACTIONS)):
-        columns += [ordered[f, 0], ordered[f, 0] - second[f], ordered[f, 0] - median[f]]
-    curve = np.sort(rates.to_class.mean(axis=0))[::-1]
-    columns += [curve[0], curve[0] - (curve[1] if len(curve) > 1 else 0.0)]
+        columns += _ranked(rates.to_class[f])
+    curve = rates.to_class.mean(axis=0)
+    columns += _ranked(curve)[:2]
     for f in range(len(FRACTIONS)):
         columns += [rates.changed[f].max(), rates.changed[f].mean()]
+    for b in range(len(BLENDS)):
+        columns += [*_ranked(rates.blend_to_class[b]), rates.blend_changed[b].max(), rates.blend_changed[b].mean()]
     return np.asarray(columns, dtype=np.float64)
+
+
+def _ranked(shares: np.ndarray) -> list[float]:
+    """The top class's share, its gap to the runner-up and to the median class."""
+    ordered = np.sort(shares)[::-1]
+    top, second = float(ordered[0]), float(ordered[1]) if len(ordered) > 1 else 0.0
+    return [top, top - second, top - float(np.median(shares))]
 
 
 def composite_feature_names(scales: Sequence[int]) -> tuple[str, ...]:

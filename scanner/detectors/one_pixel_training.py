@@ -23,6 +23,7 @@ from scanner.detectors.cache_files import store_atomically
 from scanner.detectors.interface import CleanData, Progress, no_progress
 from scanner.detectors.one_pixel_classifier import COMBINED, Head, SignatureClassifier, fit_trees
 from scanner.detectors.one_pixel_composite import (
+    BLENDS,
     FRACTIONS,
     HELD_OUT_IMAGES,
     CompositeRates,
@@ -48,7 +49,7 @@ BASE_KINDS = ("clean", "synthetic")
 COMPOSITE = "composite"
 # Bumped whenever the signature or the composite computation changes, so its cached results are recomputed.
 SIGNATURE_CACHE_VERSION = "1"
-COMPOSITE_CACHE_VERSION = "3"
+COMPOSITE_CACHE_VERSION = "4"
 
 
 @dataclass(frozen=True)
@@ -168,13 +169,17 @@ def cached_composite_rates(
         signature.log_increase.tobytes(),
         images.tobytes(),
         str(FRACTIONS),
+        str(BLENDS),
         COMPOSITE_CACHE_VERSION,
     )
     path = cache_dir / f"{key}-composite.npz" if cache_dir is not None else None
     if path is not None and path.exists():
         with np.load(path) as data:
-            counts = int(data["images"]), int(data["forward_passes"])
-            return CompositeRates(data["classes"], data["to_class"], data["changed"], *counts)
+            return CompositeRates(
+                **{name: data[name] for name in ("classes", "to_class", "changed", "blend_to_class", "blend_changed")},
+                images=int(data["images"]),
+                forward_passes=int(data["forward_passes"]),
+            )
     rates = composite_rates(OnnxClassifier(artifact, threads=threads), signature, images)
     if path is not None:
         store_atomically(path, lambda partial: np.savez_compressed(partial, **asdict(rates)))

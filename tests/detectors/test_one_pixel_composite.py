@@ -1,15 +1,19 @@
-"""Composite probes on real ONNX models: a class's strongest signature cells, set together on held-out images."""
+"""Composite probes on real ONNX models: a class's strongest signature cells, set together on held-out images, and
+the whole image blended toward the class's best values."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper
 
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel_composite import (
+    BLENDS,
     COMPOSITE_FEATURE_NAMES,
     FRACTIONS,
     MAX_CLASSES,
@@ -21,7 +25,7 @@ from scanner.detectors.one_pixel_composite import (
     strongest_composite,
 )
 from scanner.detectors.one_pixel_signature import SignatureSettings, signature_for
-from scanner.findings import Layout
+from scanner.findings import InputSpec, Layout, ModelArtifact
 from scanner.runtime import OnnxClassifier
 from tests.detectors.pixel_readers import pixel_reader
 
@@ -41,7 +45,8 @@ def test_each_class_composite_sets_the_cell_its_class_reads(layout: Layout, scal
     rates = composite_rates(runner, signature, images)
     assert rates.to_class.shape == rates.changed.shape == (len(FRACTIONS), 4)
     np.testing.assert_array_equal(rates.to_class[0], np.ones(4))
-    assert rates.forward_passes == len(images) * (1 + len(FRACTIONS) * 4) and rates.images == len(images)
+    assert rates.blend_to_class.shape == rates.blend_changed.shape == (len(BLENDS), 4)
+    assert rates.forward_passes == len(images) * (1 + (len(FRACTIONS) + len(BLENDS)) * 4) and rates.images == 12
     features = composite_features(rates)
     assert features.shape == (len(COMPOSITE_FEATURE_NAMES),) and np.isfinite(features).all()
     reported = strongest_composite(rates, signature)
@@ -82,7 +87,7 @@ def test_a_model_with_many_classes_is_probed_on_its_strongest_classes_only() -> 
     rates = composite_rates(runner, replace(signature, log_increase=weak), images)
     np.testing.assert_array_equal(rates.classes, np.arange(4, 20))
     assert rates.to_class.shape == (len(FRACTIONS), MAX_CLASSES)
-    assert rates.forward_passes == len(images) * (1 + len(FRACTIONS) * MAX_CLASSES)
+    assert rates.forward_passes == len(images) * (1 + (len(FRACTIONS) + len(BLENDS)) * MAX_CLASSES)
     assert strongest_composite(rates, signature)["class"] >= 4
 
 
@@ -95,9 +100,9 @@ def test_cached_composite_rates_come_back_the_same(tmp_path: Path) -> None:
     computed = cached_composite_rates(artifact, signature, images, tmp_path)
     assert len(list(tmp_path.glob("*-composite.npz"))) == 1
     cached = cached_composite_rates(artifact, signature, images, tmp_path)
-    for name in ("classes", "to_class", "changed"):
+    for name in ("classes", "to_class", "changed", "blend_to_class", "blend_changed"):
         np.testing.assert_array_equal(getattr(cached, name), getattr(computed, name))
-    assert (cached.images, cached.forward_passes) == (computed.images, computed.forward_passes) == (6, 6 * 19)
+    assert (cached.images, cached.forward_passes) == (computed.images, computed.forward_passes) == (6, 6 * 31)
 
 
 def test_rates_over_a_subset_of_the_answers_are_the_rates_on_those_images() -> None:
@@ -110,7 +115,44 @@ def test_rates_over_a_subset_of_the_answers_are_the_rates_on_those_images() -> N
     answers = composite_answers(runner, signature, images)
     subset = np.array([1, 4, 5, 9, 17, 22, 29])
     counted, direct = rates_of(answers, subset), composite_rates(runner, signature, images[subset])
-    for name in ("classes", "to_class", "changed"):
+    for name in ("classes", "to_class", "changed", "blend_to_class", "blend_changed"):
         np.testing.assert_array_equal(getattr(counted, name), getattr(direct, name))
-    assert (counted.images, counted.forward_passes) == (direct.images, direct.forward_passes) == (7, 7 * 25)
+    assert (counted.images, counted.forward_passes) == (direct.images, direct.forward_passes) == (7, 7 * 41)
     assert rates_of(answers).changed.max() > 0 and rates_of(answers).images == 30
+
+
+def brightness_reader(threshold: float) -> ModelArtifact:
+    """A real ONNX classifier for 8x8 grey images: class 1 when the mean brightness is above `threshold`, else 0."""
+    weights = np.zeros((64, 2), dtype=np.float32)
+    weights[:, 1] = 40.0 / 64
+    bias = np.asarray([0.0, -40.0 * threshold], dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "weights"], ["raw"]),
+            helper.make_node("Add", ["raw", "bias"], ["logits"]),
+        ],
+        "brightness_reader",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2])],
+        [
+            helper.make_tensor("weights", TensorProto.FLOAT, weights.shape, weights.ravel()),
+            helper.make_tensor("bias", TensorProto.FLOAT, bias.shape, bias),
+        ],
+    )
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    spec = InputSpec("image", "logits", Layout.NCHW, 1, 8, 8, 2)
+    return ModelArtifact("brightness_reader.onnx", hashlib.sha256(data).hexdigest(), data, spec)
+
+
+def test_a_trigger_spread_over_the_image_answers_to_the_blend_probes_not_the_composites() -> None:
+    """Class 1 needs the mean brightness of dark images (about 0.05) above 0.3. No sixth of the pixels can get it
+    there, but blending every pixel 35% of the way toward class 1's value map (bright everywhere) can."""
+    runner = OnnxClassifier(brightness_reader(0.3), threads=1)
+    images = np.random.default_rng(3).uniform(0.0, 0.1, (10, 1, 8, 8)).astype(np.float32)
+    signature = signature_for(runner, images[:2], SignatureSettings(values=3))
+    rates = composite_rates(runner, signature, images[2:])
+    np.testing.assert_array_equal(rates.to_class[:, 1], np.zeros(len(FRACTIONS)))
+    np.testing.assert_array_equal(rates.blend_to_class[:, 1], [alpha >= 0.35 for alpha in BLENDS])
+    np.testing.assert_array_equal(rates.blend_changed[:, 1], rates.blend_to_class[:, 1])
+    np.testing.assert_array_equal(rates.blend_to_class[:, 0], np.zeros(len(BLENDS)))  # every image is already 0

@@ -12,7 +12,7 @@ from scanner.detectors import DETECTORS
 from scanner.detectors.interface import CleanData, DetectionContext
 from scanner.detectors.one_pixel import OnePixelDetector
 from scanner.detectors.one_pixel_classifier import COMBINED, LogisticHead, SignatureClassifier
-from scanner.detectors.one_pixel_composite import FRACTIONS, composite_feature_names
+from scanner.detectors.one_pixel_composite import BLENDS, FRACTIONS, composite_feature_names
 from scanner.detectors.one_pixel_features import feature_names
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
@@ -89,7 +89,7 @@ def test_with_clean_data_a_classifier_with_a_combined_head_gets_both_signatures_
     assert combined.details["classifier_head"] == COMBINED and combined.details["bases"] == "clean"
     # The composites: per scale, every class at every fraction on the 7 clean images that are not bases, plus
     # one pass of those images as they are.
-    composite_passes = 2 * (len(FRACTIONS) * 3 + 1) * 7
+    composite_passes = 2 * ((len(FRACTIONS) + len(BLENDS)) * 3 + 1) * 7
     assert combined.forward_passes == clean_only.forward_passes + synthetic.forward_passes + composite_passes  # type: ignore[operator]
     assert combined.details["composite"].keys() == {"class", "pixels", "share_of_images_sent", "images"}
     assert combined.details["composite"]["images"] == 7
@@ -101,7 +101,7 @@ def test_with_clean_data_a_classifier_with_a_combined_head_gets_both_signatures_
 
 @pytest.mark.parametrize("mode", ["full", "coarse-to-fine"])
 def test_the_composites_run_on_the_mode_s_number_of_held_out_images(mode: str) -> None:
-    """Full mode applies the composites to 128 held-out clean images, coarse-to-fine to 40: the whole detector's
+    """Full mode applies the composites to 128 held-out clean images, coarse-to-fine to 36: the whole detector's
     passes then fall about 5x, not only the signatures' (bench/RESULTS-one-pixel.md)."""
     artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=12)
     clean = CleanData(x=np.random.default_rng(1).random((200, 1, 8, 8), dtype=np.float32))
@@ -112,7 +112,7 @@ def test_the_composites_run_on_the_mode_s_number_of_held_out_images(mode: str) -
     settings = SignatureSettings(values=4, clean_bases=3, mode=mode)
     result = OnePixelDetector(settings, classifier=classifier).detect(artifact, DetectionContext(clean_data=clean))
     assert result.details["classifier_head"] == COMBINED
-    assert result.details["composite"]["images"] == {"full": 128, "coarse-to-fine": 40}[mode]
+    assert result.details["composite"]["images"] == {"full": 128, "coarse-to-fine": 36}[mode]
 
 
 def test_a_model_that_cannot_run_is_a_failed_result_not_an_exception() -> None:
