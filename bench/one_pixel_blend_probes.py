@@ -16,26 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.splits import leave_one_attack_out, leave_one_domain_out, mean_auc, random_split_auc
-from scanner.detectors.one_pixel_classifier import fit_trees
+from bench.splits import SPLITS, split_aucs, tree_scorer
 from scanner.detectors.one_pixel_composite import composite_feature_names
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import default_cache_dir, read_zoo, zoo_features
-
-
-def split_aucs(features: np.ndarray, zoo_table: dict[str, np.ndarray], tree_seed: int) -> list[float]:
-    labels = zoo_table["labels"]
-
-    def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        head = fit_trees(features[train], labels[train], seed=tree_seed)
-        return np.asarray([head.probability(features[i]) for i in test])
-
-    return [
-        random_split_auc(score, labels),
-        mean_auc(leave_one_attack_out(score, labels, zoo_table["attack"])),
-        mean_auc(leave_one_domain_out(score, labels, zoo_table["architecture"])),
-        mean_auc(leave_one_domain_out(score, labels, zoo_table["family"])),
-    ]
 
 
 def main() -> None:
@@ -50,19 +34,17 @@ def main() -> None:
     zoo = read_zoo(args.zoo)
     settings = SignatureSettings(values=args.values, mode=args.mode)
     table = zoo_features(zoo, settings, cache_dir=args.cache or default_cache_dir())
-    zoo_table = {
-        "labels": table.labels,
-        **{key: np.asarray([getattr(m, key) for m in zoo.models]) for key in ("attack", "architecture", "family")},
-    }
     signatures = np.hstack([np.nan_to_num(table.features[kind]) for kind in ("clean", "synthetic")])
     composites = np.nan_to_num(table.features["composite"])
     without = np.asarray([".blend." not in name for name in composite_feature_names(settings.scales)])
     print(f"## Blend probes: {len(zoo.models)} models, {settings}, {args.seeds} tree seeds\n")
-    print("| clean-data head | random | leave-one-attack-out | leave-one-architecture-out | leave-one-family-out |")
-    print("|---|---|---|---|---|")
+    print("| clean-data head | " + " | ".join(SPLITS) + " |")
+    print("|---|" + "---|" * len(SPLITS))
     for label, chosen in (("without the blend probes", without), ("with them (shipped)", np.ones_like(without))):
         features = np.hstack([signatures, composites[:, chosen]])
-        runs = np.asarray([split_aucs(features, zoo_table, seed) for seed in range(args.seeds)])
+        runs = np.asarray(
+            [split_aucs(tree_scorer(features, table.labels, seed), zoo.models) for seed in range(args.seeds)]
+        )
         means, errors = runs.mean(axis=0), runs.std(axis=0, ddof=1) / np.sqrt(len(runs))
         print(f"| {label} | " + " | ".join(f"{m:.3f} +- {e:.3f}" for m, e in zip(means, errors, strict=True)) + " |")
 

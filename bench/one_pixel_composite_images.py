@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.splits import leave_one_attack_out, leave_one_domain_out, mean_auc, random_split_auc
-from scanner.detectors.one_pixel_classifier import fit_trees
+from bench.splits import SPLITS, split_aucs, tree_scorer
 from scanner.detectors.one_pixel_composite import (
     HELD_OUT_IMAGES,
     CompositeAnswers,
@@ -47,7 +46,6 @@ from scanner.detectors.one_pixel_training import (
 from scanner.runtime import OnnxClassifier
 
 PerScale = list[CompositeAnswers]
-SPLITS = ("random", "leave-one-attack-out", "leave-one-architecture-out", "leave-one-family-out")
 
 
 def probe_zoo(zoo: Zoo, settings: SignatureSettings, cache_dir: Path) -> tuple[np.ndarray, list[PerScale]]:
@@ -70,24 +68,6 @@ def probe_zoo(zoo: Zoo, settings: SignatureSettings, cache_dir: Path) -> tuple[n
         print(f"\r  answers {done + 1}/{len(zoo.models)}", end="", flush=True, file=sys.stderr)
     print(file=sys.stderr)
     return np.nan_to_num(np.asarray(features)), answers
-
-
-def split_aucs(features: np.ndarray, zoo: Zoo) -> tuple[float, ...]:
-    labels = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
-
-    def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        head = fit_trees(features[train], labels[train])
-        return np.asarray([head.probability(row) for row in features[test]])
-
-    def of(key: str) -> np.ndarray:
-        return np.asarray([getattr(m, key) for m in zoo.models])
-
-    return (
-        random_split_auc(score, labels),
-        mean_auc(leave_one_attack_out(score, labels, of("attack"))),
-        mean_auc(leave_one_domain_out(score, labels, of("architecture"))),
-        mean_auc(leave_one_domain_out(score, labels, of("family"))),
-    )
 
 
 def _cell(aucs: np.ndarray) -> str:
@@ -113,6 +93,7 @@ def main() -> None:
     zoo = read_zoo(args.zoo)
     signatures, answers = probe_zoo(zoo, settings, cache_dir)
     pool = min(len(per_scale[0].base_class) for per_scale in answers)
+    labels = np.asarray([m.backdoored for m in zoo.models], dtype=np.int64)
 
     print(f"## Composite probes on fewer held-out images: {len(zoo.models)} models, settings {settings}\n")
     print("| images | composite passes per model | " + " | ".join(SPLITS) + " |")
@@ -127,7 +108,8 @@ def main() -> None:
                 rates = [rates_of(a, chosen) for a in per_scale]
                 composites.append(np.concatenate([composite_features(r) for r in rates]))
                 sample_passes.append(sum(r.forward_passes for r in rates))
-            rows.append(split_aucs(np.hstack([signatures, np.asarray(composites)]), zoo))
+            features = np.hstack([signatures, np.asarray(composites)])
+            rows.append(split_aucs(tree_scorer(features, labels), zoo.models))
             passes.append(np.mean(sample_passes))
         aucs = np.asarray(rows)
         cells = [_cell(aucs[:, split]) for split in range(len(SPLITS))]

@@ -3,16 +3,18 @@
 A scorer `(train indices, test indices) -> test scores` fits on the models indexed by `train`. Random: 5 folds
 (one seed per call). Leave-one-attack-out: for each attack, fit without its models and without a fold of the clean
 models, score both. Leave-one-domain-out (architecture, family): fit on the other domains. The grouped splits return
-group -> (labels, scores), so reports can show each group; `mean_auc` pools them.
+group -> (labels, scores), so reports can show each group; `mean_auc` pools them. `split_aucs` gives the four
+splits' AUCs of a zoo at once, and `tree_scorer` the scorer of the shipped kind of head.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from scanner.detectors.one_pixel_training import random_folds, roc_auc
+from scanner.detectors.one_pixel_classifier import fit_trees
+from scanner.detectors.one_pixel_training import ZooModel, random_folds, roc_auc
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 GroupResults = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -58,3 +60,31 @@ def mean_auc(results: GroupResults) -> float:
 
 def random_split_auc(scorer: Scorer, labels: np.ndarray, seeds: int = 3) -> float:
     return float(np.mean([roc_auc(labels, random_split(scorer, len(labels), seed)) for seed in range(seeds)]))
+
+
+SPLITS = ("random", "leave-one-attack-out", "leave-one-architecture-out", "leave-one-family-out")
+
+
+def split_aucs(scorer: Scorer, models: Sequence[ZooModel]) -> tuple[float, float, float, float]:
+    """The AUC on each of SPLITS: random (mean of 3 fold seeds), and the grouped ones pooled by `mean_auc`."""
+    labels = np.asarray([m.backdoored for m in models], dtype=np.int64)
+
+    def of(key: str) -> np.ndarray:
+        return np.asarray([getattr(m, key) for m in models])
+
+    return (
+        random_split_auc(scorer, labels),
+        mean_auc(leave_one_attack_out(scorer, labels, of("attack"))),
+        mean_auc(leave_one_domain_out(scorer, labels, of("architecture"))),
+        mean_auc(leave_one_domain_out(scorer, labels, of("family"))),
+    )
+
+
+def tree_scorer(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> Scorer:
+    """Fit the shipped kind of head (`fit_trees`, tree seed `seed`) on the training rows, score the test rows."""
+
+    def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        head = fit_trees(features[train], labels[train], seed=seed)
+        return np.asarray([head.probability(row) for row in features[test]])
+
+    return score
