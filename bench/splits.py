@@ -10,6 +10,7 @@ splits' AUCs of a zoo at once, and `tree_scorer` the scorer of the shipped kind 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,11 +81,12 @@ def split_aucs(scorer: Scorer, models: Sequence[ZooModel]) -> tuple[float, float
     )
 
 
-def tree_scorer(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> Scorer:
-    """Fit the shipped kind of head (`fit_trees`, tree seed `seed`) on the training rows, score the test rows."""
+def tree_scorer(features: np.ndarray, labels: np.ndarray, seed: int = 0, **settings: Any) -> Scorer:
+    """Fit the shipped kind of head (`fit_trees`, tree seed `seed`, other `settings` passed on) on the training
+    rows, score the test rows."""
 
     def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        head = fit_trees(features[train], labels[train], seed=seed)
+        head = fit_trees(features[train], labels[train], seed=seed, **settings)
         return np.asarray([head.probability(row) for row in features[test]])
 
     return score

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scanner.detectors.one_pixel_classifier import (
+    SPLIT_FEATURES,
     ClassifierFileError,
     LogisticHead,
     SignatureClassifier,
@@ -73,13 +74,13 @@ def test_the_numpy_tree_ensemble_reproduces_scikit_learn_and_survives_json() -> 
     from sklearn.ensemble import ExtraTreesClassifier
 
     rng = np.random.default_rng(4)
-    x = rng.normal(size=(150, 40))
+    x = rng.normal(size=(150, 60))  # more features than SPLIT_FEATURES: each split draws among some of them
     y = (x[:, 0] + 0.5 * x[:, 3] ** 2 > 0.6).astype(np.int64)  # not linear: what the trees are for
     head = fit_trees(x, y, seed=1)
     reference = ExtraTreesClassifier(
-        n_estimators=64, min_samples_leaf=4, max_features=0.3, class_weight="balanced", random_state=1
+        n_estimators=128, min_samples_leaf=4, max_features=SPLIT_FEATURES, class_weight="balanced", random_state=1
     ).fit(x, y)
-    test = rng.normal(size=(60, 40))
+    test = rng.normal(size=(60, 60))
     ours = [head.probability(row) for row in test]
     np.testing.assert_allclose(ours, reference.predict_proba(test)[:, 1], atol=1e-12)
     loaded = head_from_json(json.loads(json.dumps(head.to_json())))
