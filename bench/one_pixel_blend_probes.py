@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.splits import SPLITS, split_aucs, tree_scorer
+from bench.splits import SPLITS, tree_seed_cells
 from scanner.detectors.one_pixel_composite import composite_feature_names
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import default_cache_dir, read_zoo, zoo_features
@@ -42,11 +42,7 @@ def main() -> None:
     print("|---|" + "---|" * len(SPLITS))
     for label, chosen in (("without the blend probes", without), ("with them (shipped)", np.ones_like(without))):
         features = np.hstack([signatures, composites[:, chosen]])
-        runs = np.asarray(
-            [split_aucs(tree_scorer(features, table.labels, seed), zoo.models) for seed in range(args.seeds)]
-        )
-        means, errors = runs.mean(axis=0), runs.std(axis=0, ddof=1) / np.sqrt(len(runs))
-        print(f"| {label} | " + " | ".join(f"{m:.3f} +- {e:.3f}" for m, e in zip(means, errors, strict=True)) + " |")
+        print(f"| {label} | {tree_seed_cells(features, zoo.models, args.seeds)} |")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.splits import SPLITS, split_aucs, tree_scorer
+from bench.splits import SPLITS, tree_seed_cells
 from scanner.detectors.one_pixel_classifier import COMBINED, SPLIT_FEATURES, fit_trees
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import default_cache_dir, head_features, read_zoo, zoo_features
@@ -49,17 +49,7 @@ def main() -> None:
     for kind in (COMBINED, "synthetic"):
         features = np.nan_to_num(heads[kind])
         for label, trees, split_features in TREE_SETTINGS:
-            runs = np.asarray(
-                [
-                    split_aucs(
-                        tree_scorer(features, table.labels, seed, trees=trees, split_features=split_features),
-                        zoo.models,
-                    )
-                    for seed in range(args.seeds)
-                ]
-            )
-            means, errors = runs.mean(axis=0), runs.std(axis=0, ddof=1) / np.sqrt(len(runs))
-            aucs = " | ".join(f"{m:.3f} +- {e:.3f}" for m, e in zip(means, errors, strict=True))
+            aucs = tree_seed_cells(features, zoo.models, args.seeds, trees=trees, split_features=split_features)
             head = fit_trees(features, table.labels, trees=trees, split_features=split_features)
             size = len(json.dumps(head.to_json(), separators=(",", ":"))) / 1000
             print(f"| {kind} | {label} | {aucs} | {size:.0f} KB |", flush=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scanner.detectors.one_pixel_features import any_class_map
 from scanner.detectors.one_pixel_signature import Signature, SignatureSettings
 from scanner.detectors.one_pixel_training import (
     artifact_for,
@@ -33,9 +34,8 @@ PATCH_ATTACKS = ("patch", "all_to_all")
 def any_class_strength(signature: Signature) -> np.ndarray:
     """(rows, cols): per cell, the mean over bases of the largest rise toward a class other than the base's."""
     bases, classes, rows, cols = signature.log_increase.shape
-    rises = signature.log_increase.reshape(bases, classes, -1).astype(np.float64).copy()
-    rises[np.arange(bases), signature.base_probabilities.argmax(axis=1)] = -np.inf
-    return np.asarray(rises.max(axis=1).mean(axis=0).reshape(rows, cols))
+    rises = signature.log_increase.reshape(bases, classes, -1).astype(np.float64)
+    return np.asarray(any_class_map(rises, signature.base_probabilities).mean(axis=0).reshape(rows, cols))
 
 
 def best_trigger_rank(strength: np.ndarray, trigger: dict[str, int]) -> int:

@@ -34,7 +34,7 @@ FRACTIONS = (0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
 # How far each blend probe moves every pixel toward the class's value map (0: the image, 1: the value map).
 BLENDS = (0.1, 0.2, 0.35, 0.5)
 # Per signature mode, the clean images the composites are applied to (rates are shares of these). 36 is the most
-# that keeps coarse-to-fine 5x cheaper than full mode at K=16; it costs 0.01-0.025 AUC (bench/RESULTS-one-pixel.md).
+# that keeps coarse-to-fine 5x cheaper than full mode at K=16; it costs 0.010-0.018 AUC (bench/RESULTS-one-pixel.md).
 HELD_OUT_IMAGES = {"full": 128, "coarse-to-fine": 36}
 MAX_CLASSES = 16  # composites for at most this many classes
 
