@@ -2,9 +2,10 @@
 
 Probe the model around a few bases (clean images when clean data is given, fixed synthetic images otherwise), turn
 the signature into size- and class-count-free features, and let the shipped classifier say how likely a backdoor is.
-With clean data, the classifier also reads the fixed synthetic bases' signature and composite probes on held-out
-clean images: each class's strongest signature cells set together, and the whole image blended toward the class's
-best values (scanner.detectors.one_pixel_composite).
+With clean data, the classifier also reads the fixed synthetic bases' signature and probes on held-out clean images:
+each class's strongest signature cells set together, the whole image blended toward the class's best values
+(scanner.detectors.one_pixel_composite), and small saturated squares stamped on a grid of places
+(scanner.detectors.one_pixel_patches).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from scanner.detectors.one_pixel_composite import (
     strongest_composite,
 )
 from scanner.detectors.one_pixel_features import model_features, suspected_target
+from scanner.detectors.one_pixel_patches import (
+    PATCH_IMAGES,
+    PatchAnswers,
+    patch_answers,
+    patch_features,
+    strongest_patch,
+)
 from scanner.detectors.one_pixel_signature import (
     Signature,
     SignatureSettings,
@@ -45,9 +53,9 @@ NAME = "one_pixel"
 
 class OnePixelDetector(Detector):
     name: ClassVar[str] = NAME
-    # 3: with clean data, the signatures on clean and synthetic bases and the clean signatures' composite probes
-    # feed one head (2: the signatures alone; 1: a logistic head).
-    version: ClassVar[str] = "3"
+    # 4: with clean data, the patch probes join the signatures on clean and synthetic bases and the composite probes
+    # (3: without the patch probes; 2: the signatures alone; 1: a logistic head).
+    version: ClassVar[str] = "4"
 
     def __init__(
         self,
@@ -81,10 +89,10 @@ class OnePixelDetector(Detector):
 
     def _probe(
         self, model: ModelArtifact, context: DetectionContext, *, with_composites: bool
-    ) -> tuple[tuple[Signature, ...], tuple[Signature, ...], tuple[CompositeRates, ...]]:
+    ) -> tuple[tuple[Signature, ...], tuple[Signature, ...], tuple[CompositeRates, ...], PatchAnswers | None]:
         """(signatures on the context's bases; when those were clean and `with_composites`, the signatures on
-        synthetic bases and the clean signatures' composite rates on held-out clean images, else none), each one
-        per scale, finest first.
+        synthetic bases, the clean signatures' composite rates on held-out clean images and the patch probes' answers
+        on the first of those, else none), signatures and rates one per scale, finest first.
 
         Raises on runtime trouble; `detect` turns that into a failed result."""
         from scanner.runtime import OnnxClassifier
@@ -93,7 +101,7 @@ class OnePixelDetector(Detector):
         bases, kind = choose_bases(model.spec, context, self.settings)
         more = kind == "clean" and with_composites
         # Progress in thousandths: the second signature costs about as much as the first, and at the default settings
-        # the composite and blend probes about as much as both.
+        # the composite, blend and patch probes about as much as both.
         stages = (0.25, 0.25, 0.5) if more else (1.0, 0.0, 0.0)
 
         def stage(index: int) -> Progress:
@@ -102,24 +110,28 @@ class OnePixelDetector(Detector):
 
         first = signatures_for(runner, bases, self.settings, base_kind=kind, progress=stage(0))
         if not more:
-            return first, (), ()
+            return first, (), (), None
         synthetic = signatures_for(
             runner, synthetic_bases(model.spec), self.settings, base_kind="synthetic", progress=stage(1)
         )
         assert context.clean_data is not None  # clean bases came from it
         count = HELD_OUT_IMAGES[self.settings.mode]
         images = held_out_images(context.clean_data, bases, count, seed=context.seed)
-        rates, composite_progress = [], stage(2)
+        rates, probe_progress = [], stage(2)
         for done, signature in enumerate(first):
             rates.append(composite_rates(runner, signature, images))
-            composite_progress(done + 1, len(first))
-        return first, synthetic, tuple(rates)
+            probe_progress(done + 1, len(first) + 1)
+        patches = patch_answers(runner, images[: PATCH_IMAGES[self.settings.mode]])
+        probe_progress(len(first) + 1, len(first) + 1)
+        return first, synthetic, tuple(rates), patches
 
     def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
         started = time.perf_counter()
         try:
             classifier = self.classifier
-            signatures, synthetic, rates = self._probe(model, context, with_composites=COMBINED in classifier.heads)
+            signatures, synthetic, rates, patches = self._probe(
+                model, context, with_composites=COMBINED in classifier.heads
+            )
         except ScannerError as error:
             return DetectorResult.failed(NAME, error.one_line())
         except Exception as error:  # ONNX Runtime raises its own types for graphs it cannot run
@@ -130,10 +142,9 @@ class OnePixelDetector(Detector):
             return DetectorResult.failed(
                 NAME, f"the classifier was trained on scales {classifier.scales}, not {tuple(self.settings.scales)}"
             )
-        if rates:
-            features = np.concatenate(
-                [model_features(signatures), model_features(synthetic), *(composite_features(r) for r in rates)]
-            )
+        if patches is not None:
+            probes = [*(composite_features(r) for r in rates), patch_features(patches)]
+            features = np.concatenate([model_features(signatures), model_features(synthetic), *probes])
             head = COMBINED
         else:
             features, head = model_features(signatures), signature.base_kind
@@ -141,8 +152,9 @@ class OnePixelDetector(Detector):
         target = suspected_target(signatures)
         details = _details(signature, target, model.spec)
         details["classifier_head"] = head
-        if rates:
+        if patches is not None:
             details["composite"] = strongest_composite(rates[0], signature)
+            details["patch"] = strongest_patch(patches)
         details["settings"] = asdict(self.settings)
         if context.artifacts_dir is not None:
             details["heatmap"] = str(write_signature_heatmap(signature, target, model, context.artifacts_dir, score))
@@ -152,7 +164,8 @@ class OnePixelDetector(Detector):
             score=score,
             target_class=target,
             forward_passes=sum(s.forward_passes for s in (*signatures, *synthetic))
-            + sum(r.forward_passes for r in rates),
+            + sum(r.forward_passes for r in rates)
+            + (patches.forward_passes if patches is not None else 0),
             seconds=time.perf_counter() - started,
             details=details,
         )

@@ -27,6 +27,7 @@ import numpy as np
 
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel_features import other_class_weights
+from scanner.detectors.one_pixel_patches import PATCH_FEATURE_NAMES
 from scanner.detectors.one_pixel_signature import ImageModel, Signature, chw_view, log_probabilities
 
 # Shares of the probe cells set at once: from a few pixels (a patch trigger) to a sixth of the image.
@@ -184,7 +185,10 @@ def _ranked(shares: np.ndarray) -> list[float]:
 
 
 def composite_feature_names(scales: Sequence[int]) -> tuple[str, ...]:
-    return tuple(f"s{scale}.composite.{name}" for scale in scales for name in COMPOSITE_FEATURE_NAMES)
+    """The probe features of the clean-data head: each scale's composites and blends, then the patch probes
+    (scanner.detectors.one_pixel_patches), which do not depend on a signature."""
+    per_scale = tuple(f"s{scale}.composite.{name}" for scale in scales for name in COMPOSITE_FEATURE_NAMES)
+    return per_scale + PATCH_FEATURE_NAMES
 
 
 def strongest_composite(rates: CompositeRates, signature: Signature, fraction: float = 0.02) -> dict[str, float]:

@@ -32,6 +32,14 @@ from scanner.detectors.one_pixel_composite import (
     held_out_images,
 )
 from scanner.detectors.one_pixel_features import model_features
+from scanner.detectors.one_pixel_patches import (
+    GRID,
+    PATCH_IMAGES,
+    RANDOM_PATTERNS,
+    PatchAnswers,
+    patch_answers,
+    patch_features,
+)
 from scanner.detectors.one_pixel_signature import (
     Signature,
     SignatureSettings,
@@ -45,11 +53,13 @@ from scanner.findings import InputSpec, Layout, ModelArtifact
 log = logging.getLogger(__name__)
 
 BASE_KINDS = ("clean", "synthetic")
-# Not a base kind: the clean signatures' composite features, computed whenever clean bases are.
+# Not a base kind: the probe features (the clean signatures' composites and blends, then the patch probes), computed
+# whenever clean bases are.
 COMPOSITE = "composite"
 # Bumped whenever the signature or the composite computation changes, so its cached results are recomputed.
 SIGNATURE_CACHE_VERSION = "1"
 COMPOSITE_CACHE_VERSION = "4"
+PATCH_CACHE_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,23 @@ def cached_composite_rates(
     return rates
 
 
+def cached_patch_answers(
+    artifact: ModelArtifact, images: np.ndarray, cache_dir: Path | None, *, threads: int | None = 1
+) -> PatchAnswers:
+    """The patch probes' answers on `images`, from the cache when computed before with the same everything."""
+    from scanner.runtime import OnnxClassifier
+
+    key = _cache_key(artifact.sha256, images.tobytes(), f"grid{GRID}", f"random{RANDOM_PATTERNS}", PATCH_CACHE_VERSION)
+    path = cache_dir / f"{key}-patches.npz" if cache_dir is not None else None
+    if path is not None and path.exists():
+        with np.load(path) as data:
+            return PatchAnswers(data["base_class"], data["answers"], data["drops"], side=int(data["side"]))
+    found = patch_answers(OnnxClassifier(artifact, threads=threads), images)
+    if path is not None:
+        store_atomically(path, lambda partial: np.savez_compressed(partial, **asdict(found)))
+    return found
+
+
 def _cache_key(*parts: str | bytes) -> str:
     encoded = [part if isinstance(part, bytes) else part.encode() for part in parts]
     return hashlib.sha256(b"|".join(encoded)).hexdigest()[:24]
@@ -235,8 +262,12 @@ def zoo_features(
             if kind == "clean" and clean is not None:
                 images = held_out_images(in_layout(clean, artifact.spec), bases, HELD_OUT_IMAGES[settings.mode])
                 rates = [cached_composite_rates(artifact, s, images, cache_dir, threads=threads) for s in signatures]
-                rows.setdefault(COMPOSITE, []).append(np.concatenate([composite_features(r) for r in rates]))
-                total += sum(r.forward_passes for r in rates)
+                patches = cached_patch_answers(
+                    artifact, images[: PATCH_IMAGES[settings.mode]], cache_dir, threads=threads
+                )
+                probes = [*(composite_features(r) for r in rates), patch_features(patches)]
+                rows.setdefault(COMPOSITE, []).append(np.concatenate(probes))
+                total += sum(r.forward_passes for r in rates) + patches.forward_passes
         passes.append(total)
         progress(done + 1, len(zoo.models))
     return ZooFeatures(
@@ -308,7 +339,7 @@ def random_folds(count: int, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
 
 def head_features(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per classifier head, its features: each base kind's, plus, when both kinds and the composites are there,
-    the COMBINED head's (clean, synthetic, composite: what the detector computes when clean data is given)."""
+    the COMBINED head's (clean, synthetic, probes: what the detector computes when clean data is given)."""
     heads = {kind: features[kind] for kind in BASE_KINDS if kind in features}
     if all(name in features for name in (*BASE_KINDS, COMPOSITE)):
         heads[COMBINED] = np.concatenate([features["clean"], features["synthetic"], features[COMPOSITE]], axis=1)

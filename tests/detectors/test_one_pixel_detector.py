@@ -14,6 +14,7 @@ from scanner.detectors.one_pixel import OnePixelDetector
 from scanner.detectors.one_pixel_classifier import COMBINED, LogisticHead, SignatureClassifier
 from scanner.detectors.one_pixel_composite import BLENDS, FRACTIONS, composite_feature_names
 from scanner.detectors.one_pixel_features import feature_names
+from scanner.detectors.one_pixel_patches import GRID, RANDOM_PATTERNS
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
 from tests.detectors.pixel_readers import pixel_reader
@@ -90,9 +91,14 @@ def test_with_clean_data_a_classifier_with_a_combined_head_gets_both_signatures_
     # The composites: per scale, every class at every fraction on the 7 clean images that are not bases, plus
     # one pass of those images as they are.
     composite_passes = 2 * ((len(FRACTIONS) + len(BLENDS)) * 3 + 1) * 7
-    assert combined.forward_passes == clean_only.forward_passes + synthetic.forward_passes + composite_passes  # type: ignore[operator]
+    # The patch probes: every pattern (2 solid grey levels, the random ones) at every place, on the same 7 images.
+    patch_passes = ((2 + RANDOM_PATTERNS) * GRID * GRID + 1) * 7
+    probe_passes = composite_passes + patch_passes
+    assert combined.forward_passes == clean_only.forward_passes + synthetic.forward_passes + probe_passes  # type: ignore[operator]
     assert combined.details["composite"].keys() == {"class", "pixels", "share_of_images_sent", "images"}
     assert combined.details["composite"]["images"] == 7
+    assert combined.details["patch"].keys() == {"side", "share_of_images_changed", "images"}
+    assert combined.details["patch"]["images"] == 7
     assert combined.score is not None and combined.score != 0.5
     done = [step for step, _ in steps]
     assert done == sorted(done) and steps[-1][0] == steps[-1][1]  # the bar never goes back, and ends full
@@ -101,8 +107,9 @@ def test_with_clean_data_a_classifier_with_a_combined_head_gets_both_signatures_
 
 @pytest.mark.parametrize("mode", ["full", "coarse-to-fine"])
 def test_the_composites_run_on_the_mode_s_number_of_held_out_images(mode: str) -> None:
-    """Full mode applies the composites to 128 held-out clean images, coarse-to-fine to 36: the whole detector's
-    passes then fall about 5x, not only the signatures' (bench/RESULTS-one-pixel.md)."""
+    """Full mode applies the composites to 128 held-out clean images and the patch probes to the first 32 of them,
+    coarse-to-fine to 36 and 8: the whole detector's passes then fall about 5x, not only the signatures'
+    (bench/RESULTS-one-pixel.md)."""
     artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=12)
     clean = CleanData(x=np.random.default_rng(1).random((200, 1, 8, 8), dtype=np.float32))
     n, m = len(feature_names((1, 2))), len(composite_feature_names((1, 2)))
@@ -113,6 +120,7 @@ def test_the_composites_run_on_the_mode_s_number_of_held_out_images(mode: str) -
     result = OnePixelDetector(settings, classifier=classifier).detect(artifact, DetectionContext(clean_data=clean))
     assert result.details["classifier_head"] == COMBINED
     assert result.details["composite"]["images"] == {"full": 128, "coarse-to-fine": 36}[mode]
+    assert result.details["patch"]["images"] == {"full": 32, "coarse-to-fine": 8}[mode]
 
 
 def test_a_model_that_cannot_run_is_a_failed_result_not_an_exception() -> None:
