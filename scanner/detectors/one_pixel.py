@@ -23,9 +23,9 @@ from scanner.detectors.one_pixel_classifier import COMBINED, SignatureClassifier
 from scanner.detectors.one_pixel_composite import (
     HELD_OUT_IMAGES,
     CompositeRates,
-    composite_features,
     composite_rates,
     held_out_images,
+    probe_features,
     strongest_composite,
 )
 from scanner.detectors.one_pixel_features import model_features, suspected_target
@@ -33,7 +33,6 @@ from scanner.detectors.one_pixel_patches import (
     PATCH_IMAGES,
     PatchAnswers,
     patch_answers,
-    patch_features,
     strongest_patch,
 )
 from scanner.detectors.one_pixel_signature import (
@@ -143,8 +142,9 @@ class OnePixelDetector(Detector):
                 NAME, f"the classifier was trained on scales {classifier.scales}, not {tuple(self.settings.scales)}"
             )
         if patches is not None:
-            probes = [*(composite_features(r) for r in rates), patch_features(patches)]
-            features = np.concatenate([model_features(signatures), model_features(synthetic), *probes])
+            features = np.concatenate(
+                [model_features(signatures), model_features(synthetic), probe_features(rates, patches)]
+            )
             head = COMBINED
         else:
             features, head = model_features(signatures), signature.base_kind

@@ -27,7 +27,7 @@ import numpy as np
 
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel_features import other_class_weights
-from scanner.detectors.one_pixel_patches import PATCH_FEATURE_NAMES
+from scanner.detectors.one_pixel_patches import PATCH_FEATURE_NAMES, PatchAnswers, patch_features
 from scanner.detectors.one_pixel_signature import ImageModel, Signature, chw_view, log_probabilities
 
 # Shares of the probe cells set at once: from a few pixels (a patch trigger) to a sixth of the image.
@@ -189,6 +189,11 @@ def composite_feature_names(scales: Sequence[int]) -> tuple[str, ...]:
     (scanner.detectors.one_pixel_patches), which do not depend on a signature."""
     per_scale = tuple(f"s{scale}.composite.{name}" for scale in scales for name in COMPOSITE_FEATURE_NAMES)
     return per_scale + PATCH_FEATURE_NAMES
+
+
+def probe_features(rates: Sequence[CompositeRates], patches: PatchAnswers) -> np.ndarray:
+    """The values of composite_feature_names: `rates` one per scale (finest first), then the patch probes."""
+    return np.concatenate([*(composite_features(r) for r in rates), patch_features(patches)])
 
 
 def strongest_composite(rates: CompositeRates, signature: Signature, fraction: float = 0.02) -> dict[str, float]:

@@ -79,6 +79,7 @@ def patch_answers(model: ImageModel, images: np.ndarray) -> PatchAnswers:
     base = np.exp(log_probabilities(model.logits(images)))
     base_class = base.argmax(axis=1)
     every = np.arange(len(images))
+    own = base[every, base_class]  # each image's probability of its own class, unstamped
     stamps = patterns(spec.channels, side)
     answers = np.zeros((len(stamps), len(places), len(images)), dtype=np.int64)
     drops = np.zeros(answers.shape, dtype=np.float32)
@@ -88,7 +89,7 @@ def patch_answers(model: ImageModel, images: np.ndarray) -> PatchAnswers:
             chw_view(batch, spec.layout)[:, :, row : row + side, col : col + side] = stamp
             probabilities = np.exp(log_probabilities(model.logits(batch)))
             answers[p, q] = probabilities.argmax(axis=1)
-            drops[p, q] = base[every, base_class] - probabilities[every, base_class]
+            drops[p, q] = own - probabilities[every, base_class]
     return PatchAnswers(base_class, answers, drops, side)
 
 

@@ -27,9 +27,9 @@ from scanner.detectors.one_pixel_composite import (
     FRACTIONS,
     HELD_OUT_IMAGES,
     CompositeRates,
-    composite_features,
     composite_rates,
     held_out_images,
+    probe_features,
 )
 from scanner.detectors.one_pixel_features import model_features
 from scanner.detectors.one_pixel_patches import (
@@ -38,7 +38,6 @@ from scanner.detectors.one_pixel_patches import (
     RANDOM_PATTERNS,
     PatchAnswers,
     patch_answers,
-    patch_features,
 )
 from scanner.detectors.one_pixel_signature import (
     Signature,
@@ -265,8 +264,7 @@ def zoo_features(
                 patches = cached_patch_answers(
                     artifact, images[: PATCH_IMAGES[settings.mode]], cache_dir, threads=threads
                 )
-                probes = [*(composite_features(r) for r in rates), patch_features(patches)]
-                rows.setdefault(COMPOSITE, []).append(np.concatenate(probes))
+                rows.setdefault(COMPOSITE, []).append(probe_features(rates, patches))
                 total += sum(r.forward_passes for r in rates) + patches.forward_passes
         passes.append(total)
         progress(done + 1, len(zoo.models))
