@@ -3,7 +3,8 @@
     python -m bench.one_pixel_composite_images --zoo DIR [--values 16] [--mode coarse-to-fine] \\
         [--images 32,40,48,64] [--samples 10]
 
-Per zoo model, the composites of the mode's cached clean signatures run once on the full mode's 128 held-out images.
+Per zoo model, the composites of the mode's cached clean signatures (of the scales that get them in that mode) run
+once on the full mode's 128 held-out images.
 Each image count is then scored on `--samples` random subsets of those answers, one subset for all models (as in the
 product, where the same clean data gives every model the same images), counted by the product's own `rates_of`. The
 clean-data head (clean + synthetic signatures + composites) is fitted and scored on the honest splits for each
@@ -28,6 +29,7 @@ from scanner.detectors.one_pixel_composite import (
     CompositeAnswers,
     composite_answers,
     composite_features,
+    composite_scales,
     held_out_images,
     rates_of,
 )
@@ -64,7 +66,8 @@ def probe_zoo(zoo: Zoo, settings: SignatureSettings, cache_dir: Path) -> tuple[n
         assert clean is not None
         images = held_out_images(in_layout(clean, artifact.spec), bases["clean"], HELD_OUT_IMAGES["full"])
         runner = OnnxClassifier(artifact, threads=1)
-        answers.append([composite_answers(runner, signature, images) for signature in signatures["clean"]])
+        probed = signatures["clean"][: len(composite_scales(settings.scales, settings.mode))]
+        answers.append([composite_answers(runner, signature, images) for signature in probed])
         print(f"\r  answers {done + 1}/{len(zoo.models)}", end="", flush=True, file=sys.stderr)
     print(file=sys.stderr)
     return np.nan_to_num(np.asarray(features)), answers

@@ -24,6 +24,7 @@ from scanner.detectors.one_pixel_composite import (
     HELD_OUT_IMAGES,
     CompositeRates,
     composite_rates,
+    composite_scales,
     held_out_images,
     probe_features,
     strongest_composite,
@@ -116,12 +117,13 @@ class OnePixelDetector(Detector):
         assert context.clean_data is not None  # clean bases came from it
         count = HELD_OUT_IMAGES[self.settings.mode]
         images = held_out_images(context.clean_data, bases, count, seed=context.seed)
+        probed = first[: len(composite_scales(self.settings.scales, self.settings.mode))]
         rates, probe_progress = [], stage(2)
-        for done, signature in enumerate(first):
+        for done, signature in enumerate(probed):
             rates.append(composite_rates(runner, signature, images))
-            probe_progress(done + 1, len(first) + 1)
+            probe_progress(done + 1, len(probed) + 1)
         patches = patch_answers(runner, images[: PATCH_IMAGES[self.settings.mode]])
-        probe_progress(len(first) + 1, len(first) + 1)
+        probe_progress(len(probed) + 1, len(probed) + 1)
         return first, synthetic, tuple(rates), patches
 
     def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
@@ -137,9 +139,11 @@ class OnePixelDetector(Detector):
             log.debug("one-pixel signature failed for %s", model.path, exc_info=True)
             return DetectorResult.failed(NAME, f"could not run the model: {type(error).__name__}: {error}")
         signature = signatures[0]  # the finest: peak and heatmap come from it
-        if tuple(self.settings.scales) != classifier.scales:
+        if (tuple(self.settings.scales), self.settings.mode) != (classifier.scales, classifier.mode):
             return DetectorResult.failed(
-                NAME, f"the classifier was trained on scales {classifier.scales}, not {tuple(self.settings.scales)}"
+                NAME,
+                f"the classifier was trained on scales {classifier.scales} in {classifier.mode} mode,"
+                f" not {tuple(self.settings.scales)} in {self.settings.mode} mode",
             )
         if patches is not None:
             features = np.concatenate(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from scanner.detectors.one_pixel_composite import composite_feature_names
+from scanner.detectors.one_pixel_composite import COMPOSITE_SCALES, composite_feature_names
 from scanner.detectors.one_pixel_features import feature_names
 from scanner.errors import DetectorError
 
@@ -159,11 +159,15 @@ class SignatureClassifier:
     def scales(self) -> tuple[int, ...]:
         return tuple(self.settings.get("scales", (1,)))
 
+    @property
+    def mode(self) -> str:
+        return str(self.settings.get("mode", "full"))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "feature_names": list(feature_names(self.scales)),
-            "composite_feature_names": list(composite_feature_names(self.scales)),
+            "composite_feature_names": list(composite_feature_names(self.scales, self.mode)),
             "settings": self.settings,
             "heads": {kind: head.to_json() for kind, head in self.heads.items()},
             "provenance": self.provenance,
@@ -177,11 +181,13 @@ class SignatureClassifier:
         if data.get("format") != FORMAT:
             raise ClassifierFileError(f"{source}: not a {FORMAT} file (format {data.get('format')!r})")
         settings = dict(data.get("settings", {}))
-        scales = tuple(settings.get("scales", (1,)))
+        scales, mode = tuple(settings.get("scales", (1,))), str(settings.get("mode", "full"))
+        if mode not in COMPOSITE_SCALES:
+            raise ClassifierFileError(f"{source}: unknown signature mode {mode!r}")
         heads = {kind: head_from_json(head) for kind, head in data["heads"].items()}
         composite = tuple(data.get("composite_feature_names", ()))
         if tuple(data.get("feature_names", ())) != feature_names(scales) or (
-            COMBINED in heads and composite != composite_feature_names(scales)
+            COMBINED in heads and composite != composite_feature_names(scales, mode)
         ):
             raise ClassifierFileError(f"{source}: trained on other features than this scanner computes")
         if not heads:

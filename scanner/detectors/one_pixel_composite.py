@@ -14,8 +14,8 @@ far, but the value map still leans its way, and a backdoored model follows it at
 
 Forward passes per signature: ((len(FRACTIONS) + len(BLENDS)) x classes + 1) x held-out images, for at most
 MAX_CLASSES classes (those whose signatures rise most), so that a 1000-class model costs no more than a 16-class one.
-Coarse-to-fine mode applies the probes to fewer images (HELD_OUT_IMAGES), so that the whole detector's passes fall
-5x, not only the signatures'.
+Coarse-to-fine mode probes only the finest scale's signature (COMPOSITE_SCALES), on fewer images (HELD_OUT_IMAGES),
+so that the whole detector's passes fall 5x, not only the signatures'.
 """
 
 from __future__ import annotations
@@ -34,9 +34,12 @@ from scanner.detectors.one_pixel_signature import ImageModel, Signature, chw_vie
 FRACTIONS = (0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
 # How far each blend probe moves every pixel toward the class's value map (0: the image, 1: the value map).
 BLENDS = (0.1, 0.2, 0.35, 0.5)
-# Per signature mode, the clean images the composites are applied to (rates are shares of these). 36 is the most
-# that keeps coarse-to-fine 5x cheaper than full mode at K=16; it costs 0.010-0.018 AUC (bench/RESULTS-one-pixel.md).
-HELD_OUT_IMAGES = {"full": 128, "coarse-to-fine": 36}
+# Per signature mode, the clean images the composites are applied to (rates are shares of these), and how many of
+# the scales' signatures (finest first; None: all) get them. Coarse-to-fine has the passes for 36 images at both
+# scales or 72 at the finest: the second scale's composites added nothing there, and twice the images bring its AUC
+# within 0.02 of full mode's at K=16 (bench/RESULTS-one-pixel.md, thirteenth session).
+HELD_OUT_IMAGES = {"full": 128, "coarse-to-fine": 72}
+COMPOSITE_SCALES = {"full": None, "coarse-to-fine": 1}
 MAX_CLASSES = 16  # composites for at most this many classes
 
 _RATE_STATISTICS = ("top", "gap", "above_median")
@@ -184,15 +187,21 @@ def _ranked(shares: np.ndarray) -> list[float]:
     return [top, top - second, top - float(np.median(shares))]
 
 
-def composite_feature_names(scales: Sequence[int]) -> tuple[str, ...]:
-    """The probe features of the clean-data head: each scale's composites and blends, then the patch probes
-    (scanner.detectors.one_pixel_patches), which do not depend on a signature."""
-    per_scale = tuple(f"s{scale}.composite.{name}" for scale in scales for name in COMPOSITE_FEATURE_NAMES)
+def composite_scales(scales: Sequence[int], mode: str) -> tuple[int, ...]:
+    """Of a signature's `scales` (finest first), those whose signatures get composite probes in signature `mode`."""
+    return tuple(scales)[: COMPOSITE_SCALES[mode]]
+
+
+def composite_feature_names(scales: Sequence[int], mode: str = "full") -> tuple[str, ...]:
+    """The probe features of the clean-data head: the composites and blends of each scale that gets them in `mode`,
+    then the patch probes (scanner.detectors.one_pixel_patches), which do not depend on a signature."""
+    probed = composite_scales(scales, mode)
+    per_scale = tuple(f"s{scale}.composite.{name}" for scale in probed for name in COMPOSITE_FEATURE_NAMES)
     return per_scale + PATCH_FEATURE_NAMES
 
 
 def probe_features(rates: Sequence[CompositeRates], patches: PatchAnswers) -> np.ndarray:
-    """The values of composite_feature_names: `rates` one per scale (finest first), then the patch probes."""
+    """The values of composite_feature_names: `rates` one per probed scale (finest first), then the patch probes."""
     return np.concatenate([*(composite_features(r) for r in rates), patch_features(patches)])
 
 

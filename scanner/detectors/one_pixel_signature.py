@@ -61,10 +61,11 @@ class SignatureSettings:
       "full"            every location x every candidate value (x every channel when per_channel)
       "coarse-to-fine"  the two extreme values on all channels at once everywhere, then the full K (and
                         per_channel) only at the locations where the change was largest, per class; with clean
-                        data the composite and blend probes run on 36 held-out images, not 128, and the patch
-                        probes on 8, not 32. At K=16 on the bench zoo: 5.7x fewer signature passes, 5.0x fewer for
-                        the whole detector with clean data; before the patch probes, AUC 0.010-0.018 below full on
-                        average over image samples (bench/RESULTS-one-pixel.md)
+                        data the composite and blend probes run on the finest scale's signature only, on 72
+                        held-out images, not both scales' on 128, and the patch probes on 8 images, not 32. At K=16
+                        on the bench zoo: 5.7x fewer signature passes, 5.0x fewer for the whole detector with clean
+                        data, at an AUC at most 0.018 below full mode (5 tree seeds, 3 image draws;
+                        bench/RESULTS-one-pixel.md)
     Inputs larger than max_grid on a side are probed on a grid of at most max_grid x max_grid patches instead of
     pixels, in either mode: the cost stays bounded (at most max_grid^2 cells), at the price of resolution (a trigger
     smaller than a cell is only found if filling its whole cell with one value still fires it).

@@ -28,6 +28,7 @@ from scanner.detectors.one_pixel_composite import (
     HELD_OUT_IMAGES,
     CompositeRates,
     composite_rates,
+    composite_scales,
     held_out_images,
     probe_features,
 )
@@ -239,7 +240,10 @@ def zoo_features(
     cache_dir: Path | None = None,
     progress: Progress = no_progress,
     threads: int | None = 1,
+    image_seed: int = 0,
 ) -> ZooFeatures:
+    """Every zoo model's features, as the detector computes them; `image_seed` draws the held-out clean images the
+    probes use (the detector's DetectionContext.seed, 0 by default; a benchmark draws others)."""
     started = time.perf_counter()
     rows: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
     passes = []
@@ -259,8 +263,10 @@ def zoo_features(
             rows[kind].append(model_features(signatures))
             total += sum(signature.forward_passes for signature in signatures)
             if kind == "clean" and clean is not None:
-                images = held_out_images(in_layout(clean, artifact.spec), bases, HELD_OUT_IMAGES[settings.mode])
-                rates = [cached_composite_rates(artifact, s, images, cache_dir, threads=threads) for s in signatures]
+                count = HELD_OUT_IMAGES[settings.mode]
+                images = held_out_images(in_layout(clean, artifact.spec), bases, count, seed=image_seed)
+                probed = signatures[: len(composite_scales(settings.scales, settings.mode))]
+                rates = [cached_composite_rates(artifact, s, images, cache_dir, threads=threads) for s in probed]
                 patches = cached_patch_answers(
                     artifact, images[: PATCH_IMAGES[settings.mode]], cache_dir, threads=threads
                 )

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scanner.detectors.one_pixel_classifier import (
+    COMBINED,
     SPLIT_FEATURES,
     ClassifierFileError,
     LogisticHead,
@@ -18,6 +19,7 @@ from scanner.detectors.one_pixel_classifier import (
     fit_trees,
     head_from_json,
 )
+from scanner.detectors.one_pixel_composite import composite_feature_names
 from scanner.detectors.one_pixel_features import FEATURE_NAMES, feature_names, features_from, suspected_target
 from scanner.detectors.one_pixel_signature import Signature
 
@@ -117,6 +119,20 @@ def test_classifier_files_round_trip(tmp_path: Path) -> None:
     features = rng.normal(size=n)
     assert loaded.probability(features, "clean") == classifier.probability(features, "clean")
     assert loaded.settings == {"values": 8, "scales": [1, 2]}
+
+
+def test_a_coarse_to_fine_classifier_names_only_the_finest_scale_s_composites(tmp_path: Path) -> None:
+    n = len(feature_names((1, 2)))
+    head = LogisticHead(np.zeros(n), np.ones(n), np.zeros(n), 0.0)
+    settings = {"scales": [1, 2], "mode": "coarse-to-fine"}
+    SignatureClassifier({"clean": head, COMBINED: head}, settings, {}).save(tmp_path / "c2f.json")
+    names = json.loads((tmp_path / "c2f.json").read_text())["composite_feature_names"]
+    assert names == list(composite_feature_names((1,))) and not any(name.startswith("s2.") for name in names)
+    assert SignatureClassifier.load(tmp_path / "c2f.json").mode == "coarse-to-fine"
+    unknown = {**json.loads((tmp_path / "c2f.json").read_text()), "settings": {**settings, "mode": "fastest"}}
+    (tmp_path / "unknown.json").write_text(json.dumps(unknown))
+    with pytest.raises(ClassifierFileError, match="unknown signature mode 'fastest'"):
+        SignatureClassifier.load(tmp_path / "unknown.json")
 
 
 def test_foreign_or_stale_classifier_files_are_refused_with_a_hint(tmp_path: Path) -> None:

@@ -20,11 +20,11 @@ from scanner.findings import InputSpec, Layout, ModelArtifact, Status
 from tests.detectors.pixel_readers import pixel_reader
 
 
-def neutral_classifier() -> SignatureClassifier:
+def neutral_classifier(mode: str = "full") -> SignatureClassifier:
     """Scores 0.5 for every model: for tests of everything but the score."""
     n = len(feature_names((1, 2)))
     head = LogisticHead(np.zeros(n), np.ones(n), np.zeros(n), 0.0)
-    return SignatureClassifier({"clean": head, "synthetic": head}, {"scales": [1, 2]}, {})
+    return SignatureClassifier({"clean": head, "synthetic": head}, {"scales": [1, 2], "mode": mode}, {})
 
 
 def test_registered_under_its_cli_name() -> None:
@@ -106,21 +106,39 @@ def test_with_clean_data_a_classifier_with_a_combined_head_gets_both_signatures_
 
 
 @pytest.mark.parametrize("mode", ["full", "coarse-to-fine"])
-def test_the_composites_run_on_the_mode_s_number_of_held_out_images(mode: str) -> None:
-    """Full mode applies the composites to 128 held-out clean images and the patch probes to the first 32 of them,
-    coarse-to-fine to 36 and 8: the whole detector's passes then fall about 5x, not only the signatures'
-    (bench/RESULTS-one-pixel.md)."""
+def test_the_probes_run_on_the_mode_s_scales_and_number_of_held_out_images(mode: str) -> None:
+    """Full mode applies the composites of both scales' signatures to 128 held-out clean images and the patch probes
+    to the first 32 of them; coarse-to-fine only the finest scale's, to 72 images, and the patch probes to 8: the
+    whole detector's passes then fall about 5x, not only the signatures' (bench/RESULTS-one-pixel.md)."""
     artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=12)
     clean = CleanData(x=np.random.default_rng(1).random((200, 1, 8, 8), dtype=np.float32))
-    n, m = len(feature_names((1, 2))), len(composite_feature_names((1, 2)))
+    n, m = len(feature_names((1, 2))), len(composite_feature_names((1, 2), mode))
     head = LogisticHead(np.zeros(2 * n + m), np.ones(2 * n + m), np.zeros(2 * n + m), 0.0)
     neutral = neutral_classifier()
-    classifier = SignatureClassifier({**neutral.heads, COMBINED: head}, neutral.settings, {})
+    trained = {**neutral.settings, "mode": mode}
+    classifier = SignatureClassifier({**neutral.heads, COMBINED: head}, trained, {})
     settings = SignatureSettings(values=4, clean_bases=3, mode=mode)
     result = OnePixelDetector(settings, classifier=classifier).detect(artifact, DetectionContext(clean_data=clean))
+    clean_only = OnePixelDetector(settings, classifier=neutral_classifier(mode)).detect(
+        artifact, DetectionContext(clean_data=clean)
+    )
+    synthetic = OnePixelDetector(settings, classifier=neutral_classifier(mode)).detect(artifact, DetectionContext())
     assert result.details["classifier_head"] == COMBINED
-    assert result.details["composite"]["images"] == {"full": 128, "coarse-to-fine": 36}[mode]
-    assert result.details["patch"]["images"] == {"full": 32, "coarse-to-fine": 8}[mode]
+    images, patch_images, scales = {"full": (128, 32, 2), "coarse-to-fine": (72, 8, 1)}[mode]
+    assert result.details["composite"]["images"] == images
+    assert result.details["patch"]["images"] == patch_images
+    composite_passes = scales * ((len(FRACTIONS) + len(BLENDS)) * 3 + 1) * images
+    patch_passes = ((2 + RANDOM_PATTERNS) * GRID * GRID + 1) * patch_images
+    probes = result.forward_passes - clean_only.forward_passes - synthetic.forward_passes  # type: ignore[operator]
+    assert probes == composite_passes + patch_passes
+
+
+def test_a_classifier_trained_in_another_mode_is_refused_not_fed_other_features() -> None:
+    artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=12)
+    settings = SignatureSettings(values=2, mode="coarse-to-fine")
+    result = OnePixelDetector(settings, classifier=neutral_classifier("full")).detect(artifact, DetectionContext())
+    assert result.status is Status.ERROR
+    assert result.reason and "trained on scales (1, 2) in full mode, not (1, 2) in coarse-to-fine mode" in result.reason
 
 
 def test_a_model_that_cannot_run_is_a_failed_result_not_an_exception() -> None:
