@@ -29,8 +29,8 @@ from scanner.detectors.one_pixel_composite import (
     CompositeAnswers,
     composite_answers,
     composite_features,
-    composite_scales,
     held_out_images,
+    probed_scales,
     rates_of,
 )
 from scanner.detectors.one_pixel_features import model_features
@@ -66,7 +66,7 @@ def probe_zoo(zoo: Zoo, settings: SignatureSettings, cache_dir: Path) -> tuple[n
         assert clean is not None
         images = held_out_images(in_layout(clean, artifact.spec), bases["clean"], HELD_OUT_IMAGES["full"])
         runner = OnnxClassifier(artifact, threads=1)
-        probed = signatures["clean"][: len(composite_scales(settings.scales, settings.mode))]
+        probed = probed_scales(signatures["clean"], settings.mode)
         answers.append([composite_answers(runner, signature, images) for signature in probed])
         print(f"\r  answers {done + 1}/{len(zoo.models)}", end="", flush=True, file=sys.stderr)
     print(file=sys.stderr)

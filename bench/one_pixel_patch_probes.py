@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.splits import SPLITS, tree_seed_cells
 from scanner.detectors.one_pixel_classifier import COMBINED
-from scanner.detectors.one_pixel_composite import HELD_OUT_IMAGES, held_out_images
+from scanner.detectors.one_pixel_composite import probe_images
 from scanner.detectors.one_pixel_patches import PATCH_FEATURE_NAMES, PATCH_IMAGES, PatchAnswers, patch_features
 from scanner.detectors.one_pixel_signature import SignatureSettings
 from scanner.detectors.one_pixel_training import (
@@ -41,8 +41,8 @@ def zoo_patch_answers(zoo: Zoo, settings: SignatureSettings, cache: Path) -> lis
         artifact, clean = artifact_for(model.path), zoo.clean_data(model.family)
         assert clean is not None  # zoo_features gave the clean-data head's features
         bases = bases_for("clean", artifact.spec, clean, settings)
-        images = held_out_images(in_layout(clean, artifact.spec), bases, HELD_OUT_IMAGES[settings.mode])
-        found.append(cached_patch_answers(artifact, images[: PATCH_IMAGES[settings.mode]], cache))
+        _, patch_images = probe_images(in_layout(clean, artifact.spec), bases, settings.mode)
+        found.append(cached_patch_answers(artifact, patch_images, cache))
     return found
 
 

@@ -21,17 +21,15 @@ import numpy as np
 from scanner.detectors.interface import DetectionContext, Detector, Progress
 from scanner.detectors.one_pixel_classifier import COMBINED, SignatureClassifier
 from scanner.detectors.one_pixel_composite import (
-    HELD_OUT_IMAGES,
     CompositeRates,
     composite_rates,
-    composite_scales,
-    held_out_images,
     probe_features,
+    probe_images,
+    probed_scales,
     strongest_composite,
 )
 from scanner.detectors.one_pixel_features import model_features, suspected_target
 from scanner.detectors.one_pixel_patches import (
-    PATCH_IMAGES,
     PatchAnswers,
     patch_answers,
     strongest_patch,
@@ -115,14 +113,13 @@ class OnePixelDetector(Detector):
             runner, synthetic_bases(model.spec), self.settings, base_kind="synthetic", progress=stage(1)
         )
         assert context.clean_data is not None  # clean bases came from it
-        count = HELD_OUT_IMAGES[self.settings.mode]
-        images = held_out_images(context.clean_data, bases, count, seed=context.seed)
-        probed = first[: len(composite_scales(self.settings.scales, self.settings.mode))]
+        images, patch_images = probe_images(context.clean_data, bases, self.settings.mode, seed=context.seed)
+        probed = probed_scales(first, self.settings.mode)
         rates, probe_progress = [], stage(2)
         for done, signature in enumerate(probed):
             rates.append(composite_rates(runner, signature, images))
             probe_progress(done + 1, len(probed) + 1)
-        patches = patch_answers(runner, images[: PATCH_IMAGES[self.settings.mode]])
+        patches = patch_answers(runner, patch_images)
         probe_progress(len(probed) + 1, len(probed) + 1)
         return first, synthetic, tuple(rates), patches
 

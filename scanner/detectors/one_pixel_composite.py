@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel_features import other_class_weights
-from scanner.detectors.one_pixel_patches import PATCH_FEATURE_NAMES, PatchAnswers, patch_features
+from scanner.detectors.one_pixel_patches import PATCH_FEATURE_NAMES, PATCH_IMAGES, PatchAnswers, patch_features
 from scanner.detectors.one_pixel_signature import ImageModel, Signature, chw_view, log_probabilities
 
 # Shares of the probe cells set at once: from a few pixels (a patch trigger) to a sixth of the image.
@@ -41,6 +42,7 @@ BLENDS = (0.1, 0.2, 0.35, 0.5)
 HELD_OUT_IMAGES = {"full": 128, "coarse-to-fine": 72}
 COMPOSITE_SCALES = {"full": None, "coarse-to-fine": 1}
 MAX_CLASSES = 16  # composites for at most this many classes
+T = TypeVar("T")
 
 _RATE_STATISTICS = ("top", "gap", "above_median")
 COMPOSITE_FEATURE_NAMES = tuple(
@@ -75,6 +77,13 @@ def held_out_images(clean: CleanData, bases: np.ndarray, count: int, seed: int =
     order = np.random.default_rng(seed).permutation(len(chosen))[:count]
     held_out: np.ndarray = images[np.sort(np.asarray(chosen)[order])]
     return held_out
+
+
+def probe_images(clean: CleanData, bases: np.ndarray, mode: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out clean images signature `mode` probes: (the composites' and blends', HELD_OUT_IMAGES of them;
+    the patch probes', the first PATCH_IMAGES of those)."""
+    images = held_out_images(clean, bases, HELD_OUT_IMAGES[mode], seed=seed)
+    return images, images[: PATCH_IMAGES[mode]]
 
 
 def _class_plans(signature: Signature, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -187,15 +196,16 @@ def _ranked(shares: np.ndarray) -> list[float]:
     return [top, top - second, top - float(np.median(shares))]
 
 
-def composite_scales(scales: Sequence[int], mode: str) -> tuple[int, ...]:
-    """Of a signature's `scales` (finest first), those whose signatures get composite probes in signature `mode`."""
-    return tuple(scales)[: COMPOSITE_SCALES[mode]]
+def probed_scales(per_scale: Sequence[T], mode: str) -> tuple[T, ...]:
+    """Of `per_scale` (one item per scale, finest first: the scales themselves, or their signatures), those of the
+    scales whose signatures get composite probes in signature `mode`."""
+    return tuple(per_scale)[: COMPOSITE_SCALES[mode]]
 
 
 def composite_feature_names(scales: Sequence[int], mode: str = "full") -> tuple[str, ...]:
     """The probe features of the clean-data head: the composites and blends of each scale that gets them in `mode`,
     then the patch probes (scanner.detectors.one_pixel_patches), which do not depend on a signature."""
-    probed = composite_scales(scales, mode)
+    probed = probed_scales(scales, mode)
     per_scale = tuple(f"s{scale}.composite.{name}" for scale in probed for name in COMPOSITE_FEATURE_NAMES)
     return per_scale + PATCH_FEATURE_NAMES
 

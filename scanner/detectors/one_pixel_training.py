@@ -25,17 +25,15 @@ from scanner.detectors.one_pixel_classifier import COMBINED, Head, SignatureClas
 from scanner.detectors.one_pixel_composite import (
     BLENDS,
     FRACTIONS,
-    HELD_OUT_IMAGES,
     CompositeRates,
     composite_rates,
-    composite_scales,
-    held_out_images,
     probe_features,
+    probe_images,
+    probed_scales,
 )
 from scanner.detectors.one_pixel_features import model_features
 from scanner.detectors.one_pixel_patches import (
     GRID,
-    PATCH_IMAGES,
     RANDOM_PATTERNS,
     PatchAnswers,
     patch_answers,
@@ -263,13 +261,11 @@ def zoo_features(
             rows[kind].append(model_features(signatures))
             total += sum(signature.forward_passes for signature in signatures)
             if kind == "clean" and clean is not None:
-                count = HELD_OUT_IMAGES[settings.mode]
-                images = held_out_images(in_layout(clean, artifact.spec), bases, count, seed=image_seed)
-                probed = signatures[: len(composite_scales(settings.scales, settings.mode))]
+                in_model = in_layout(clean, artifact.spec)
+                images, patch_images = probe_images(in_model, bases, settings.mode, seed=image_seed)
+                probed = probed_scales(signatures, settings.mode)
                 rates = [cached_composite_rates(artifact, s, images, cache_dir, threads=threads) for s in probed]
-                patches = cached_patch_answers(
-                    artifact, images[: PATCH_IMAGES[settings.mode]], cache_dir, threads=threads
-                )
+                patches = cached_patch_answers(artifact, patch_images, cache_dir, threads=threads)
                 rows.setdefault(COMPOSITE, []).append(probe_features(rates, patches))
                 total += sum(r.forward_passes for r in rates) + patches.forward_passes
         passes.append(total)
