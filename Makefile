@@ -48,6 +48,7 @@ lint: install
 # The quick benchmarks (need only the test zoo); the zoo-scale ones are run by hand: see bench/RESULTS.md.
 bench: test-zoo
 	$(PY) -m bench.runtime_batch_size
+	$(PY) -m bench.runtime_conv_widths
 	$(PY) -m bench.scan_directory "$$($(PY) -c 'import os, pathlib; from scanner.zoo.cache import ensure_test_zoo; \
 		print(ensure_test_zoo(pathlib.Path(os.environ["MODEL_SCANNER_CACHE"])))')" --count 14 --results /dev/stdout
 
