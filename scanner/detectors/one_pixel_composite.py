@@ -29,7 +29,7 @@ import numpy as np
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel_features import other_class_weights
 from scanner.detectors.one_pixel_patches import PATCH_FEATURE_NAMES, PATCH_IMAGES, PatchAnswers, patch_features
-from scanner.detectors.one_pixel_signature import ImageModel, Signature, chw_view, log_probabilities
+from scanner.detectors.one_pixel_signature import ImageModel, Signature, chw_view, log_probabilities_of
 
 # Shares of the probe cells set at once: from a few pixels (a patch trigger) to a sixth of the image.
 FRACTIONS = (0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
@@ -123,7 +123,7 @@ def composite_answers(model: ImageModel, signature: Signature, images: np.ndarra
     `images` (the model's layout)."""
     spec = model.spec
     images = np.asarray(images, dtype=np.float32)
-    base_class = log_probabilities(model.logits(images)).argmax(axis=1)
+    base_class = log_probabilities_of(model, images).argmax(axis=1)
     classes, rank, value = _class_plans(signature, spec.height, spec.width)
     cells = signature.log_increase.shape[2] * signature.log_increase.shape[3]
     predicted = np.zeros((len(FRACTIONS), len(classes), len(images)), dtype=np.int64)
@@ -132,14 +132,14 @@ def composite_answers(model: ImageModel, signature: Signature, images: np.ndarra
         for i in range(len(classes)):
             batch = images.copy()
             chw_view(batch, spec.layout)[:, :, chosen[i]] = value[i][chosen[i]]  # every channel of the chosen pixels
-            predicted[f, i] = log_probabilities(model.logits(batch)).argmax(axis=1)
+            predicted[f, i] = log_probabilities_of(model, batch).argmax(axis=1)
     blended = np.zeros((len(BLENDS), len(classes), len(images)), dtype=np.int64)
     for b, alpha in enumerate(BLENDS):
         for i in range(len(classes)):
             batch = images.copy()
             pixels = chw_view(batch, spec.layout)
             pixels += np.float32(alpha) * (value[i] - pixels)  # every channel toward the value map
-            blended[b, i] = log_probabilities(model.logits(batch)).argmax(axis=1)
+            blended[b, i] = log_probabilities_of(model, batch).argmax(axis=1)
     return CompositeAnswers(classes, base_class, predicted, blended)
 
 

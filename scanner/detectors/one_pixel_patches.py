@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scanner.detectors.one_pixel_signature import ImageModel, chw_view, log_probabilities
+from scanner.detectors.one_pixel_signature import ImageModel, chw_view, log_probabilities_of
 
 GRID = 4  # places per side
 RANDOM_PATTERNS = 8
@@ -76,7 +76,7 @@ def patch_answers(model: ImageModel, images: np.ndarray) -> PatchAnswers:
     rows = np.linspace(0, spec.height - side, GRID).round().astype(int)
     cols = np.linspace(0, spec.width - side, GRID).round().astype(int)
     places = [(row, col) for row in rows for col in cols]
-    base = np.exp(log_probabilities(model.logits(images)))
+    base = np.exp(log_probabilities_of(model, images))
     base_class = base.argmax(axis=1)
     every = np.arange(len(images))
     own = base[every, base_class]  # each image's probability of its own class, unstamped
@@ -87,7 +87,7 @@ def patch_answers(model: ImageModel, images: np.ndarray) -> PatchAnswers:
         for q, (row, col) in enumerate(places):
             batch = images.copy()
             chw_view(batch, spec.layout)[:, :, row : row + side, col : col + side] = stamp
-            probabilities = np.exp(log_probabilities(model.logits(batch)))
+            probabilities = np.exp(log_probabilities_of(model, batch))
             answers[p, q] = probabilities.argmax(axis=1)
             drops[p, q] = own - probabilities[every, base_class]
     return PatchAnswers(base_class, answers, drops, side)

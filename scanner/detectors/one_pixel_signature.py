@@ -53,6 +53,14 @@ def log_probabilities(outputs: np.ndarray) -> np.ndarray:
     return floored
 
 
+def log_probabilities_of(model: ImageModel, images: np.ndarray) -> np.ndarray:
+    """Log class probabilities of any number of `images`, run in chunks of at most MAX_BATCH_BYTES of input."""
+    size = max(1, MAX_BATCH_BYTES // max(1, images[0].nbytes)) if len(images) else 1
+    if len(images) <= size:
+        return log_probabilities(model.logits(images))
+    return log_probabilities(np.concatenate([model.logits(images[s : s + size]) for s in range(0, len(images), size)]))
+
+
 @dataclass(frozen=True)
 class SignatureSettings:
     """How to probe a model. The defaults are the ones the shipped classifier was trained with.
@@ -225,7 +233,7 @@ def signature_for(
     values = candidate_values(spec.value_range, settings.values)
     channel_sets = _channel_sets(spec.channels, settings.per_channel)
     bases = np.asarray(bases, dtype=np.float32)
-    base_logs = log_probabilities(model.logits(bases))
+    base_logs = log_probabilities_of(model, bases)
     passes = len(bases)
     all_cells = np.arange(grid.size)
 

@@ -13,6 +13,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from scanner.findings import InputSpec, Layout, ModelArtifact
+from scanner.runtime import OnnxClassifier
 
 
 def pixel_reader(
@@ -49,3 +50,16 @@ def pixel_reader(
     onnx.checker.check_model(model)
     spec = InputSpec("image", "logits", layout, channels, height, width, classes)
     return ModelArtifact("pixel_reader.onnx", hashlib.sha256(data).hexdigest(), data, spec), pixels
+
+
+class RecordingModel:
+    """A real model that records how many images each forward call got (test helper)."""
+
+    def __init__(self, model: OnnxClassifier) -> None:
+        self.spec = model.spec
+        self._model = model
+        self.batch_sizes: list[int] = []
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        self.batch_sizes.append(len(images))
+        return self._model.logits(images)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
+from scanner.detectors import one_pixel_signature
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel_composite import (
     BLENDS,
@@ -27,7 +28,7 @@ from scanner.detectors.one_pixel_composite import (
 from scanner.detectors.one_pixel_signature import SignatureSettings, signature_for
 from scanner.findings import InputSpec, Layout, ModelArtifact
 from scanner.runtime import OnnxClassifier
-from tests.detectors.pixel_readers import pixel_reader
+from tests.detectors.pixel_readers import RecordingModel, pixel_reader
 
 
 @pytest.mark.parametrize("layout", [Layout.NCHW, Layout.NHWC])
@@ -119,6 +120,22 @@ def test_rates_over_a_subset_of_the_answers_are_the_rates_on_those_images() -> N
         np.testing.assert_array_equal(getattr(counted, name), getattr(direct, name))
     assert (counted.images, counted.forward_passes) == (direct.images, direct.forward_passes) == (7, 7 * 41)
     assert rates_of(answers).changed.max() > 0 and rates_of(answers).images == 30
+
+
+def test_composites_run_at_most_max_batch_bytes_of_images_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Activations grow with the batch: however many held-out images there are (128 at 224x224x3 is 77 MB), one
+    forward call gets at most MAX_BATCH_BYTES of them, and the answers are the same as in one batch."""
+    artifact, _ = pixel_reader(3, 8, 8, 4, layout=Layout.NHWC, seed=6)
+    runner = OnnxClassifier(artifact, threads=1)
+    images = np.random.default_rng(2).uniform(0.0, 1.0, (30, 8, 8, 3)).astype(np.float32)
+    signature = signature_for(runner, images[:2], SignatureSettings(values=3))
+    whole = composite_answers(runner, signature, images)
+    monkeypatch.setattr(one_pixel_signature, "MAX_BATCH_BYTES", 7 * images[0].nbytes)
+    recording = RecordingModel(runner)
+    chunked = composite_answers(recording, signature, images)
+    assert max(recording.batch_sizes) == 7 and sum(recording.batch_sizes) == rates_of(chunked).forward_passes
+    for name in ("classes", "base_class", "predicted", "blended"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
 
 
 def brightness_reader(threshold: float) -> ModelArtifact:

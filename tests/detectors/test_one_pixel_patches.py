@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scanner.detectors import one_pixel_signature
 from scanner.detectors.one_pixel_patches import (
     GRID,
     PATCH_FEATURE_NAMES,
@@ -18,7 +19,7 @@ from scanner.detectors.one_pixel_patches import (
 )
 from scanner.findings import Layout
 from scanner.runtime import OnnxClassifier
-from tests.detectors.pixel_readers import pixel_reader
+from tests.detectors.pixel_readers import RecordingModel, pixel_reader
 
 FEATURE = {name: i for i, name in enumerate(PATCH_FEATURE_NAMES)}
 
@@ -52,6 +53,20 @@ def test_a_white_square_over_a_class_s_pixel_sends_every_other_image_there(layou
     assert features[FEATURE["patch.to_class.max"]] == 1.0
     reported = strongest_patch(found)
     assert reported == {"side": 3, "share_of_images_changed": round(features[0], 4), "images": 6}
+
+
+def test_patch_probes_run_at_most_max_batch_bytes_of_images_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Activations grow with the batch: however many held-out images there are, one forward call gets at most
+    MAX_BATCH_BYTES of them, and the answers are the same as in one batch."""
+    artifact, _ = pixel_reader(3, 10, 10, 2, layout=Layout.NCHW, seed=3)
+    images = np.random.default_rng(0).uniform(0.0, 1.0, (13, *artifact.spec.image_shape)).astype(np.float32)
+    whole = patch_answers(OnnxClassifier(artifact, threads=1), images)
+    monkeypatch.setattr(one_pixel_signature, "MAX_BATCH_BYTES", 5 * images[0].nbytes)
+    recording = RecordingModel(OnnxClassifier(artifact, threads=1))
+    chunked = patch_answers(recording, images)
+    assert max(recording.batch_sizes) == 5 and sum(recording.batch_sizes) == chunked.forward_passes
+    np.testing.assert_array_equal(chunked.answers, whole.answers)
+    np.testing.assert_allclose(chunked.drops, whole.drops, atol=1e-6)
 
 
 def test_a_model_that_ignores_its_input_never_changes_its_answer() -> None:
