@@ -12,6 +12,8 @@ import dataclasses
 import functools
 import logging
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from scanner.errors import ScannerError, UsageError
 from scanner.findings import (
     DetectorResult,
     ErrorInfo,
+    InputSpec,
     Layout,
     ModelArtifact,
     ScanResult,
@@ -32,6 +35,13 @@ from scanner.findings import (
 from scanner.policy import Policy, PromotionTarget, evaluate
 
 log = logging.getLogger(__name__)
+
+# Clean sample data: an .npz (a zip archive) of at most this many unpacked bytes; a scan needs a few hundred images.
+_NPZ_MAGIC = b"PK\x03\x04"
+MAX_CLEAN_DATA_BYTES = 2**30
+# How far clean images may stray past the model's value range (a share of its span: rounding, augmentation) before
+# they are taken to be on another scale (0-255 for a model that takes 0-1) and refused.
+VALUE_RANGE_SLACK = 0.05
 
 # The intake's calls, injectable: load(path, value_range=..., layout=...) -> ModelArtifact; find(target) -> files.
 ModelLoader = Callable[..., ModelArtifact]
@@ -174,13 +184,7 @@ class Scanner:
             if path not in self._clean_cache:
                 self._clean_cache[path] = load_clean_data(path)
             clean, where = self._clean_cache[path], str(path)
-        expected = model.spec.image_shape
-        if tuple(clean.x.shape[1:]) != expected:
-            raise CleanDataMismatch(
-                f"clean data {where} holds images of shape {tuple(clean.x.shape[1:])}, "
-                f"but {target.label} takes {expected} ({model.spec.layout.value})",
-                hint="give clean data in the model's own layout and size (the policy's inputs can name one per model)",
-            )
+        _check_clean_data_fits(clean, where, target.label, model.spec)
         return clean
 
 
@@ -194,24 +198,40 @@ class CleanDataMismatch(CleanDataError):
 
 def load_clean_data(path: Path) -> CleanData:
     """Read clean sample data: an .npz with `x` (float32 images) and optionally `y` (int64 labels); no pickles."""
+    hint = "save clean images as numpy.savez(path, x=images, y=labels) (no pickled objects)"
     try:
+        with open(path, "rb") as file:
+            head = file.read(len(_NPZ_MAGIC))
+        if head != _NPZ_MAGIC:
+            what = "a single .npy array" if head.startswith(b"\x93NUM") else "not a zip archive"
+            raise CleanDataError(f"clean data {path} is not an .npz file ({what})", hint=hint)
         with np.load(path, allow_pickle=False) as archive:
             if "x" not in archive.files:
                 raise CleanDataError(
-                    f"{path} has no array named x (it has: {', '.join(archive.files) or 'nothing'})",
-                    hint="save clean images as numpy.savez(path, x=images, y=labels)",
+                    f"{path} has no array named x (it has: {', '.join(archive.files) or 'nothing'})", hint=hint
+                )
+            unpacked = sum(member.file_size for member in archive.zip.infolist())
+            if unpacked > MAX_CLEAN_DATA_BYTES:
+                raise CleanDataError(
+                    f"clean data {path} unpacks to {unpacked / 2**20:.0f} MiB, over the "
+                    f"{MAX_CLEAN_DATA_BYTES // 2**20} MiB a scan reads",
+                    hint="a few hundred images are enough: save a sample",
                 )
             x = archive["x"]
             y = archive["y"] if "y" in archive.files else None
-    except (OSError, ValueError, EOFError) as error:
-        raise CleanDataError(
-            f"cannot read clean data {path}: {error}", hint="give an .npz written by numpy.savez (no pickled objects)"
-        ) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise CleanDataError(f"cannot read clean data {path}: {error}", hint=hint) from None
     if x.ndim != 4 or len(x) == 0 or not np.issubdtype(x.dtype, np.number):
         raise CleanDataError(
             f"clean data {path}: x must be a non-empty numeric array (N, C, H, W) or (N, H, W, C), "
             f"got {x.dtype} {x.shape}",
             hint="save a batch of images in the model's own layout",
+        )
+    if not np.isfinite(x).all():
+        broken = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
+        raise CleanDataError(
+            f"clean data {path}: {broken} of {len(x)} images hold NaN or infinite values",
+            hint="leave those images out",
         )
     if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
         raise CleanDataError(
@@ -219,6 +239,31 @@ def load_clean_data(path: Path) -> CleanData:
             hint="save y as int64 labels, or leave it out",
         )
     return CleanData(x=x.astype(np.float32, copy=False), y=None if y is None else y.astype(np.int64, copy=False))
+
+
+def _check_clean_data_fits(clean: CleanData, where: str, label: str, spec: InputSpec) -> None:
+    """Clean data must be in the model's layout and size, on its value scale, and labelled with its classes."""
+    if tuple(clean.x.shape[1:]) != spec.image_shape:
+        raise CleanDataMismatch(
+            f"clean data {where} holds images of shape {tuple(clean.x.shape[1:])}, "
+            f"but {label} takes {spec.image_shape} ({spec.layout.value})",
+            hint="give clean data in the model's own layout and size (the policy's inputs can name one per model)",
+        )
+    low, high = spec.value_range
+    slack = VALUE_RANGE_SLACK * (high - low)
+    lowest, highest = float(clean.x.min()), float(clean.x.max())
+    if lowest < low - slack or highest > high + slack:
+        raise CleanDataMismatch(
+            f"clean data {where} spans [{lowest:g}, {highest:g}], but {label} takes values in [{low:g}, {high:g}]",
+            hint="scale the images to the model's input range, or give that range (--value-range, or value_range in "
+            "the policy's inputs)",
+        )
+    if clean.y is not None and len(clean.y) and (clean.y.min() < 0 or clean.y.max() >= spec.num_classes):
+        raise CleanDataMismatch(
+            f"clean data {where} has labels from {clean.y.min()} to {clean.y.max()}, but {label} has "
+            f"{spec.num_classes} classes (0 to {spec.num_classes - 1})",
+            hint="label the images with the model's own class indices, or leave y out",
+        )
 
 
 def expand_targets(targets: Iterable[str], find: ModelFinder | None = None) -> list[ScanTarget | ScanResult]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from scanner import scan as scan_module
 from scanner.detectors.fusion import fuse
 from scanner.detectors.interface import DetectionContext, Detector
 from scanner.errors import DetectorError, IntakeError, UsageError
@@ -191,6 +194,64 @@ def test_bad_clean_data_is_refused_with_a_reason(tmp_path, arrays, expected):
     np.savez(tmp_path / "c.npz", **arrays)
     with pytest.raises(CleanDataError, match=expected):
         load_clean_data(tmp_path / "c.npz")
+
+
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"not an archive at all", r"is not an \.npz file \(not a zip archive\)"),
+        (b"\x93NUMPY" + b"\0" * 40, r"is not an \.npz file \(a single \.npy array\)"),
+        (_npz_bytes(x=np.zeros((2, 3, 8, 8), np.float32))[:60], "cannot read clean data"),  # truncated
+        (_npz_bytes(x=np.full((2, 3, 8, 8), np.nan, np.float32)), "2 of 2 images hold NaN or infinite values"),
+    ],
+    ids=["garbage", "npy", "truncated", "nan"],
+)
+def test_unreadable_or_broken_clean_data_is_refused_with_a_reason(tmp_path, content, expected):
+    (tmp_path / "c.npz").write_bytes(content)
+    with pytest.raises(CleanDataError, match=expected):
+        load_clean_data(tmp_path / "c.npz")
+
+
+def test_clean_data_over_the_size_bound_is_refused_before_it_is_unpacked(tmp_path, monkeypatch):
+    np.savez_compressed(tmp_path / "c.npz", x=np.zeros((64, 3, 8, 8), np.float32))
+    monkeypatch.setattr(scan_module, "MAX_CLEAN_DATA_BYTES", 1000)
+    with pytest.raises(CleanDataError, match=r"unpacks to .* MiB, over the .* MiB a scan reads"):
+        load_clean_data(tmp_path / "c.npz")
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "expected"),
+    [
+        (np.full((4, 3, 8, 8), 255.0), None, r"spans \[255, 255\], but .* takes values in \[0, 1\]"),
+        (np.full((4, 3, 8, 8), -0.2), None, r"spans \[-0.2, -0.2\]"),
+        (np.full((4, 3, 8, 8), 0.5), np.array([0, 3, 10, 1]), "labels from 0 to 10, but .* has 10 classes"),
+        (np.full((4, 3, 8, 8), 0.5), np.array([0, -1, 2, 1]), "labels from -1 to 2"),
+        (np.full((4, 3, 8, 8), 1.04), np.array([0, 9, 2, 1]), None),  # within the slack, labels in range
+    ],
+    ids=["0-255", "below-0", "label-too-high", "negative-label", "within-slack"],
+)
+def test_clean_data_on_another_scale_or_with_foreign_labels_is_an_error_for_that_target(
+    tmp_path, default_policy, x, y, expected
+):
+    """BAN indexes classes by the labels and the one-pixel probes span the value range: data that does not fit
+    the model would give a wrong verdict, not an error, if it were let through."""
+    paths = write_models(tmp_path, good="good")
+    arrays = {"x": x.astype(np.float32)} | ({} if y is None else {"y": y.astype(np.int64)})
+    np.savez(tmp_path / "clean.npz", **arrays)
+    options = ScanOptions(clean_data=load_clean_data(tmp_path / "clean.npz"))
+    scanner = Scanner([Scripted("ban", {"good": 0.1})], default_policy, load_model=FakeIntake(), options=options)
+    (result,) = scanner.scan([ScanTarget.for_file(paths["good"])])
+    if expected is None:
+        assert result.status is Status.SCANNED
+    else:
+        assert result.status is Status.ERROR and result.error is not None and result.error.kind == "clean_data"
+        assert re.search(expected, result.error.message), result.error.message
 
 
 def test_expand_targets_turns_unlistable_targets_into_error_results(tmp_path):
