@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from scanner.detectors.interface import Progress, no_progress
+from scanner.detectors.interface import Deadline, Progress, TimeLimitExceeded, no_progress
 from scanner.errors import DetectorError, MissingDependency
 from scanner.findings import ModelArtifact
 
@@ -70,11 +71,21 @@ class OnnxClassifier:
 
     `device` is auto (TensorRT or CUDA when this ONNX Runtime has them, else CPU), cpu or cuda; `threads` bounds
     ONNX Runtime's intra-op threads (None: one per physical core). `provider` is the provider the session really
-    uses: onnxruntime-gpu silently falls back to CPU on a machine without CUDA.
+    uses: onnxruntime-gpu silently falls back to CPU on a machine without CUDA. Past `deadline`, a forward pass
+    still running is stopped and any call raises TimeLimitExceeded.
     """
 
-    def __init__(self, model: ModelArtifact, *, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: ModelArtifact,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        deadline: Deadline | None = None,
+    ) -> None:
         ort = _onnxruntime()
+        self._ort = ort
+        self.deadline = deadline
         options = ort.SessionOptions()
         options.log_severity_level = _ORT_LOG_SEVERITY_FATAL
         if threads:
@@ -141,10 +152,25 @@ class OnnxClassifier:
         return out
 
     def _run(self, images: np.ndarray) -> np.ndarray:
+        run_options = self._ort.RunOptions()
+        watchdog = None
+        if self.deadline is not None:
+            self.deadline.check()
+            # ONNX Runtime checks the flag between nodes and between a Loop's turns.
+            watchdog = threading.Timer(self.deadline.remaining(), setattr, (run_options, "terminate", True))
+            watchdog.daemon = True
+            watchdog.start()
         try:
-            (raw,) = self.session.run([self.spec.output_name], {self.spec.input_name: images})
+            (raw,) = self.session.run([self.spec.output_name], {self.spec.input_name: images}, run_options)
         except Exception as error:  # see __init__
+            if run_options.terminate and self.deadline is not None:
+                raise TimeLimitExceeded(
+                    f"{self._name} was still running at its scan's time limit of {self.deadline.seconds:g} s"
+                ) from None
             raise ModelRuntimeError(f"ONNX Runtime failed to run {self._name}: {_first_line(error)}") from error
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         out = np.asarray(raw, dtype=np.float32).reshape(len(images), -1)
         if not np.isfinite(out).all():
             broken = int((~np.isfinite(out)).any(axis=1).sum())

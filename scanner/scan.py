@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.detectors.interface import CleanData, DetectionContext, Detector, Progress, no_progress
+from scanner.detectors.interface import CleanData, Deadline, DetectionContext, Detector, Progress, no_progress
 from scanner.errors import ScannerError, UsageError
 from scanner.findings import (
     DetectorResult,
@@ -42,6 +42,12 @@ MAX_CLEAN_DATA_BYTES = 2**30
 # How far clean images may stray past the model's value range (a share of its span: rounding, augmentation) before
 # they are taken to be on another scale (0-255 for a model that takes 0-1) and refused.
 VALUE_RANGE_SLACK = 0.05
+
+# How long one model's detectors may run, all together. A 32x32x3 zoo model takes seconds on 2 cores
+# (bench/RESULTS-scan.md); the limit is there for graphs that never end, so that a registry worker is not held for
+# good, and is far above what the patch grid lets a 224x224 model cost. A scan that reaches it is an error, which a
+# fail-closed policy blocks.
+DEFAULT_TIME_LIMIT_S = 3600.0
 
 # The intake's calls, injectable: load(path, value_range=..., layout=...) -> ModelArtifact; find(target) -> files.
 ModelLoader = Callable[..., ModelArtifact]
@@ -77,6 +83,7 @@ class ScanOptions:
     layout: Layout | None = None
     seed: int = 0
     max_model_bytes: int | None = None  # --max-model-size: the intake's size limit (None: its default, 1 GiB)
+    time_limit_s: float | None = DEFAULT_TIME_LIMIT_S  # --time-limit: for one model's detectors (None: no limit)
 
 
 class Scanner:
@@ -138,12 +145,15 @@ class Scanner:
             clean = self._clean_data_for(target, model, defaults.clean_data if defaults else None)
         except ScannerError as error:
             return ScanResult(target.label, model.sha256, Status.ERROR, error=ErrorInfo(error.kind, error.one_line()))
+        limit = self.options.time_limit_s
+        deadline = Deadline.after(limit) if limit else None
         context = DetectionContext(
             clean_data=clean,
             device=self.options.device,
             artifacts_dir=self.options.artifacts_dir,
-            progress=self.on_step,
+            progress=_checking(deadline, self.on_step),
             seed=self.options.seed,
+            deadline=deadline,
         )
         found = {detector.name: self._run(detector, model, context, target.label) for detector in self.detectors}
         score, verdict = self.fuse(found)
@@ -307,6 +317,18 @@ def _artifacts(results: Iterable[DetectorResult]) -> Iterator[str]:
             yield str(heatmap)
         for artifact in result.details.get("artifacts", ()) or ():
             yield str(artifact)
+
+
+def _checking(deadline: Deadline | None, progress: Progress) -> Progress:
+    """`progress` that first checks the deadline: every detector reports progress between its batches."""
+    if deadline is None:
+        return progress
+
+    def checked(done: int, total: int) -> None:
+        deadline.check()
+        progress(done, total)
+
+    return checked
 
 
 def _name_of(label: str) -> str:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from scanner.detectors.interface import Deadline, TimeLimitExceeded
 from scanner.errors import DetectorError
 from scanner.findings import ModelArtifact
 from scanner.intake import load_model
 from scanner.runtime import InputMismatch, ModelRuntimeError, OnnxClassifier, as_probabilities, batches, providers_for
-from tests.intake.builders import save, tiny_cnn
+from tests.intake.builders import endless_cnn, save, tiny_cnn
 
 
 def _artifact(tmp_path: Path, **kwargs: object) -> ModelArtifact:
@@ -138,3 +140,24 @@ def test_images_in_the_wrong_layout_are_refused_clearly(tmp_path: Path) -> None:
 def test_no_images_give_no_rows(tmp_path: Path) -> None:
     classifier = OnnxClassifier(_artifact(tmp_path, classes=4), device="cpu")
     assert classifier.probabilities(np.zeros((0, 3, 8, 8), np.float32)).shape == (0, 4)
+
+
+def test_a_forward_pass_still_running_at_the_deadline_is_stopped(tmp_path: Path) -> None:
+    """A valid graph can loop for ever (a Loop of 2^62 turns): past the scan's deadline ONNX Runtime is told to stop,
+    and the call raises TimeLimitExceeded instead of holding the scan (and a registry worker) for good."""
+    artifact = load_model(save(endless_cnn(), tmp_path / "endless.onnx"))
+    classifier = OnnxClassifier(artifact, device="cpu", threads=1, deadline=Deadline.after(0.5))
+    started = time.monotonic()
+    with pytest.raises(TimeLimitExceeded, match=r"still running at its scan's time limit of 0\.5 s"):
+        classifier.logits(_images(2, artifact.spec.image_shape))
+    assert time.monotonic() - started < 10
+    with pytest.raises(TimeLimitExceeded, match="ran past its time limit"):  # the deadline has passed: no new pass
+        classifier.logits(_images(2, artifact.spec.image_shape))
+
+
+def test_a_deadline_far_off_changes_no_answer(tmp_path: Path) -> None:
+    artifact = _artifact(tmp_path)
+    images = _images(9, artifact.spec.image_shape)
+    limited = OnnxClassifier(artifact, device="cpu", threads=1, deadline=Deadline.after(3600))
+    unlimited = OnnxClassifier(artifact, device="cpu", threads=1)
+    np.testing.assert_array_equal(limited.logits(images), unlimited.logits(images))

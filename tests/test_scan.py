@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -283,3 +284,40 @@ def test_a_registry_target_is_judged_for_its_promotion(tmp_path, default_policy)
 def test_the_same_detector_twice_is_refused(default_policy):
     with pytest.raises(UsageError):
         Scanner([Scripted("ban", {}), Scripted("ban", {})], default_policy, load_model=FakeIntake())
+
+
+class Endless(Detector):
+    """Reports progress for ever, as a detector on a model far too big for the machine would."""
+
+    name = "ban"
+    version = "1"
+
+    def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
+        done = 0
+        while True:
+            done += 1
+            context.progress(done, done + 1)
+            time.sleep(0.01)
+
+
+def test_a_scan_past_its_time_limit_is_an_error_and_blocked(tmp_path, default_policy):
+    """Every detector reports progress between batches: the scanner's progress stops one that runs past the model's
+    time limit, and the model, unscanned, is blocked by a fail-closed policy."""
+    paths = write_models(tmp_path, good="good")
+    steps: list[tuple[int, int]] = []
+    options = ScanOptions(time_limit_s=0.2)
+    scanner = Scanner(
+        [Endless(), Scripted("one_pixel", {"good": 0.1})],
+        default_policy,
+        load_model=FakeIntake(),
+        options=options,
+        on_step=lambda done, total: steps.append((done, total)),
+    )
+    started = time.monotonic()
+    (result,) = scanner.scan([ScanTarget.for_file(paths["good"])])
+    assert time.monotonic() - started < 5 and steps  # it ran, then it was stopped
+    ban = result.detectors["ban"]
+    assert ban.status is Status.ERROR and ban.reason is not None and "time limit of 0.2 s" in ban.reason
+    # The deadline is the model's, not each detector's: the next detector starts past it and stops at once.
+    assert result.detectors["one_pixel"].status is Status.ERROR
+    assert result.status is Status.ERROR and result.decision is not None and result.decision.action is Action.BLOCK

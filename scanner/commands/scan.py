@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from scanner.findings import Action, DetectorResult, ErrorInfo, Layout, ModelArt
 from scanner.policy import BUILTIN_POLICIES, DEFAULT_POLICY, Policy, load_builtin_policy, load_policy
 from scanner.reports import Report, ReportFormat, render
 from scanner.reports.markdown import render_markdown
-from scanner.scan import Scanner, ScanOptions, ScanTarget, expand_targets, load_clean_data
+from scanner.scan import DEFAULT_TIME_LIMIT_S, Scanner, ScanOptions, ScanTarget, expand_targets, load_clean_data
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,14 @@ def register(subparsers: Any) -> None:
         choices=[layout.value for layout in Layout],
         help="input layout of every target, when the graph leaves it ambiguous; overrides the policy's inputs",
     )
+    parser.add_argument(
+        "--time-limit",
+        metavar="SECONDS",
+        type=_time_limit,
+        default=DEFAULT_TIME_LIMIT_S,
+        help=f"longest one model's detectors may run; past it the model is an error (default {DEFAULT_TIME_LIMIT_S:g}"
+        ", 0 for none)",
+    )
     add_max_model_size(parser)
     # Also after the subcommand, as users type them; SUPPRESS keeps the global flags' values when absent here.
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors on stderr")
@@ -122,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         value_range=args.value_range,
         layout=None if args.layout is None else Layout(args.layout),
         max_model_bytes=args.max_model_size,
+        time_limit_s=args.time_limit or None,
     )
     detectors = build_detectors(args.detectors)
     quiet = bool(getattr(args, "quiet", False))
@@ -258,6 +268,16 @@ def _detector_list(text: str) -> list[str]:
             f"unknown detector {', '.join(unknown) or '(none)'}: choose from {', '.join(DETECTORS)}"
         )
     return list(dict.fromkeys(names))
+
+
+def _time_limit(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"expected 0 (no limit) or a positive number of seconds, got {text!r}")
+    return seconds
 
 
 def _value_range(text: str) -> tuple[float, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from scanner.errors import DetectorError
 from scanner.findings import DetectorResult, ModelArtifact
 
 # Called as progress(done, total) by long-running work; the CLI turns it into a progress bar.
@@ -28,13 +30,42 @@ class CleanData:
     y: np.ndarray | None = None
 
 
+class TimeLimitExceeded(DetectorError):
+    """A model's scan ran past its time limit: a graph that never ends (a Loop of 2^62 turns), or a model too big for
+    this machine."""
+
+    kind = "time_limit"
+    hint = "raise --time-limit, or scan on a faster machine (--device cuda); a model that never finishes is suspect"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a model's scan must end. Detectors check it between batches (`check`); the ONNX Runtime session stops a
+    forward pass that is still running when it passes."""
+
+    seconds: float
+    at: float  # on time.monotonic()'s clock
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(seconds, time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def check(self) -> None:
+        if self.remaining() <= 0:
+            raise TimeLimitExceeded(f"the scan ran past its time limit of {self.seconds:g} s")
+
+
 @dataclass(frozen=True)
 class DetectionContext:
     clean_data: CleanData | None = None
     device: str = "auto"  # auto | cpu | cuda
     artifacts_dir: Path | None = None  # where to write pictures (heatmaps), when asked for
-    progress: Progress = no_progress
+    progress: Progress = no_progress  # the scanner's progress also checks the deadline
     seed: int = 0
+    deadline: Deadline | None = None  # None: no time limit
 
 
 class Detector(abc.ABC):

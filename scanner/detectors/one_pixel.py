@@ -95,7 +95,7 @@ class OnePixelDetector(Detector):
         Raises on runtime trouble; `detect` turns that into a failed result."""
         from scanner.runtime import OnnxClassifier
 
-        runner = OnnxClassifier(model, device=context.device, threads=self.threads)
+        runner = OnnxClassifier(model, device=context.device, threads=self.threads, deadline=context.deadline)
         bases, kind = choose_bases(model.spec, context, self.settings)
         more = kind == "clean" and with_composites
         # Progress in thousandths: the second signature costs about as much as the first, and at the default settings

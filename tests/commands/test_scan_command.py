@@ -15,7 +15,7 @@ from scanner.detectors import DETECTORS
 from scanner.detectors.interface import DetectionContext, Detector
 from scanner.findings import DetectorResult, ModelArtifact, Status
 from scanner.reports.json_report import report_schema
-from tests.intake.builders import save, tiny_cnn
+from tests.intake.builders import endless_cnn, save, tiny_cnn
 from tests.intake.hostile import HOSTILE, NOT_IMAGE_MODELS, PICKLE_MARKER
 
 
@@ -175,3 +175,16 @@ def test_a_folder_of_hostile_files_as_users_run_it(cli_process, tmp_path):
     for path in paths:
         assert sum(line.startswith(f"model-scanner: error: {path}: ") for line in run.stderr.splitlines()) == 1, path
     assert run.stdout.startswith(f"## model-scanner: {len(paths)} targets, {len(paths)} blocked")
+
+
+def test_a_model_that_never_finishes_is_stopped_at_the_time_limit(cli, tmp_path):
+    """The real one-pixel detector on a valid model whose forward pass loops for ever: exit 2, not a hang."""
+    path = save(endless_cnn(), tmp_path / "endless.onnx")
+    run = cli("scan", str(path), "--detectors", "one-pixel", "--time-limit", "1")
+    assert run.code == 2 and "time limit of 1 s" in run.stderr and "Traceback" not in run.stderr
+    (result,) = report_of(run.stdout)["results"]
+    assert result["status"] == "error" and "time limit of 1 s" in result["detectors"]["one_pixel"]["reason"]
+    assert result["decision"]["action"] == "block"
+    for bad in ("-1", "inf", "soon"):
+        refused = cli("scan", str(path), "--time-limit", bad)
+        assert refused.code == 2 and "--time-limit" in refused.stderr and "Traceback" not in refused.stderr

@@ -92,3 +92,27 @@ def move_weights_outside(model: onnx.ModelProto, location: str, data_file: Path,
     for key, value in (("location", location), ("offset", "0"), ("length", str(len(data)))):
         entry = initializer.external_data.add()
         entry.key, entry.value = key, value
+
+
+def endless_cnn() -> onnx.ModelProto:
+    """tiny_cnn whose scores pass through a Loop of 2^62 turns: a valid model that never finishes a forward pass."""
+    model = tiny_cnn()
+    model.graph.node[-1].output[0] = "scores_once"
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["going"], ["still_going"]), helper.make_node("Identity", ["v"], ["v_next"])],
+        "turn",
+        [
+            helper.make_tensor_value_info("turn", TensorProto.INT64, []),
+            helper.make_tensor_value_info("going", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("still_going", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_next", TensorProto.FLOAT, None),
+        ],
+    )
+    model.graph.initializer.extend(
+        [numpy_helper.from_array(np.array(2**62, np.int64), "turns"), numpy_helper.from_array(np.array(True), "go")]
+    )
+    model.graph.node.append(helper.make_node("Loop", ["turns", "go", "scores_once"], ["scores"], body=body))
+    return model
