@@ -209,6 +209,8 @@ class CleanDataMismatch(CleanDataError):
 def load_clean_data(path: Path) -> CleanData:
     """Read clean sample data: an .npz with `x` (float32 images) and optionally `y` (int64 labels); no pickles."""
     hint = "save clean images as numpy.savez(path, x=images, y=labels) (no pickled objects)"
+    if not Path(path).is_file():
+        raise CleanDataError(f"clean data {path} does not exist (or is not a file)", hint="check the path")
     try:
         with open(path, "rb") as file:
             head = file.read(len(_NPZ_MAGIC))

@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         max_model_bytes=args.max_model_size,
         time_limit_s=args.time_limit or None,
     )
+    _check_clean_data_reachable(args, policy)
     detectors = build_detectors(args.detectors)
     quiet = bool(getattr(args, "quiet", False))
     with tempfile.TemporaryDirectory(prefix="model-scanner-") as downloads:
@@ -149,6 +150,19 @@ def run(args: argparse.Namespace) -> int:
         _write(render_markdown(report), args.summary, append=True)
     _tell(results, quiet=quiet)
     return exit_code(results)
+
+
+def _check_clean_data_reachable(args: argparse.Namespace, policy: Policy) -> None:
+    """BAN alone without any clean data would judge nothing, and a policy that only warns would let every model
+    through: that is a usage mistake, said before any work."""
+    if args.detectors != ["ban"] or args.clean_data is not None:
+        return
+    if any(entry.clean_data for entry in policy.inputs) or any(t.startswith("models:/") for t in args.targets):
+        return  # clean data from the policy's inputs, or beside a registered version
+    raise UsageError(
+        "--detectors ban needs clean sample data: BAN learns from clean images, and without them it judges nothing",
+        hint="give --clean-data FILE.npz, or name it in the policy's inputs, or add the one-pixel detector",
+    )
 
 
 def exit_code(results: Sequence[ScanResult]) -> int:
@@ -191,6 +205,12 @@ def unavailable_detector(cli_name: str, reason: str) -> Detector:
 
 def resolve_targets(targets: Sequence[str], downloads: Path) -> list[ScanTarget | ScanResult]:
     """Files and directories through the intake; models:/ URIs downloaded from the registry into `downloads`."""
+    if any(target.startswith("models:/") for target in targets) and not os.environ.get("MLFLOW_TRACKING_URI"):
+        # MLflow would otherwise create an empty ./mlflow.db and answer that the model does not exist.
+        raise UsageError(
+            "models:/ targets need an MLflow server, and MLFLOW_TRACKING_URI is not set",
+            hint="set MLFLOW_TRACKING_URI=http://HOST:PORT (the registry's tracking server)",
+        )
     resolved: list[ScanTarget | ScanResult] = []
     for index, target in enumerate(targets):
         if target.startswith("models:/"):

@@ -219,7 +219,7 @@ def write_signature_heatmap(
     caption = (
         f"one-pixel signature, class {target}",
         f"log-prob rise, mean of {signature.increase.shape[0]} {signature.base_kind} bases",
-        f"peak at row {row * signature.cell[0]}, col {col * signature.cell[1]}; score {score:.2f}",
+        f"peak at row {row * signature.cell[0]}, col {col * signature.cell[1]}; one-pixel score {score:.2f}",
     )
     target_map = signature.log_increase[:, target].mean(axis=0)
     return write_heatmap(target_map, path, caption=caption, marker=(row, col))

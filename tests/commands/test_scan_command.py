@@ -102,7 +102,7 @@ def test_sarif_and_markdown_go_to_output_and_summary(cli, fake_detectors, models
 def test_bad_usage_exits_2_with_one_line(cli, fake_detectors, models, tmp_path):
     for argv, expected in [
         (("scan", str(models), "--policy", str(tmp_path / "none.yaml")), "does not exist"),
-        (("scan", str(models), "--clean-data", str(tmp_path / "none.npz")), "cannot read clean data"),
+        (("scan", str(models), "--clean-data", str(tmp_path / "none.npz")), "none.npz does not exist"),
         (("scan", str(models), "--detectors", "nope"), "unknown detector nope"),
         (("scan", str(models), "--value-range", "1,0"), "LO must be below HI"),
         (("scan", str(models), "--output", str(tmp_path / "no" / "dir" / "r.json")), "cannot write the report"),
@@ -188,3 +188,15 @@ def test_a_model_that_never_finishes_is_stopped_at_the_time_limit(cli, tmp_path)
     for bad in ("-1", "inf", "soon"):
         refused = cli("scan", str(path), "--time-limit", bad)
         assert refused.code == 2 and "--time-limit" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_ban_alone_without_any_clean_data_is_a_usage_error(cli, models, tmp_path, monkeypatch):
+    """Else BAN reports not_applicable for every model, which the default policy only warns about: exit 0 for all."""
+    run = cli("scan", str(models), "--detectors", "ban")
+    assert run.code == 2 and "--detectors ban needs clean sample data" in run.stderr and not run.stdout
+    # Clean data may sit beside a registered version: that is the registry's to say (here: none is given).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    registry = cli("scan", "models:/fraud/1", "--detectors", "ban")
+    assert registry.code == 2 and "needs clean sample data" not in registry.stderr
+    assert "MLFLOW_TRACKING_URI is not set" in registry.stderr and not (tmp_path / "mlflow.db").exists()
