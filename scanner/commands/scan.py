@@ -133,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
         max_model_bytes=args.max_model_size,
         time_limit_s=args.time_limit or None,
     )
-    _check_clean_data_reachable(args, policy)
     detectors = build_detectors(args.detectors)
+    _check_clean_data_reachable(args, policy)
     quiet = bool(getattr(args, "quiet", False))
     with tempfile.TemporaryDirectory(prefix="model-scanner-") as downloads:
         targets = resolve_targets(args.targets, Path(downloads))
