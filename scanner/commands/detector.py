@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from typing import Any
 from scanner.commands.progress import progress_bar
 from scanner.detectors.ban import BanSettings, settings_from
 from scanner.detectors.one_pixel_signature import SignatureSettings
+from scanner.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,8 +130,17 @@ TRAINERS: dict[str, Trainer] = {
 }
 
 
+# Below this many models, a fitted classifier's cross-validated metrics mean little (the shipped ones: 220).
+FEW_MODELS = 40
+
+
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("detector", help="train detectors' classifiers on a zoo")
+    parser = subparsers.add_parser(
+        "detector",
+        help="train detectors' classifiers on a zoo",
+        description="Fit the files the detectors read (scanner/detectors/data/) on zoos built by `model-scanner zoo "
+        "build`.",
+    )
     actions = parser.add_subparsers(dest="detector_command", metavar="ACTION", required=True)
     train = actions.add_parser(
         "train",
@@ -135,19 +148,37 @@ def register(subparsers: Any) -> None:
         description="Compute every zoo model's signature (cached), fit the classifier, write it to --out.",
         epilog="example: model-scanner detector train --zoo ~/zoo --out one_pixel_classifier.json",
     )
-    train.add_argument("--detector", choices=sorted(TRAINERS), default="one-pixel")
+    train.add_argument(
+        "--detector",
+        choices=sorted(TRAINERS),
+        default="one-pixel",
+        help="what to fit: "
+        + "; ".join(f"{name}: {trainer.help}" for name, trainer in TRAINERS.items())
+        + " (default one-pixel)",
+    )
     train.add_argument(
         "--zoo", type=Path, action="append", required=True, help="a zoo directory (with manifest.json); repeatable"
     )
-    train.add_argument("--zoo-command", default=None, help="how the zoo was built, recorded in the provenance")
+    train.add_argument(
+        "--zoo-command", default=None, help="how the zoo was built, recorded in the file's provenance (default: none)"
+    )
     train.add_argument("--out", type=Path, required=True, help="where to write the trained classifier")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the fit and its cross-validation (default 0)")
     for trainer in TRAINERS.values():
         trainer.add_options(train)
     train.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.out.parent.is_dir():  # say so before the training, not after it
+        raise UsageError(f"cannot write {args.out}: {args.out.parent} is not a directory", hint="create it first")
     summary = TRAINERS[args.detector].train(args)
+    models = summary["provenance"].get("models", 0)
+    if models < FEW_MODELS:
+        log.warning(
+            "trained on %d models only: its cross-validated metrics mean little (the shipped files: 220 models; "
+            "build a bigger zoo with `model-scanner zoo build`)",
+            models,
+        )
     print(json.dumps(summary, indent=1), file=sys.stdout)
     return 0

@@ -41,7 +41,7 @@ examples:
   model-scanner scan model.onnx
   model-scanner scan models/ --format sarif --output scan.sarif --summary "$GITHUB_STEP_SUMMARY"
   model-scanner scan cnn.onnx --clean-data clean.npz --policy policies/strict.yaml --artifacts heatmaps/
-  model-scanner scan cnn.onnx --detectors one-pixel --value-range -1,1 --layout NHWC --format markdown
+  model-scanner scan cnn.onnx --detectors one-pixel --value-range=-1,1 --layout NHWC --format markdown
   model-scanner scan models:/fraud-cnn/3 models:/fraud-cnn@champion --policy strict
 
 policy: --policy FILE, or a built-in name ({", ".join(BUILTIN_POLICIES)}); default ${POLICY_ENV}, else the built-in
@@ -100,7 +100,8 @@ def register(subparsers: Any) -> None:
         "--value-range",
         metavar="LO,HI",
         type=_value_range,
-        help="input value range of every target; overrides the policy's inputs (default: the policy's, else 0,1)",
+        help="input value range of every target, e.g. --value-range=-1,1 (with '=' when LO is negative); overrides "
+        "the policy's inputs (default: the policy's, else 0,1)",
     )
     parser.add_argument(
         "--layout",

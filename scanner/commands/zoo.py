@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
         "build",
         help="train clean and backdoored models of one family into a directory",
         description="Train clean and backdoored ONNX classifiers of one family, each checked against the bar "
-        "(clean accuracy >= 85%%, attack success rate >= 90%%, else retrained), with a manifest and clean data.",
+        "(clean accuracy >= 85%, attack success rate >= 90%, else retrained), with a manifest and clean data.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -67,3 +67,8 @@ def test_detector_train_explains_a_missing_zoo(tmp_path: Path, repo_root: Path) 
     )
     assert done.returncode == 2
     assert "manifest" in done.stderr and "zoo build" in done.stderr
+
+
+def test_an_output_in_a_missing_directory_is_refused_before_any_training(cli, tmp_path):
+    run = cli("detector", "train", "--zoo", str(tmp_path / "no-zoo"), "--out", str(tmp_path / "missing" / "c.json"))
+    assert run.code == 2 and "is not a directory" in run.stderr and "Traceback" not in run.stderr
