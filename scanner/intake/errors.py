@@ -120,7 +120,7 @@ class AmbiguousLayout(IntakeError):
 
 class UnsupportedInputType(IntakeError):
     kind = "unsupported_input_type"
-    hint = "export the model with a float32 image input"
+    hint = "export the model with a float32 image input, and cast uint8 or float16 pixels before the model"
 
 
 class UnknownOutputShape(IntakeError):

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     import onnx
 
 IMAGE_CHANNELS = frozenset({1, 3})
-# TensorProto.DataType values of FLOAT, FLOAT16, DOUBLE, BFLOAT16.
-_FLOAT_TYPES = frozenset({1, 10, 11, 16})
+# A batch of images: NCHW or NHWC.
+IMAGE_RANK = 4
 # A dimension the graph leaves open (symbolic or missing) is None.
 Dims = tuple[int | None, ...]
 
@@ -75,6 +75,14 @@ def _single_input(model: onnx.ModelProto, name: str) -> onnx.ValueInfoProto:
 
 
 def _image_dims(value: onnx.ValueInfoProto, name: str) -> Dims:
+    """The input's dimensions, once it is known to be a float32 batch of images.
+
+    Deliberately not applicable (fine models, but no image classifiers the detectors can feed): sequence, map and
+    optional inputs, and tensors of another rank than 4, such as flat feature rows [N, F] or 5-D volumes and clips.
+    A rank-4 input of another element type than float32 reads as images (uint8 pixels, float16) that the scanner
+    cannot feed, which is an error: passing it as not applicable would let an image classifier through unscanned.
+    (An input without a declared shape never gets here: the ONNX checker refuses it.)
+    """
     import onnx
 
     if not value.type.HasField("tensor_type"):
@@ -82,11 +90,10 @@ def _image_dims(value: onnx.ValueInfoProto, name: str) -> Dims:
     tensor_type = value.type.tensor_type
     dims = _dims(tensor_type)
     element = _type_name(tensor_type.elem_type)
-    floating = tensor_type.elem_type in _FLOAT_TYPES
-    if not floating or len(dims) != 4:
+    if len(dims) != IMAGE_RANK:
         raise NotAnImageModel(f"{name} takes a {element} input {_show(dims)}, not a batch of images")
     if tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise UnsupportedInputType(f"{name} takes {element} images; the scanner feeds float32")
+        raise UnsupportedInputType(f"{name} takes {element} images {_show(dims)}; the scanner feeds float32")
     return dims
 
 

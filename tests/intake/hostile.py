@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from onnx import TensorProto, helper
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from tests.intake.builders import move_weights_outside, save, tabular_model, tiny_cnn
 
@@ -156,6 +157,21 @@ def two_inputs(directory: Path) -> Path:
     return save(model, directory / "two_inputs.onnx")
 
 
+def _image_through(model: onnx.ModelProto, node: onnx.NodeProto, value: onnx.ValueInfoProto) -> onnx.ModelProto:
+    """`model` fed through `node`, which turns the new graph input `value` into the image batch."""
+    model.graph.input.pop()
+    model.graph.input.append(value)
+    model.graph.node.insert(0, node)
+    return model
+
+
+def uint8_image_input(directory: Path) -> Path:
+    """uint8 pixels cast to float32 inside the graph: an image classifier the scanner cannot feed."""
+    raw = helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["N", 3, 8, 8])
+    cast = helper.make_node("Cast", ["pixels"], ["image"], to=TensorProto.FLOAT)
+    return save(_image_through(tiny_cnn(), cast, raw), directory / "uint8_input.onnx")
+
+
 def tabular(directory: Path) -> Path:
     return save(tabular_model(), directory / "tabular.onnx")
 
@@ -178,6 +194,30 @@ def pickle_named_onnx(directory: Path) -> Path:
     path = directory / "disguised.onnx"
     path.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(directory / PICKLE_MARKER), protocol=4))
     return path
+
+
+def flat_image_input(directory: Path) -> Path:
+    """[N, 192] rows reshaped to images inside the graph: read as a tabular model, deliberately."""
+    raw = helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["N", 192])
+    model = tiny_cnn()
+    model.graph.initializer.append(numpy_helper.from_array(np.array([-1, 3, 8, 8], np.int64), "image_shape"))
+    reshape = helper.make_node("Reshape", ["rows", "image_shape"], ["image"])
+    return save(_image_through(model, reshape, raw), directory / "flat_input.onnx")
+
+
+def five_d_input(directory: Path) -> Path:
+    """[N, 1, 3, 8, 8]: a batch of clips or volumes as far as the input can tell, deliberately not applicable."""
+    raw = helper.make_tensor_value_info("clips", TensorProto.FLOAT, ["N", 1, 3, 8, 8])
+    model = tiny_cnn()
+    model.graph.initializer.append(numpy_helper.from_array(np.array([-1, 3, 8, 8], np.int64), "image_shape"))
+    reshape = helper.make_node("Reshape", ["clips", "image_shape"], ["image"])
+    return save(_image_through(model, reshape, raw), directory / "five_d_input.onnx")
+
+
+def sequence_input(directory: Path) -> Path:
+    raw = helper.make_tensor_sequence_value_info("images", TensorProto.FLOAT, ["N", 3, 8, 8])
+    concat = helper.make_node("ConcatFromSequence", ["images"], ["image"], axis=0)
+    return save(_image_through(tiny_cnn(), concat, raw), directory / "sequence_input.onnx")
 
 
 Builder = Callable[[Path], Path]
@@ -203,7 +243,13 @@ HOSTILE: list[tuple[Builder, str]] = [
     (raw_pickle, "pickle_refused"),
     (torch_zip_checkpoint, "pickle_refused"),
     (pickle_named_onnx, "pickle_refused"),
+    (uint8_image_input, "unsupported_input_type"),
 ]
 
 # Models that are fine but are no image classifiers: NotAnImageModel, which a scan reports as `not_applicable`.
-NOT_IMAGE_MODELS: list[tuple[Builder, str]] = [(tabular, "not_applicable")]
+NOT_IMAGE_MODELS: list[tuple[Builder, str]] = [
+    (tabular, "not_applicable"),
+    (flat_image_input, "not_applicable"),
+    (five_d_input, "not_applicable"),
+    (sequence_input, "not_applicable"),
+]

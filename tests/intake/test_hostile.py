@@ -41,7 +41,7 @@ def test_hostile_file_is_refused(tmp_path: Path, builder: Builder, kind: str) ->
 
 @pytest.mark.parametrize(("builder", "kind"), NOT_IMAGE_MODELS, ids=[b.__name__ for b, _ in NOT_IMAGE_MODELS])
 def test_model_without_image_input_is_not_applicable(tmp_path: Path, builder: Builder, kind: str) -> None:
-    with pytest.raises(NotAnImageModel, match=r"\[\?, 20\]") as refused:
+    with pytest.raises(NotAnImageModel, match=r"not a batch of images|not an image batch") as refused:
         load_model(builder(tmp_path))
     assert refused.value.kind == kind == "not_applicable"
 
