@@ -123,6 +123,11 @@ class UnsupportedInputType(IntakeError):
     hint = "export the model with a float32 image input, and cast uint8 or float16 pixels before the model"
 
 
+class AmbiguousOutputs(IntakeError):
+    kind = "ambiguous_outputs"
+    hint = "export an image classifier with exactly one class-score output, shaped (batch, classes)"
+
+
 class UnknownOutputShape(IntakeError):
     kind = "unknown_output_shape"
     hint = "export the model with a fixed number of classes in its output shape"
@@ -157,6 +162,7 @@ REFUSALS: tuple[type[IntakeError], ...] = (
     UnknownInputShape,
     AmbiguousLayout,
     UnsupportedInputType,
+    AmbiguousOutputs,
     UnknownOutputShape,
     NotAnImageModel,
 )

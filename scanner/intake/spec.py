@@ -8,6 +8,7 @@ from scanner.findings import InputSpec, Layout
 from scanner.intake.errors import (
     AmbiguousInputs,
     AmbiguousLayout,
+    AmbiguousOutputs,
     InputTooLarge,
     NotAnImageModel,
     OutputTooLarge,
@@ -140,26 +141,47 @@ def _check_bounds(batch: int | None, channels: int, height: int, width: int, nam
 
 
 def _class_output(model: onnx.ModelProto, name: str) -> tuple[str, int]:
-    """The first output shaped (batch, classes), allowing trailing axes of size 1."""
+    """The one output shaped (batch, classes), allowing trailing axes of size 1.
+
+    Other outputs may sit beside it (a [N, 1] confidence, a [N] label), but never a second output that could be
+    the class scores: neither another (batch, classes) output nor one whose shape is open. Scanning the wrong one
+    would pass a backdoored model whose real class scores were never looked at.
+    """
     outputs = list(model.graph.output)
     if not outputs:
         raise NotAnImageModel(f"{name} has no output")
+    # Every tensor output declares a shape (the ONNX checker sees to it), though maybe with open axes.
     shapes = {value.name: _dims(value.type.tensor_type) for value in outputs if value.type.HasField("tensor_type")}
-    if any(not dims or any(d is None for d in dims[1:]) for dims in shapes.values()):
+    if any(_is_open(dims) for dims in shapes.values()):
         shapes.update(_inferred_output_shapes(model))
-    for value in outputs:
-        dims = shapes.get(value.name, ())
-        if len(dims) < 2 or any(d is None for d in dims[1:]):
-            continue
-        class_axes = [d for d in dims[1:] if d != 1]
-        if len(class_axes) == 1 and class_axes[0] is not None and class_axes[0] >= 2:
-            return value.name, class_axes[0]
-        if not class_axes:
-            raise NotAnImageModel(f"{name} has a single output unit {_show(dims)}; the detectors need class scores")
     described = ", ".join(f"'{shown(n)}' {_show(d)}" for n, d in shapes.items())
-    if all(len(d) >= 2 and all(x is not None for x in d[1:]) for d in shapes.values()):
-        raise NotAnImageModel(f"{name} has no output shaped (batch, classes): {described}")
-    raise UnknownOutputShape(f"{name} does not declare the number of classes in its output ({described})")
+    classes = {n: count for n, dims in shapes.items() if (count := _class_count(dims))}
+    if len(classes) > 1:
+        listed = ", ".join(f"'{shown(n)}'" for n in classes)
+        raise AmbiguousOutputs(f"{name} has {len(classes)} outputs shaped (batch, classes): {listed}")
+    if any(_is_open(dims) for dims in shapes.values()):
+        raise UnknownOutputShape(f"{name} does not declare the number of classes in its output ({described})")
+    if classes:
+        ((output_name, num_classes),) = classes.items()
+        return output_name, num_classes
+    if any(len(dims) >= 2 and all(d == 1 for d in dims[1:]) for dims in shapes.values()):
+        raise NotAnImageModel(f"{name} has a single output unit ({described}); the detectors need class scores")
+    raise NotAnImageModel(f"{name} has no output shaped (batch, classes): {described}")
+
+
+def _class_count(dims: Dims) -> int | None:
+    """C for a (batch, C) output with C >= 2, trailing axes of size 1 allowed; None for any other shape."""
+    if _is_open(dims) or len(dims) < 2:
+        return None
+    class_axes = [d for d in dims[1:] if d != 1]
+    if len(class_axes) == 1 and class_axes[0] is not None and class_axes[0] >= 2:
+        return class_axes[0]
+    return None
+
+
+def _is_open(dims: Dims) -> bool:
+    """An axis after the batch axis that the graph leaves open."""
+    return any(d is None for d in dims[1:])
 
 
 def _inferred_output_shapes(model: onnx.ModelProto) -> dict[str, Dims]:

@@ -172,6 +172,30 @@ def uint8_image_input(directory: Path) -> Path:
     return save(_image_through(tiny_cnn(), cast, raw), directory / "uint8_input.onnx")
 
 
+def two_class_outputs(directory: Path) -> Path:
+    """Logits and probabilities side by side: which one the scanner read would be a guess."""
+    model = tiny_cnn()
+    model.graph.node.append(helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1))
+    model.graph.output.insert(0, helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10]))
+    return save(model, directory / "two_class_outputs.onnx")
+
+
+def class_output_beside_an_open_output(directory: Path) -> Path:
+    """A decoy (batch, classes) output first; the real scores' shape is hidden from declaration and inference."""
+    model = tiny_cnn()
+    model.graph.node[-1].output[0] = "logits"
+    model.graph.node.extend(
+        [
+            helper.make_node("Shape", ["logits"], ["logits_shape"]),
+            helper.make_node("Reshape", ["logits", "logits_shape"], ["scores"]),
+            helper.make_node("Identity", ["logits"], ["decoy"]),
+        ]
+    )
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "classes"
+    model.graph.output.insert(0, helper.make_tensor_value_info("decoy", TensorProto.FLOAT, ["N", 10]))
+    return save(model, directory / "open_output.onnx")
+
+
 def tabular(directory: Path) -> Path:
     return save(tabular_model(), directory / "tabular.onnx")
 
@@ -244,6 +268,8 @@ HOSTILE: list[tuple[Builder, str]] = [
     (torch_zip_checkpoint, "pickle_refused"),
     (pickle_named_onnx, "pickle_refused"),
     (uint8_image_input, "unsupported_input_type"),
+    (two_class_outputs, "ambiguous_outputs"),
+    (class_output_beside_an_open_output, "unknown_output_shape"),
 ]
 
 # Models that are fine but are no image classifiers: NotAnImageModel, which a scan reports as `not_applicable`.
