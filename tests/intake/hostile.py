@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.intake.builders import move_weights_outside, save, tabular_model, tiny_cnn
+from tests.intake.builders import OPSET, move_weights_outside, save, tabular_model, tiny_cnn
 
 # Unpickling the pickle builders' files would create this file next to them.
 PICKLE_MARKER = "unpickling-ran-code.txt"
@@ -196,6 +196,22 @@ def class_output_beside_an_open_output(directory: Path) -> Path:
     return save(model, directory / "open_output.onnx")
 
 
+def function_shadowing_a_runtime_kernel(directory: Path) -> Path:
+    """com.microsoft::Gelu with a model-local function of that name whose body is a Relu.
+
+    ONNX Runtime runs its own Gelu kernel, not the body: the checked function says nothing about what runs.
+    """
+    model = tiny_cnn()
+    relu = next(node for node in model.graph.node if node.op_type == "Relu")
+    relu.op_type, relu.domain = "Gelu", "com.microsoft"
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    body = [helper.make_node("Relu", ["x"], ["y"])]
+    model.functions.append(
+        helper.make_function("com.microsoft", "Gelu", ["x"], ["y"], body, [helper.make_opsetid("", OPSET)])
+    )
+    return save(model, directory / "shadowing_function.onnx")
+
+
 def tabular(directory: Path) -> Path:
     return save(tabular_model(), directory / "tabular.onnx")
 
@@ -270,6 +286,7 @@ HOSTILE: list[tuple[Builder, str]] = [
     (uint8_image_input, "unsupported_input_type"),
     (two_class_outputs, "ambiguous_outputs"),
     (class_output_beside_an_open_output, "unknown_output_shape"),
+    (function_shadowing_a_runtime_kernel, "custom_operator_domain"),
 ]
 
 # Models that are fine but are no image classifiers: NotAnImageModel, which a scan reports as `not_applicable`.
