@@ -260,6 +260,44 @@ def sequence_input(directory: Path) -> Path:
     return save(_image_through(tiny_cnn(), concat, raw), directory / "sequence_input.onnx")
 
 
+def _pickle_written(path: Path, protocol: int) -> Path:
+    path.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(path.parent / PICKLE_MARKER), protocol=protocol))
+    return path
+
+
+def pickle_protocol_0_bin(directory: Path) -> Path:
+    """Protocols 0 and 1 have no header: only their opcodes show what they are."""
+    return _pickle_written(directory / "pytorch_model.bin", protocol=0)
+
+
+def pickle_protocol_1_bin(directory: Path) -> Path:
+    return _pickle_written(directory / "weights.bin", protocol=1)
+
+
+def pickle_named_safetensors(directory: Path) -> Path:
+    return _pickle_written(directory / "model.safetensors", protocol=0)
+
+
+def pickle_named_h5(directory: Path) -> Path:
+    return _pickle_written(directory / "model.h5", protocol=4)
+
+
+def numpy_object_array(directory: Path) -> Path:
+    """np.load(..., allow_pickle=True) unpickles an object array, so this runs code too."""
+    path = directory / "weights.npy"
+    marker = CreatesFileWhenUnpickled(directory / PICKLE_MARKER)
+    np.save(path, np.array([marker, None], dtype=object), allow_pickle=True)
+    return path
+
+
+def pickle_padded_past_any_prefix(directory: Path) -> Path:
+    """A protocol-0 pickle whose first opcode pushes 8 MiB of bytes, so its code sits far beyond any sniffed head."""
+    padding = b"B" + (8 << 20).to_bytes(4, "little") + bytes(8 << 20) + b"0"
+    path = directory / "padded.bin"
+    path.write_bytes(padding + pickle.dumps(CreatesFileWhenUnpickled(directory / PICKLE_MARKER), protocol=0))
+    return path
+
+
 Builder = Callable[[Path], Path]
 
 # (builder, the `kind` of the IntakeError it must raise)
@@ -287,6 +325,12 @@ HOSTILE: list[tuple[Builder, str]] = [
     (two_class_outputs, "ambiguous_outputs"),
     (class_output_beside_an_open_output, "unknown_output_shape"),
     (function_shadowing_a_runtime_kernel, "custom_operator_domain"),
+    (pickle_protocol_0_bin, "pickle_refused"),
+    (pickle_protocol_1_bin, "pickle_refused"),
+    (pickle_named_safetensors, "pickle_refused"),
+    (pickle_named_h5, "pickle_refused"),
+    (numpy_object_array, "pickle_refused"),
+    (pickle_padded_past_any_prefix, "pickle_refused"),
 ]
 
 # Models that are fine but are no image classifiers: NotAnImageModel, which a scan reports as `not_applicable`.

@@ -22,6 +22,9 @@ from tests.intake.hostile import (
     external_data_dotdot,
     external_data_symlink,
     function_shadowing_a_runtime_kernel,
+    numpy_object_array,
+    pickle_padded_past_any_prefix,
+    pickle_protocol_0_bin,
     raw_pickle,
     torch_zip_checkpoint,
 )
@@ -49,20 +52,26 @@ def test_model_without_image_input_is_not_applicable(tmp_path: Path, builder: Bu
     assert refused.value.kind == kind == "not_applicable"
 
 
-@pytest.mark.parametrize("builder", [raw_pickle, torch_zip_checkpoint], ids=["raw_pickle", "torch_zip"])
+@pytest.mark.parametrize(
+    "builder",
+    [raw_pickle, torch_zip_checkpoint, pickle_protocol_0_bin, pickle_padded_past_any_prefix, numpy_object_array],
+)
 def test_pickle_would_have_run_code(tmp_path: Path, builder: Builder) -> None:
     """The pickle fixtures are real threats: loading them the usual way does create the marker file."""
     path = builder(tmp_path)
     with pytest.raises(IntakeError, match="refused unopened"):
         load_model(path)
+    assert find_model_files(tmp_path) == [path]
     assert not (tmp_path / PICKLE_MARKER).exists()
 
-    if builder is raw_pickle:
-        pickle.loads(path.read_bytes()).close()
-    else:
+    if builder is torch_zip_checkpoint:
         import torch
 
         torch.load(path, weights_only=False)["state"].close()
+    elif builder is numpy_object_array:
+        np.load(path, allow_pickle=True)[0].close()
+    else:
+        pickle.loads(path.read_bytes()).close()
     assert (tmp_path / PICKLE_MARKER).exists()
 
 
