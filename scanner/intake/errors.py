@@ -120,7 +120,12 @@ class AmbiguousLayout(IntakeError):
 
 class UnsupportedInputType(IntakeError):
     kind = "unsupported_input_type"
-    hint = "export the model with a float32 image input"
+    hint = "export the model with a float32 image input, and cast uint8 or float16 pixels before the model"
+
+
+class AmbiguousOutputs(IntakeError):
+    kind = "ambiguous_outputs"
+    hint = "export an image classifier with exactly one class-score output, shaped (batch, classes)"
 
 
 class UnknownOutputShape(IntakeError):
@@ -157,6 +162,7 @@ REFUSALS: tuple[type[IntakeError], ...] = (
     UnknownInputShape,
     AmbiguousLayout,
     UnsupportedInputType,
+    AmbiguousOutputs,
     UnknownOutputShape,
     NotAnImageModel,
 )

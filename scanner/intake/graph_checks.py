@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 # The domains the ONNX standard defines; "ai.onnx" is another name for the default "" domain.
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+# Domains ONNX Runtime, its execution providers, training builds and onnxruntime-extensions fill with kernels of
+# their own, by prefix so that the next such domain is covered too. A kernel there wins over a model-local function
+# of the same name, so such a function says nothing about the code that runs.
+RUNTIME_DOMAIN_PREFIXES = ("com.microsoft", "com.ms.", "ai.onnx.", "org.pytorch.", "com.intel.ai", "com.xilinx")
 
 
 def check_graph(model: onnx.ModelProto, serialized: bytes, name: str, allowed_domains: frozenset[str]) -> None:
@@ -35,15 +39,24 @@ def check_operator_domains(model: onnx.ModelProto, name: str, allowed_domains: f
     """Every operator must come from a standard domain, an allowed one, or a function defined in the model itself.
 
     A custom domain needs a kernel library registered with the runtime: code that is not ONNX and not ours to run.
-    Model-local functions are compositions of other nodes, which are checked like every other node.
+    Model-local functions are compositions of other nodes, which are checked like every other node; but only in a
+    domain the runtime has no kernels of its own for, since there its kernel runs instead of the function's body.
     """
-    local_functions = {(function.domain, function.name) for function in model.functions}
+    defined = {(function.domain, function.name) for function in model.functions}
+    local_functions = {(domain, op_type) for domain, op_type in defined if not runtime_owns_domain(domain)}
     permitted = STANDARD_DOMAINS | allowed_domains
     for node in nodes_of(model):
         if node.domain not in permitted and (node.domain, node.op_type) not in local_functions:
-            raise CustomOperatorDomain(
-                f"{name} uses operator '{shown(node.op_type)}' from the non-standard domain '{shown(node.domain)}'"
-            )
+            why = f"{name} uses operator '{shown(node.op_type)}' from the non-standard domain '{shown(node.domain)}'"
+            if (node.domain, node.op_type) in defined:
+                why += "; its model-local function does not count there, as ONNX Runtime may run its own kernel"
+            raise CustomOperatorDomain(why)
+
+
+def runtime_owns_domain(domain: str) -> bool:
+    """Whether ONNX Runtime (installed or in another build) may bring its own kernels for operators of `domain`."""
+    folded = domain.strip().lower()
+    return folded.startswith(RUNTIME_DOMAIN_PREFIXES) or folded in runtime_support.operator_domains()
 
 
 def check_opsets(model: onnx.ModelProto, name: str) -> None:

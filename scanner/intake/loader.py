@@ -24,7 +24,7 @@ from scanner.intake.errors import (
 )
 from scanner.intake.external_data import inline_external_data
 from scanner.intake.files import open_checked
-from scanner.intake.formats import PICKLE_SUFFIXES, FileFormat, describe, read_head, sniff
+from scanner.intake.formats import PICKLE_SUFFIXES, FileFormat, describe, sniff
 from scanner.intake.graph_checks import check_graph
 from scanner.intake.limits import PROTOBUF_LIMIT_BYTES, IntakeLimits
 from scanner.intake.parsing import parse_model
@@ -74,7 +74,7 @@ def _read_checked(path: Path, limits: IntakeLimits) -> bytes:
     size = real.stat().st_size
     if size == 0:
         raise EmptyFile(f"{name} is empty (0 bytes)")
-    fmt = sniff(path, read_head(path))
+    fmt = sniff(path)
     if fmt in (FileFormat.PICKLE, FileFormat.TORCH_ZIP) or path.suffix.lower() in PICKLE_SUFFIXES:
         raise PickleRefused(f"{name} is {describe(fmt, path.suffix.lower())}, refused unopened")
     limit = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES)

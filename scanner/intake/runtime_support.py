@@ -1,4 +1,4 @@
-"""What the installed ONNX Runtime accepts: newest IR version and opset per operator domain.
+"""What the installed ONNX Runtime accepts: newest IR version and opset per operator domain, and its own domains.
 
 ONNX Runtime has no public API for this, so it is measured once per process: a one-node model stamped with a
 given version either opens in a session or is refused. A binary search needs about six tiny sessions per question.
@@ -39,6 +39,24 @@ def max_opset(domain: str) -> int:
         return {"": version} if domain == "" else {"": _PROBE_OPSET, domain: version}
 
     return _highest_accepted(lambda version: _opens(ort, ir_version=8, opsets=opsets(version)))
+
+
+@functools.cache
+def operator_domains() -> frozenset[str]:
+    """The operator domains the installed ONNX Runtime registers schemas or kernels for ("" is ai.onnx).
+
+    Read from the runtime's own registry where this build exposes it; empty without onnxruntime.
+    """
+    if _onnxruntime_or_none() is None:
+        return frozenset()
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as registry
+
+        schemas = registry.get_all_operator_schema()
+        kernels = registry.get_all_opkernel_def()
+    except (ImportError, AttributeError, RuntimeError):  # a minimal build: the fixed list in graph_checks stands
+        return frozenset()
+    return frozenset(str(entry.domain) for entry in [*schemas, *kernels])
 
 
 def _highest_accepted(accepts: Callable[[int], bool]) -> int:

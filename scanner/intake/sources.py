@@ -11,7 +11,6 @@ from scanner.intake.formats import (
     PICKLE_SUFFIXES,
     SNIFFED_SUFFIXES,
     FileFormat,
-    read_head,
     sniff,
 )
 
@@ -20,7 +19,8 @@ def find_model_files(target: Path) -> list[Path]:
     """A file -> [it]; a directory -> its model files, recursively, sorted.
 
     Pickle-format files (.pt, .pth, .pkl, ...) are listed too, so that they are refused loudly instead of
-    skipped silently; a `.bin` is listed when its content is a pickle or a torch checkpoint (not raw tensor data).
+    skipped silently; a `.bin`, `.npy`, `.h5` or `.safetensors` is listed when its content is a pickle or a torch
+    checkpoint (not raw tensor data, a NumPy array of numbers, or a real HDF5 or safetensors file).
     Symlinked directories are not followed, so a scan cannot wander out of the tree or loop.
     """
     target = Path(target)
@@ -46,7 +46,7 @@ def is_model_file(path: Path) -> bool:
         if not path.resolve().is_relative_to(path.parent.resolve()):
             return False  # a link out of its directory is never read, and only its content could make it a model
         try:
-            return sniff(path, read_head(path)) in (FileFormat.PICKLE, FileFormat.TORCH_ZIP)
+            return sniff(path) in (FileFormat.PICKLE, FileFormat.TORCH_ZIP)
         except OSError:
             return True  # unreadable: let the intake say so
     return False

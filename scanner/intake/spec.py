@@ -8,6 +8,7 @@ from scanner.findings import InputSpec, Layout
 from scanner.intake.errors import (
     AmbiguousInputs,
     AmbiguousLayout,
+    AmbiguousOutputs,
     InputTooLarge,
     NotAnImageModel,
     OutputTooLarge,
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
     import onnx
 
 IMAGE_CHANNELS = frozenset({1, 3})
-# TensorProto.DataType values of FLOAT, FLOAT16, DOUBLE, BFLOAT16.
-_FLOAT_TYPES = frozenset({1, 10, 11, 16})
+# A batch of images: NCHW or NHWC.
+IMAGE_RANK = 4
 # A dimension the graph leaves open (symbolic or missing) is None.
 Dims = tuple[int | None, ...]
 
@@ -75,6 +76,14 @@ def _single_input(model: onnx.ModelProto, name: str) -> onnx.ValueInfoProto:
 
 
 def _image_dims(value: onnx.ValueInfoProto, name: str) -> Dims:
+    """The input's dimensions, once it is known to be a float32 batch of images.
+
+    Deliberately not applicable (fine models, but no image classifiers the detectors can feed): sequence, map and
+    optional inputs, and tensors of another rank than 4, such as flat feature rows [N, F] or 5-D volumes and clips.
+    A rank-4 input of another element type than float32 reads as images (uint8 pixels, float16) that the scanner
+    cannot feed, which is an error: passing it as not applicable would let an image classifier through unscanned.
+    (An input without a declared shape never gets here: the ONNX checker refuses it.)
+    """
     import onnx
 
     if not value.type.HasField("tensor_type"):
@@ -82,11 +91,10 @@ def _image_dims(value: onnx.ValueInfoProto, name: str) -> Dims:
     tensor_type = value.type.tensor_type
     dims = _dims(tensor_type)
     element = _type_name(tensor_type.elem_type)
-    floating = tensor_type.elem_type in _FLOAT_TYPES
-    if not floating or len(dims) != 4:
+    if len(dims) != IMAGE_RANK:
         raise NotAnImageModel(f"{name} takes a {element} input {_show(dims)}, not a batch of images")
     if tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise UnsupportedInputType(f"{name} takes {element} images; the scanner feeds float32")
+        raise UnsupportedInputType(f"{name} takes {element} images {_show(dims)}; the scanner feeds float32")
     return dims
 
 
@@ -133,26 +141,47 @@ def _check_bounds(batch: int | None, channels: int, height: int, width: int, nam
 
 
 def _class_output(model: onnx.ModelProto, name: str) -> tuple[str, int]:
-    """The first output shaped (batch, classes), allowing trailing axes of size 1."""
+    """The one output shaped (batch, classes), allowing trailing axes of size 1.
+
+    Other outputs may sit beside it (a [N, 1] confidence, a [N] label), but never a second output that could be
+    the class scores: neither another (batch, classes) output nor one whose shape is open. Scanning the wrong one
+    would pass a backdoored model whose real class scores were never looked at.
+    """
     outputs = list(model.graph.output)
     if not outputs:
         raise NotAnImageModel(f"{name} has no output")
+    # Every tensor output declares a shape (the ONNX checker sees to it), though maybe with open axes.
     shapes = {value.name: _dims(value.type.tensor_type) for value in outputs if value.type.HasField("tensor_type")}
-    if any(not dims or any(d is None for d in dims[1:]) for dims in shapes.values()):
+    if any(_is_open(dims) for dims in shapes.values()):
         shapes.update(_inferred_output_shapes(model))
-    for value in outputs:
-        dims = shapes.get(value.name, ())
-        if len(dims) < 2 or any(d is None for d in dims[1:]):
-            continue
-        class_axes = [d for d in dims[1:] if d != 1]
-        if len(class_axes) == 1 and class_axes[0] is not None and class_axes[0] >= 2:
-            return value.name, class_axes[0]
-        if not class_axes:
-            raise NotAnImageModel(f"{name} has a single output unit {_show(dims)}; the detectors need class scores")
     described = ", ".join(f"'{shown(n)}' {_show(d)}" for n, d in shapes.items())
-    if all(len(d) >= 2 and all(x is not None for x in d[1:]) for d in shapes.values()):
-        raise NotAnImageModel(f"{name} has no output shaped (batch, classes): {described}")
-    raise UnknownOutputShape(f"{name} does not declare the number of classes in its output ({described})")
+    classes = {n: count for n, dims in shapes.items() if (count := _class_count(dims))}
+    if len(classes) > 1:
+        listed = ", ".join(f"'{shown(n)}'" for n in classes)
+        raise AmbiguousOutputs(f"{name} has {len(classes)} outputs shaped (batch, classes): {listed}")
+    if any(_is_open(dims) for dims in shapes.values()):
+        raise UnknownOutputShape(f"{name} does not declare the number of classes in its output ({described})")
+    if classes:
+        ((output_name, num_classes),) = classes.items()
+        return output_name, num_classes
+    if any(len(dims) >= 2 and all(d == 1 for d in dims[1:]) for dims in shapes.values()):
+        raise NotAnImageModel(f"{name} has a single output unit ({described}); the detectors need class scores")
+    raise NotAnImageModel(f"{name} has no output shaped (batch, classes): {described}")
+
+
+def _class_count(dims: Dims) -> int | None:
+    """C for a (batch, C) output with C >= 2, trailing axes of size 1 allowed; None for any other shape."""
+    if _is_open(dims) or len(dims) < 2:
+        return None
+    class_axes = [d for d in dims[1:] if d != 1]
+    if len(class_axes) == 1 and class_axes[0] is not None and class_axes[0] >= 2:
+        return class_axes[0]
+    return None
+
+
+def _is_open(dims: Dims) -> bool:
+    """An axis after the batch axis that the graph leaves open."""
+    return any(d is None for d in dims[1:])
 
 
 def _inferred_output_shapes(model: onnx.ModelProto) -> dict[str, Dims]:

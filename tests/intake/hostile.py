@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from onnx import TensorProto, helper
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
-from tests.intake.builders import move_weights_outside, save, tabular_model, tiny_cnn
+from tests.intake.builders import OPSET, move_weights_outside, save, tabular_model, tiny_cnn
 
 # Unpickling the pickle builders' files would create this file next to them.
 PICKLE_MARKER = "unpickling-ran-code.txt"
@@ -156,6 +157,61 @@ def two_inputs(directory: Path) -> Path:
     return save(model, directory / "two_inputs.onnx")
 
 
+def _image_through(model: onnx.ModelProto, node: onnx.NodeProto, value: onnx.ValueInfoProto) -> onnx.ModelProto:
+    """`model` fed through `node`, which turns the new graph input `value` into the image batch."""
+    model.graph.input.pop()
+    model.graph.input.append(value)
+    model.graph.node.insert(0, node)
+    return model
+
+
+def uint8_image_input(directory: Path) -> Path:
+    """uint8 pixels cast to float32 inside the graph: an image classifier the scanner cannot feed."""
+    raw = helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["N", 3, 8, 8])
+    cast = helper.make_node("Cast", ["pixels"], ["image"], to=TensorProto.FLOAT)
+    return save(_image_through(tiny_cnn(), cast, raw), directory / "uint8_input.onnx")
+
+
+def two_class_outputs(directory: Path) -> Path:
+    """Logits and probabilities side by side: which one the scanner read would be a guess."""
+    model = tiny_cnn()
+    model.graph.node.append(helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1))
+    model.graph.output.insert(0, helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10]))
+    return save(model, directory / "two_class_outputs.onnx")
+
+
+def class_output_beside_an_open_output(directory: Path) -> Path:
+    """A decoy (batch, classes) output first; the real scores' shape is hidden from declaration and inference."""
+    model = tiny_cnn()
+    model.graph.node[-1].output[0] = "logits"
+    model.graph.node.extend(
+        [
+            helper.make_node("Shape", ["logits"], ["logits_shape"]),
+            helper.make_node("Reshape", ["logits", "logits_shape"], ["scores"]),
+            helper.make_node("Identity", ["logits"], ["decoy"]),
+        ]
+    )
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "classes"
+    model.graph.output.insert(0, helper.make_tensor_value_info("decoy", TensorProto.FLOAT, ["N", 10]))
+    return save(model, directory / "open_output.onnx")
+
+
+def function_shadowing_a_runtime_kernel(directory: Path) -> Path:
+    """com.microsoft::Gelu with a model-local function of that name whose body is a Relu.
+
+    ONNX Runtime runs its own Gelu kernel, not the body: the checked function says nothing about what runs.
+    """
+    model = tiny_cnn()
+    relu = next(node for node in model.graph.node if node.op_type == "Relu")
+    relu.op_type, relu.domain = "Gelu", "com.microsoft"
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    body = [helper.make_node("Relu", ["x"], ["y"])]
+    model.functions.append(
+        helper.make_function("com.microsoft", "Gelu", ["x"], ["y"], body, [helper.make_opsetid("", OPSET)])
+    )
+    return save(model, directory / "shadowing_function.onnx")
+
+
 def tabular(directory: Path) -> Path:
     return save(tabular_model(), directory / "tabular.onnx")
 
@@ -177,6 +233,68 @@ def torch_zip_checkpoint(directory: Path) -> Path:
 def pickle_named_onnx(directory: Path) -> Path:
     path = directory / "disguised.onnx"
     path.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(directory / PICKLE_MARKER), protocol=4))
+    return path
+
+
+def flat_image_input(directory: Path) -> Path:
+    """[N, 192] rows reshaped to images inside the graph: read as a tabular model, deliberately."""
+    raw = helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["N", 192])
+    model = tiny_cnn()
+    model.graph.initializer.append(numpy_helper.from_array(np.array([-1, 3, 8, 8], np.int64), "image_shape"))
+    reshape = helper.make_node("Reshape", ["rows", "image_shape"], ["image"])
+    return save(_image_through(model, reshape, raw), directory / "flat_input.onnx")
+
+
+def five_d_input(directory: Path) -> Path:
+    """[N, 1, 3, 8, 8]: a batch of clips or volumes as far as the input can tell, deliberately not applicable."""
+    raw = helper.make_tensor_value_info("clips", TensorProto.FLOAT, ["N", 1, 3, 8, 8])
+    model = tiny_cnn()
+    model.graph.initializer.append(numpy_helper.from_array(np.array([-1, 3, 8, 8], np.int64), "image_shape"))
+    reshape = helper.make_node("Reshape", ["clips", "image_shape"], ["image"])
+    return save(_image_through(model, reshape, raw), directory / "five_d_input.onnx")
+
+
+def sequence_input(directory: Path) -> Path:
+    raw = helper.make_tensor_sequence_value_info("images", TensorProto.FLOAT, ["N", 3, 8, 8])
+    concat = helper.make_node("ConcatFromSequence", ["images"], ["image"], axis=0)
+    return save(_image_through(tiny_cnn(), concat, raw), directory / "sequence_input.onnx")
+
+
+def _pickle_written(path: Path, protocol: int) -> Path:
+    path.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(path.parent / PICKLE_MARKER), protocol=protocol))
+    return path
+
+
+def pickle_protocol_0_bin(directory: Path) -> Path:
+    """Protocols 0 and 1 have no header: only their opcodes show what they are."""
+    return _pickle_written(directory / "pytorch_model.bin", protocol=0)
+
+
+def pickle_protocol_1_bin(directory: Path) -> Path:
+    return _pickle_written(directory / "weights.bin", protocol=1)
+
+
+def pickle_named_safetensors(directory: Path) -> Path:
+    return _pickle_written(directory / "model.safetensors", protocol=0)
+
+
+def pickle_named_h5(directory: Path) -> Path:
+    return _pickle_written(directory / "model.h5", protocol=4)
+
+
+def numpy_object_array(directory: Path) -> Path:
+    """np.load(..., allow_pickle=True) unpickles an object array, so this runs code too."""
+    path = directory / "weights.npy"
+    marker = CreatesFileWhenUnpickled(directory / PICKLE_MARKER)
+    np.save(path, np.array([marker, None], dtype=object), allow_pickle=True)
+    return path
+
+
+def pickle_padded_past_any_prefix(directory: Path) -> Path:
+    """A protocol-0 pickle whose first opcode pushes 8 MiB of bytes, so its code sits far beyond any sniffed head."""
+    padding = b"B" + (8 << 20).to_bytes(4, "little") + bytes(8 << 20) + b"0"
+    path = directory / "padded.bin"
+    path.write_bytes(padding + pickle.dumps(CreatesFileWhenUnpickled(directory / PICKLE_MARKER), protocol=0))
     return path
 
 
@@ -203,7 +321,22 @@ HOSTILE: list[tuple[Builder, str]] = [
     (raw_pickle, "pickle_refused"),
     (torch_zip_checkpoint, "pickle_refused"),
     (pickle_named_onnx, "pickle_refused"),
+    (uint8_image_input, "unsupported_input_type"),
+    (two_class_outputs, "ambiguous_outputs"),
+    (class_output_beside_an_open_output, "unknown_output_shape"),
+    (function_shadowing_a_runtime_kernel, "custom_operator_domain"),
+    (pickle_protocol_0_bin, "pickle_refused"),
+    (pickle_protocol_1_bin, "pickle_refused"),
+    (pickle_named_safetensors, "pickle_refused"),
+    (pickle_named_h5, "pickle_refused"),
+    (numpy_object_array, "pickle_refused"),
+    (pickle_padded_past_any_prefix, "pickle_refused"),
 ]
 
 # Models that are fine but are no image classifiers: NotAnImageModel, which a scan reports as `not_applicable`.
-NOT_IMAGE_MODELS: list[tuple[Builder, str]] = [(tabular, "not_applicable")]
+NOT_IMAGE_MODELS: list[tuple[Builder, str]] = [
+    (tabular, "not_applicable"),
+    (flat_image_input, "not_applicable"),
+    (five_d_input, "not_applicable"),
+    (sequence_input, "not_applicable"),
+]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from scanner.errors import IntakeError
@@ -19,6 +21,10 @@ from tests.intake.hostile import (
     external_data_absolute,
     external_data_dotdot,
     external_data_symlink,
+    function_shadowing_a_runtime_kernel,
+    numpy_object_array,
+    pickle_padded_past_any_prefix,
+    pickle_protocol_0_bin,
     raw_pickle,
     torch_zip_checkpoint,
 )
@@ -41,25 +47,31 @@ def test_hostile_file_is_refused(tmp_path: Path, builder: Builder, kind: str) ->
 
 @pytest.mark.parametrize(("builder", "kind"), NOT_IMAGE_MODELS, ids=[b.__name__ for b, _ in NOT_IMAGE_MODELS])
 def test_model_without_image_input_is_not_applicable(tmp_path: Path, builder: Builder, kind: str) -> None:
-    with pytest.raises(NotAnImageModel, match=r"\[\?, 20\]") as refused:
+    with pytest.raises(NotAnImageModel, match=r"not a batch of images|not an image batch") as refused:
         load_model(builder(tmp_path))
     assert refused.value.kind == kind == "not_applicable"
 
 
-@pytest.mark.parametrize("builder", [raw_pickle, torch_zip_checkpoint], ids=["raw_pickle", "torch_zip"])
+@pytest.mark.parametrize(
+    "builder",
+    [raw_pickle, torch_zip_checkpoint, pickle_protocol_0_bin, pickle_padded_past_any_prefix, numpy_object_array],
+)
 def test_pickle_would_have_run_code(tmp_path: Path, builder: Builder) -> None:
     """The pickle fixtures are real threats: loading them the usual way does create the marker file."""
     path = builder(tmp_path)
     with pytest.raises(IntakeError, match="refused unopened"):
         load_model(path)
+    assert find_model_files(tmp_path) == [path]
     assert not (tmp_path / PICKLE_MARKER).exists()
 
-    if builder is raw_pickle:
-        pickle.loads(path.read_bytes()).close()
-    else:
+    if builder is torch_zip_checkpoint:
         import torch
 
         torch.load(path, weights_only=False)["state"].close()
+    elif builder is numpy_object_array:
+        np.load(path, allow_pickle=True)[0].close()
+    else:
+        pickle.loads(path.read_bytes()).close()
     assert (tmp_path / PICKLE_MARKER).exists()
 
 
@@ -134,3 +146,39 @@ def test_a_link_swapped_in_after_the_check_is_not_followed(tmp_path: Path, monke
     with pytest.raises(IntakeError) as refused:
         load_model(path)
     assert refused.value.kind == "unreadable"
+
+
+def test_a_runtime_kernel_is_not_vouched_for_by_a_local_function(tmp_path: Path) -> None:
+    """The shadowing fixture is real: ONNX Runtime runs its com.microsoft Gelu, not the function's Relu body."""
+    path = function_shadowing_a_runtime_kernel(tmp_path)
+    with pytest.raises(IntakeError, match="ONNX Runtime may run its own kernel") as refused:
+        load_model(path)
+    assert refused.value.kind == "custom_operator_domain"
+
+    images = np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    shadowed = _scores(path.read_bytes(), images)
+    as_the_body_says = _scores(tiny_cnn().SerializeToString(), images)  # the same net with a plain Relu
+    assert not np.allclose(shadowed, as_the_body_says)
+
+
+def test_a_local_function_in_a_domain_of_its_own_is_checked_and_run(tmp_path: Path) -> None:
+    """Outside the runtime's domains a model-local function is its body: checked node by node, and run as written."""
+    model = tiny_cnn()
+    relu = next(node for node in model.graph.node if node.op_type == "Relu")
+    relu.op_type, relu.domain = "Activation", "com.example.layers"
+    model.opset_import.append(onnx.helper.make_opsetid("com.example.layers", 1))
+    body = [onnx.helper.make_node("Relu", ["x"], ["y"])]
+    opsets = [onnx.helper.make_opsetid("", 13)]
+    model.functions.append(onnx.helper.make_function("com.example.layers", "Activation", ["x"], ["y"], body, opsets))
+
+    artifact = load_model(save(model, tmp_path / "function.onnx"))
+
+    images = np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(
+        _scores(artifact.onnx_bytes, images), _scores(tiny_cnn().SerializeToString(), images), rtol=1e-6
+    )
+
+
+def _scores(onnx_bytes: bytes, images: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(["scores"], {"image": images})[0])

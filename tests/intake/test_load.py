@@ -18,6 +18,7 @@ from scanner.intake import (
     AmbiguousLayout,
     FileTooLarge,
     IntakeLimits,
+    NotAnImageModel,
     PickleRefused,
     UnknownInputShape,
     Unreadable,
@@ -188,3 +189,20 @@ def test_empty_external_tensor_leaves_no_reference_behind(tmp_path: Path) -> Non
 def test_layout_must_be_known(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown input layout"):
         load_model(save(tiny_cnn(), tmp_path / "m.onnx"), layout="CHWN")  # type: ignore[arg-type]
+
+
+def test_class_output_is_found_behind_an_extra_output(tmp_path: Path) -> None:
+    """A [N, 1] output listed first (a confidence, say) does not hide the (batch, classes) output after it."""
+    model = tiny_cnn(classes=7)
+    model.graph.node.append(onnx.helper.make_node("ReduceMax", ["scores"], ["confidence"], axes=[1], keepdims=1))
+    model.graph.output.insert(0, onnx.helper.make_tensor_value_info("confidence", onnx.TensorProto.FLOAT, ["N", 1]))
+
+    spec = load_model(save(model, tmp_path / "m.onnx")).spec
+
+    assert (spec.output_name, spec.num_classes) == ("scores", 7)
+
+
+def test_a_single_output_unit_is_not_applicable(tmp_path: Path) -> None:
+    model = tiny_cnn(classes=1)  # a binary detector's single logit: no class scores to probe
+    with pytest.raises(NotAnImageModel, match="single output unit"):
+        load_model(save(model, tmp_path / "m.onnx"))

@@ -6,6 +6,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scanner.intake import ModelNotFound, SymlinkOutside, find_model_files, load_model
@@ -77,3 +78,18 @@ def test_bin_symlink_out_of_its_directory_is_not_read(tmp_path: Path) -> None:
     assert find_model_files(tmp_path / "scan") == []
     with pytest.raises(SymlinkOutside):
         load_model(tmp_path / "scan" / "weights.bin")
+
+
+def test_data_files_that_hold_no_pickle_are_not_listed(tmp_path: Path) -> None:
+    """Sniffing .bin, .npy, .h5 and .safetensors for pickles must not turn ordinary tensor data into refusals."""
+    rng = np.random.default_rng(0)
+    for index in range(200):
+        weights = rng.normal(0, 0.1, 1024).astype(np.float32)
+        (tmp_path / f"external_{index}.bin").write_bytes(weights.tobytes())
+        (tmp_path / f"noise_{index}.bin").write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        np.save(tmp_path / f"array_{index}.npy", weights.reshape(32, 32))
+    header = b'{"w":{"dtype":"F32","shape":[1024],"data_offsets":[0,4096]}}'
+    (tmp_path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(4096))
+    (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(4096))
+
+    assert find_model_files(tmp_path) == []
