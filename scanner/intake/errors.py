@@ -118,6 +118,13 @@ class AmbiguousLayout(IntakeError):
     hint = "say which layout the model expects: NCHW or NHWC"
 
 
+class LayoutMismatch(IntakeError):
+    """The layout a user gave (--layout, the policy's inputs) contradicts the model's input, which fits the other."""
+
+    kind = "layout_mismatch"
+    hint = "leave the layout out (it is read from the graph), or give the one the model takes"
+
+
 class UnsupportedInputType(IntakeError):
     kind = "unsupported_input_type"
     hint = "export the model with a float32 image input, and cast uint8 or float16 pixels before the model"
@@ -161,6 +168,7 @@ REFUSALS: tuple[type[IntakeError], ...] = (
     AmbiguousInputs,
     UnknownInputShape,
     AmbiguousLayout,
+    LayoutMismatch,
     UnsupportedInputType,
     AmbiguousOutputs,
     UnknownOutputShape,

@@ -10,6 +10,7 @@ from scanner.intake.errors import (
     AmbiguousLayout,
     AmbiguousOutputs,
     InputTooLarge,
+    LayoutMismatch,
     NotAnImageModel,
     OutputTooLarge,
     UnknownInputShape,
@@ -110,7 +111,13 @@ def _type_name(elem_type: int) -> str:
 def _layout(dims: Dims, name: str, requested: Layout | None) -> Layout:
     channels_first, channels_last = dims[1] in IMAGE_CHANNELS, dims[3] in IMAGE_CHANNELS
     if requested is not None:
-        fits = channels_first if requested is Layout.NCHW else channels_last
+        fits, other_fits = (
+            (channels_first, channels_last) if requested is Layout.NCHW else (channels_last, channels_first)
+        )
+        if not fits and other_fits:  # an error, not "not applicable": a wrong flag must not let a model through
+            raise LayoutMismatch(
+                f"{name} takes input {_show(dims)}, which reads as images in the other layout, not {requested.value}"
+            )
         if not fits and dims[1] is not None and dims[3] is not None:
             raise NotAnImageModel(f"{name} takes input {_show(dims)}: no 1 or 3 channels in {requested.value}")
         return requested

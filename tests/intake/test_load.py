@@ -18,6 +18,7 @@ from scanner.intake import (
     AmbiguousLayout,
     FileTooLarge,
     IntakeLimits,
+    LayoutMismatch,
     NotAnImageModel,
     PickleRefused,
     UnknownInputShape,
@@ -70,6 +71,16 @@ def test_ambiguous_layout_needs_the_callers_word(tmp_path: Path) -> None:
     with pytest.raises(AmbiguousLayout):
         load_model(path)
     assert load_model(path, layout=Layout.NCHW).spec.layout is Layout.NCHW
+
+
+@pytest.mark.parametrize(("built", "given"), [("NCHW", Layout.NHWC), ("NHWC", Layout.NCHW)])
+def test_a_layout_that_contradicts_the_model_is_an_error_not_a_pass(tmp_path: Path, built: str, given: Layout) -> None:
+    """A wrong --layout used to make an image classifier 'not applicable', which the default policy only warns
+    about: the backdoored model went through with exit 0."""
+    path = save(tiny_cnn(layout=built, channels=1, height=16, width=16), tmp_path / "m.onnx")
+    with pytest.raises(LayoutMismatch, match=f"other layout, not {given.value}"):
+        load_model(path, layout=given)
+    assert load_model(path).spec.layout is Layout(built)
 
 
 def test_open_image_size_is_refused(tmp_path: Path) -> None:
