@@ -17,6 +17,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from scanner.errors import UsageError
 from scanner.registry.queue import WorkQueue
 from scanner.registry.webhook import Intent, WebhookRejected, verify_delivery
 
@@ -40,6 +41,8 @@ class WebhookReceiver:
         max_age_s: float = 300,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if not secret.strip():
+            raise UsageError("the webhook secret is empty: anyone could sign a webhook delivery")
         self.queue = queue
         self.secret = secret
         self.max_age_s = max_age_s
