@@ -66,11 +66,14 @@ def register(subparsers: Any) -> None:
 
 
 def _listen_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+    host, _, port_text = text.rpartition(":")
     try:
-        return host or "127.0.0.1", int(port)
+        port = int(port_text)
     except ValueError as error:
         raise UsageError(f"--listen {text!r}: expected HOST:PORT", hint="e.g. --listen 127.0.0.1:8765") from error
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--listen {text!r}: port must be 0-65535", hint="e.g. --listen 127.0.0.1:8765")
+    return host or "127.0.0.1", port
 
 
 def webhook_secret(state_dir: Path) -> str:

@@ -9,8 +9,10 @@ a bound on connections at once: see BoundedHTTPServer); a client that hangs up l
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -57,12 +59,18 @@ class WebhookReceiver:
         self.max_age_s = max_age_s
         self.clock = clock
         self.read_timeout_s = read_timeout_s
-        self._server = BoundedHTTPServer(
-            (host, port),
-            _handler_for(self),
-            max_connections=max_connections,
-            connection_deadline_s=connection_deadline_s,
-        )
+        try:
+            self._server = BoundedHTTPServer(
+                (host, port),
+                _handler_for(self),
+                max_connections=max_connections,
+                connection_deadline_s=connection_deadline_s,
+            )
+        except (OSError, OverflowError) as error:
+            raise UsageError(
+                f"cannot listen for webhooks on {host}:{port}: {_why_not_listening(error, host)}",
+                hint="give --listen an address of this host and a free port, e.g. --listen 127.0.0.1:8765",
+            ) from None
         self._thread: threading.Thread | None = None
 
     @property
@@ -112,6 +120,19 @@ class WebhookReceiver:
             status,
         )
         return HTTPStatus.OK, {"status": status, "delivery_id": delivery.delivery_id}
+
+
+def _why_not_listening(error: OSError | OverflowError, host: str) -> str:
+    if isinstance(error, socket.gaierror):
+        return f"unknown host {host!r}"
+    if isinstance(error, OverflowError):
+        return "port must be 0-65535"
+    reasons = {
+        errno.EADDRINUSE: "the port is already in use",
+        errno.EADDRNOTAVAIL: "not an address of this host",
+        errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    }
+    return reasons.get(error.errno or 0, error.strerror or str(error))
 
 
 def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:

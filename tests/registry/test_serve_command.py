@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,34 @@ def test_the_receiver_refuses_an_empty_secret(tmp_path: Path) -> None:
     for blank in ("", "  "):
         with pytest.raises(UsageError, match="empty"):
             WebhookReceiver(WorkQueue(tmp_path / "queue.db"), secret=blank)
+
+
+@pytest.mark.parametrize(
+    ("listen", "said"),
+    [
+        ("127.0.0.1:99999", "port must be 0-65535"),
+        ("127.0.0.1:-1", "port must be 0-65535"),
+        ("nohost.invalid:1", "unknown host"),
+    ],
+    ids=["port-too-high", "negative-port", "unknown-host"],
+)
+def test_a_bad_listen_address_is_one_clear_line(repo_root: Path, tmp_path: Path, listen: str, said: str) -> None:
+    env = os.environ | {SECRET_ENV: "serve-secret"}
+    code, stderr = serve_until_it_exits(
+        repo_root, "--tracking-uri", "http://127.0.0.1:9", "--state-dir", str(tmp_path), "--listen", listen, env=env
+    )
+    assert code == 2, stderr
+    assert listen in stderr and said in stderr and "--listen" in stderr and "Traceback" not in stderr
+
+
+def test_a_port_in_use_is_one_clear_line(repo_root: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = os.environ | {SECRET_ENV: "serve-secret"}
+        code, stderr = serve_until_it_exits(
+            repo_root, "--tracking-uri", "http://127.0.0.1:9", "--state-dir", str(tmp_path), "--listen", listen, env=env
+        )
+    assert code == 2, stderr
+    assert listen in stderr and "already in use" in stderr and "--listen" in stderr and "Traceback" not in stderr
