@@ -66,26 +66,44 @@ def register(subparsers: Any) -> None:
 
 
 def _listen_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+    host, _, port_text = text.rpartition(":")
     try:
-        return host or "127.0.0.1", int(port)
+        port = int(port_text)
     except ValueError as error:
         raise UsageError(f"--listen {text!r}: expected HOST:PORT", hint="e.g. --listen 127.0.0.1:8765") from error
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--listen {text!r}: port must be 0-65535", hint="e.g. --listen 127.0.0.1:8765")
+    return host or "127.0.0.1", port
 
 
 def webhook_secret(state_dir: Path) -> str:
-    """$MODEL_SCANNER_WEBHOOK_SECRET, else a secret made once and kept (mode 0600) in the state dir."""
+    """$MODEL_SCANNER_WEBHOOK_SECRET, else a secret made once and kept (mode 0600) in the state dir.
+
+    A blank secret is refused wherever it comes from: anyone can sign a delivery with the empty string.
+    """
     from_env = os.environ.get(SECRET_ENV)
-    if from_env:
-        return from_env
+    if from_env is not None:
+        return _usable_secret(from_env, f"${SECRET_ENV}", hint=f"set ${SECRET_ENV} to a long random string")
     path = state_dir / "webhook-secret"
     if path.is_file():
-        return path.read_text(encoding="utf-8").strip()
+        try:
+            kept = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(
+                f"cannot read the webhook secret {path}: {error}", hint=f"fix or delete it, or set ${SECRET_ENV}"
+            ) from None
+        return _usable_secret(kept, str(path), hint=f"delete it (serve then makes one) or set ${SECRET_ENV}")
     state_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
         stream.write(secret)
+    return secret
+
+
+def _usable_secret(secret: str, source: str, *, hint: str) -> str:
+    if not secret.strip():
+        raise UsageError(f"the webhook secret from {source} is empty: anyone could sign a webhook delivery", hint=hint)
     return secret
 
 
@@ -101,12 +119,13 @@ def run(args: argparse.Namespace) -> int:
     token = os.environ.get(TOKEN_ENV) or None
     if token is None:
         log.warning("%s is not set: a server running the gate will refuse this service's scan tags", TOKEN_ENV)
+    secret = webhook_secret(args.state_dir)  # before the slow engine: a bad secret fails at once
     names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else None
     engine = build_engine(args.policy, names, device=args.device, max_model_bytes=args.max_model_size)
     config = ServiceConfig(
         tracking_uri=args.tracking_uri,
         queue_path=args.state_dir / "queue.db",
-        webhook_secret=webhook_secret(args.state_dir),
+        webhook_secret=secret,
         scanner_token=token,
         listen_host=host,
         listen_port=port,

@@ -3,20 +3,25 @@
 POST /webhook: 200 once the event is committed to the queue (or was seen before: MLflow retries with the same
 delivery id), 401 bad signature / stale timestamp, 400 malformed body, 413 too large, 503 if the queue cannot store
 it (MLflow then retries). GET /healthz: 200 with the queue's counts. Scanning happens elsewhere (workers), so an
-answer never waits on a scan.
+answer never waits on a scan. Slow or stalled clients are cut off (a timeout per read, a deadline per connection,
+a bound on connections at once: see BoundedHTTPServer); a client that hangs up loses only its own answer.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from scanner.errors import UsageError
+from scanner.registry.bounded_server import BoundedHTTPServer
 from scanner.registry.queue import WorkQueue
 from scanner.registry.webhook import Intent, WebhookRejected, verify_delivery
 
@@ -25,6 +30,10 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhook"
 HEALTH_PATH = "/healthz"
 MAX_BODY_BYTES = 1 << 20
+# MLflow sends a delivery in one go: a client that pauses this long within a request is stalled or hostile.
+READ_TIMEOUT_S = 10.0
+CONNECTION_DEADLINE_S = 60.0
+MAX_CONNECTIONS = 32
 
 
 class WebhookReceiver:
@@ -39,13 +48,29 @@ class WebhookReceiver:
         port: int = 0,
         max_age_s: float = 300,
         clock: Callable[[], float] = time.time,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        connection_deadline_s: float = CONNECTION_DEADLINE_S,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        if not secret.strip():
+            raise UsageError("the webhook secret is empty: anyone could sign a webhook delivery")
         self.queue = queue
         self.secret = secret
         self.max_age_s = max_age_s
         self.clock = clock
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self.read_timeout_s = read_timeout_s
+        try:
+            self._server = BoundedHTTPServer(
+                (host, port),
+                _handler_for(self),
+                max_connections=max_connections,
+                connection_deadline_s=connection_deadline_s,
+            )
+        except (OSError, OverflowError) as error:
+            raise UsageError(
+                f"cannot listen for webhooks on {host}:{port}: {_why_not_listening(error, host)}",
+                hint="give --listen an address of this host and a free port, e.g. --listen 127.0.0.1:8765",
+            ) from None
         self._thread: threading.Thread | None = None
 
     @property
@@ -97,18 +122,34 @@ class WebhookReceiver:
         return HTTPStatus.OK, {"status": status, "delivery_id": delivery.delivery_id}
 
 
+def _why_not_listening(error: OSError | OverflowError, host: str) -> str:
+    if isinstance(error, socket.gaierror):
+        return f"unknown host {host!r}"
+    if isinstance(error, OverflowError):
+        return "port must be 0-65535"
+    reasons = {
+        errno.EADDRINUSE: "the port is already in use",
+        errno.EADDRNOTAVAIL: "not an address of this host",
+        errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    }
+    return reasons.get(error.errno or 0, error.strerror or str(error))
+
+
 def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "model-scanner"
         protocol_version = "HTTP/1.1"
+        timeout = receiver.read_timeout_s  # per read: a stalled client raises TimeoutError and is dropped
 
         def do_POST(self) -> None:
             if self.path.split("?", 1)[0] != WEBHOOK_PATH:
+                self.close_connection = True
                 self._answer(HTTPStatus.NOT_FOUND, {"error": f"POST {WEBHOOK_PATH}"})
                 return
             try:
                 length = int(self.headers.get("Content-Length", ""))
             except ValueError:
+                self.close_connection = True  # a body we did not read must not be taken for the next request
                 self._answer(HTTPStatus.LENGTH_REQUIRED, {"error": "Content-Length required"})
                 return
             if length < 0 or length > MAX_BODY_BYTES:
@@ -116,6 +157,10 @@ def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
                 self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {MAX_BODY_BYTES} bytes"})
                 return
             body = self.rfile.read(length)
+            if len(body) < length:  # the client hung up mid-body: nobody is left to answer
+                log.debug("%s hung up after %d of %d body bytes", self.address_string(), len(body), length)
+                self.close_connection = True
+                return
             status, answer = receiver.handle(dict(self.headers.items()), body)
             self._answer(status, answer)
 

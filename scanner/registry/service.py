@@ -82,14 +82,19 @@ class ScannerService:
         self.ownership = QueueOwnership(config.queue_path)
         self.ownership.acquire()  # before the queue is touched; released by stop()
         self.queue = WorkQueue(config.queue_path)
-        self.registry = RegistryClient(config.tracking_uri, token=config.scanner_token)
-        self.receiver = WebhookReceiver(
-            self.queue,
-            secret=config.webhook_secret,
-            host=config.listen_host,
-            port=config.listen_port,
-            max_age_s=config.max_age_s,
-        )
+        try:
+            self.registry = RegistryClient(config.tracking_uri, token=config.scanner_token)
+            self.receiver = WebhookReceiver(
+                self.queue,
+                secret=config.webhook_secret,
+                host=config.listen_host,
+                port=config.listen_port,
+                max_age_s=config.max_age_s,
+            )
+        except BaseException:  # e.g. the address cannot be listened on: leave the queue to the next start
+            self.queue.close()
+            self.ownership.release()
+            raise
         self.engine = engine
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

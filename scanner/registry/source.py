@@ -1,7 +1,9 @@
 """`models:/name/version` and `models:/name@alias`: download a registered model and find the ONNX file to scan.
 
 The ONNX file comes from the MLmodel file's `onnx` flavor. Pickled flavors (pytorch, sklearn, a pyfunc loader
-module...) are refused, never loaded: unpickling runs code. Clean sample data for BAN may be logged as
+module...) are refused, never loaded: unpickling runs code. So is an ONNX model that MLflow would load through other
+code than its own onnx loader (a custom `loader_module`, `code` paths put on sys.path): the verdict on the ONNX file
+would say nothing about what runs when the promoted model is loaded. Clean sample data for BAN may be logged as
 `clean_sample.npz` beside the model (anywhere in the model's artifacts, or at the root of the version's run).
 mlflow is imported inside the functions: `import scanner` stays light.
 """
@@ -18,12 +20,15 @@ from typing import Any
 import yaml
 
 from scanner.errors import IntakeError, MissingDependency, RegistryError, UsageError
+from scanner.intake.errors import shown
 
 log = logging.getLogger(__name__)
 
 CLEAN_SAMPLE_NAME = "clean_sample.npz"
 # Flavors whose model files are pickles (or load through pickles): refused by name.
 PICKLED_FLAVORS = frozenset({"pytorch", "sklearn", "xgboost", "lightgbm", "catboost", "statsmodels", "h2o", "spacy"})
+ONNX_LOADER = "mlflow.onnx"
+MAX_MLMODEL_BYTES = 1 << 20  # an MLmodel file is a few KiB of YAML
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))/?$")
 
 
@@ -35,6 +40,11 @@ class PickledFlavorRefused(IntakeError):
 class NoOnnxFlavor(IntakeError):
     kind = "no_onnx_flavor"
     hint = "log the model with mlflow.onnx.log_model so that its MLmodel file has an onnx flavor"
+
+
+class CustomLoaderRefused(IntakeError):
+    kind = "custom_loader_module"
+    hint = "log the model with mlflow.onnx.log_model, without code_paths, so that MLflow's own onnx loader loads it"
 
 
 @dataclass(frozen=True)
@@ -142,8 +152,13 @@ def onnx_file_of(model_dir: Path) -> Path:
     mlmodel = model_dir / "MLmodel"
     if not mlmodel.is_file():
         raise NoOnnxFlavor(f"{model_dir.name}: no MLmodel file in the model's artifacts")
+    size = mlmodel.stat().st_size
+    if size > MAX_MLMODEL_BYTES:
+        raise NoOnnxFlavor(f"MLmodel is {size} bytes, over the {MAX_MLMODEL_BYTES} an MLmodel file may have")
     try:
         document = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise NoOnnxFlavor("MLmodel nests too deeply to be a model's description") from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise NoOnnxFlavor(f"MLmodel is not valid YAML: {error}") from error
     flavors = document.get("flavors") if isinstance(document, dict) else None
@@ -158,6 +173,7 @@ def onnx_file_of(model_dir: Path) -> Path:
                 "so it is not scanned"
             )
         raise NoOnnxFlavor(f"the model has no onnx flavor (flavors: {', '.join(sorted(flavors))})")
+    _refuse_code_run_on_load(flavors)
     data = onnx_flavor.get("data")
     if not isinstance(data, str) or not data:
         raise NoOnnxFlavor("the onnx flavor names no model file (key 'data')")
@@ -169,11 +185,40 @@ def onnx_file_of(model_dir: Path) -> Path:
 
 
 def _pickled_pyfunc(flavors: Mapping[str, Any]) -> set[str]:
-    pyfunc = flavors.get("python_function")
-    loader = pyfunc.get("loader_module") if isinstance(pyfunc, dict) else None
-    if isinstance(loader, str) and loader != "mlflow.onnx":
+    loader = _pyfunc_loader(flavors)
+    if loader is not None and loader != ONNX_LOADER:
         return {f"python_function via {loader}"}
     return set()
+
+
+def _pyfunc_loader(flavors: Mapping[str, Any]) -> str | None:
+    pyfunc = flavors.get("python_function")
+    loader = pyfunc.get("loader_module") if isinstance(pyfunc, dict) else None
+    return None if loader is None else str(loader)
+
+
+def _refuse_code_run_on_load(flavors: Mapping[str, Any]) -> None:
+    """Refuses an ONNX model that `mlflow.pyfunc.load_model` (or the onnx flavor's loader) would load by running
+    other code than MLflow's onnx loader: a loader module of its own, MLflow's pickle loaders, or `code` paths
+    (MLflow puts them first on sys.path, where they can shadow any module the loader imports)."""
+    with_code = sorted(name for name, conf in flavors.items() if isinstance(conf, dict) and conf.get("code"))
+    if with_code:
+        raise CustomLoaderRefused(
+            f"the model ships code paths ({', '.join(shown(name) for name in with_code)} flavor): loading it through "
+            "MLflow would run that code, so it is not scanned"
+        )
+    loader = _pyfunc_loader(flavors)
+    if loader is None or loader == ONNX_LOADER:
+        return
+    if not loader.startswith("mlflow."):
+        raise CustomLoaderRefused(
+            f"the model's python_function loader_module is {shown(loader)!r}, not MLflow's onnx loader: loading it "
+            "through mlflow.pyfunc would run that module, so it is not scanned"
+        )
+    raise PickledFlavorRefused(
+        f"the model would load through {shown(loader)} (python_function flavor), not from its ONNX file alone: "
+        "MLflow's other loaders unpickle or import code from the model, so it is not scanned"
+    )
 
 
 def _find_clean_sample(client: Any, model_dir: Path, run_id: str | None, dest_dir: Path) -> Path | None:

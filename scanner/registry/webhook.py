@@ -112,8 +112,10 @@ def verify_delivery(
 def parse_delivery(delivery_id: str, timestamp: int, body: bytes) -> Delivery:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WebhookRejected(f"body is not JSON: {error}", status=400) from error
+    except RecursionError:
+        raise WebhookRejected("body is not a webhook: its JSON nests too deeply", status=400) from None
+    except (UnicodeDecodeError, ValueError) as error:  # ValueError: also numbers over Python's digit limit
+        raise WebhookRejected(f"body is not JSON: {_shortened(str(error))}", status=400) from None
     if not isinstance(document, dict):
         raise WebhookRejected("body is not a JSON object", status=400)
     entity, action, data = document.get("entity"), document.get("action"), document.get("data")
@@ -129,3 +131,7 @@ def parse_delivery(delivery_id: str, timestamp: int, body: bytes) -> Delivery:
         model_version=str(version) if isinstance(version, (str, int)) and str(version) else None,
         tag_key=key if isinstance(key, str) else None,
     )
+
+
+def _shortened(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

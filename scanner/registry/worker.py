@@ -3,7 +3,9 @@
 The scan key is (model digest, detector versions + policy digest, input hints): a version already scanned under the
 same key is not scanned again, whatever number of webhooks, pollers and restarts point at it. A registry outage is
 retried with backoff; a model that cannot be scanned (a pickle, no ONNX flavor, a broken file) is a result with
-status `error`, tagged like any other, so the gate can fail closed on it.
+status `error`, tagged like any other, so the gate can fail closed on it. A scan that crashes (a bug, or input
+nobody foresaw) is tagged the same way, as `internal_error`, and its job retried like an outage: no job is left
+running and no crashed version goes untagged.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from scanner.registry.webhook import INPUT_TAG_PREFIX
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+CRASH_KIND = "internal_error"
+SHOWN_CRASH_CHARACTERS = 300
 
 
 class ScanEngine(Protocol):
@@ -101,12 +105,39 @@ class Worker:
             log.info("%s: %s", uri, gone)
             self.queue.fail(job, str(gone), retry_in_s=None)
         except RegistryError as error:
-            retry = None if job.attempts >= MAX_ATTEMPTS else min(60.0, 2.0**job.attempts)
+            retry = retry_delay(job.attempts)
             log.warning("%s: attempt %d failed (%s)%s", uri, job.attempts, error, " - retrying" if retry else "")
             self.queue.fail(job, error.one_line(), retry_in_s=retry)
+        except Exception as crash:  # whatever broke, the job ends and the version is judged
+            retry = retry_delay(job.attempts)
+            log.error(
+                "%s: the scan crashed on attempt %d (%s)%s",
+                uri,
+                job.attempts,
+                crash_summary(crash),
+                " - tagged as an error, retrying" if retry else " - tagged as an error, giving up",
+            )
+            log.debug("traceback of the crash on %s", uri, exc_info=crash)
+            self._record_crash(job, crash)
+            self.queue.fail(job, f"{CRASH_KIND}: {crash_summary(crash)}", retry_in_s=retry)
         else:
             self.queue.finish(job, outcome)
         return True
+
+    def _record_crash(self, job: Job, crash: Exception) -> None:
+        """Tags the version with an error result, so the gate fails closed on it while (or after) it is retried."""
+        try:
+            info = self.registry.version(job.model_name, job.model_version)
+            result = ScanResult(
+                target=f"models:/{info.name}/{info.version}",
+                sha256=None,
+                status=Status.ERROR,
+                error=ErrorInfo(kind=CRASH_KIND, message=f"the scan crashed: {crash_summary(crash)}"),
+            )
+            with tempfile.TemporaryDirectory(prefix="model-scanner-", dir=self.work_dir) as scratch:
+                self._publish(info, self.engine.judge(result), Path(scratch))
+        except Exception as unrecorded:  # the job is still released: a retry or the poller gets it
+            log.warning("models:/%s/%s: could not tag the crash: %s", job.model_name, job.model_version, unrecorded)
 
     def _process(self, job: Job) -> str:
         info = self.registry.version(job.model_name, job.model_version)
@@ -157,6 +188,17 @@ class Worker:
         # write scan.status, last, so that its presence means a complete set.
         changed = {k: v for k, v in tags.items() if k == scan_tags.STATUS or info.tags.get(k, None if v else "") != v}
         self.registry.set_scan_tags(info.name, info.version, changed)
+
+
+def retry_delay(attempts: int) -> float | None:
+    """Seconds before a failed job runs again (exponential backoff); None once it has had MAX_ATTEMPTS."""
+    return None if attempts >= MAX_ATTEMPTS else min(60.0, 2.0**attempts)
+
+
+def crash_summary(crash: BaseException) -> str:
+    """`Type: message` on one line, cut short: it lands in a tag, the queue and the log."""
+    text = " ".join(f"{type(crash).__name__}: {crash}".split())
+    return text if len(text) <= SHOWN_CRASH_CHARACTERS else text[: SHOWN_CRASH_CHARACTERS - 3] + "..."
 
 
 def _unscannable(info: VersionInfo, error: ScannerError, *, sha256: str | None = None) -> ScanResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,80 @@ def test_webhook_secret_is_made_once_and_kept_private(tmp_path: Path, monkeypatc
     assert os.stat(tmp_path / "state" / "webhook-secret").st_mode & 0o077 == 0
     monkeypatch.setenv(SECRET_ENV, "from-env")
     assert webhook_secret(tmp_path / "state") == "from-env"
+
+
+def serve_until_it_exits(repo_root: Path, *args: str, env: dict[str, str], timeout_s: float = 60) -> tuple[int, str]:
+    """(exit code, stderr) of `serve`; a service that starts instead of refusing is killed and fails the test."""
+    command = [sys.executable, "-m", "scanner", "serve", "--detectors", "one-pixel", "--no-webhook", *args]
+    try:
+        done = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as running:
+        raise AssertionError(f"serve started instead of refusing: {running.stderr!r}") from None
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("file_secret", "env_secret"),
+    [("", None), (" \n\t\n", None), ("kept-secret", ""), ("kept-secret", "   ")],
+    ids=["empty-file", "blank-file", "empty-env", "blank-env"],
+)
+def test_serve_refuses_an_empty_webhook_secret(
+    repo_root: Path, tmp_path: Path, file_secret: str, env_secret: str | None
+) -> None:
+    from scanner.registry.local_server import free_port
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "webhook-secret").write_text(file_secret, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
+    if env_secret is not None:
+        env[SECRET_ENV] = env_secret
+    port = free_port()
+    code, stderr = serve_until_it_exits(
+        repo_root, "--tracking-uri", "http://127.0.0.1:9", "--state-dir", str(state), "--listen", f"127.0.0.1:{port}",
+        env=env,
+    )  # fmt: skip
+    assert code == 2, stderr
+    assert "webhook secret" in stderr and "empty" in stderr and SECRET_ENV in stderr
+    assert "Traceback" not in stderr
+
+
+def test_the_receiver_refuses_an_empty_secret(tmp_path: Path) -> None:
+    from scanner.errors import UsageError
+    from scanner.registry.queue import WorkQueue
+    from scanner.registry.receiver import WebhookReceiver
+
+    for blank in ("", "  "):
+        with pytest.raises(UsageError, match="empty"):
+            WebhookReceiver(WorkQueue(tmp_path / "queue.db"), secret=blank)
+
+
+@pytest.mark.parametrize(
+    ("listen", "said"),
+    [
+        ("127.0.0.1:99999", "port must be 0-65535"),
+        ("127.0.0.1:-1", "port must be 0-65535"),
+        ("nohost.invalid:1", "unknown host"),
+    ],
+    ids=["port-too-high", "negative-port", "unknown-host"],
+)
+def test_a_bad_listen_address_is_one_clear_line(repo_root: Path, tmp_path: Path, listen: str, said: str) -> None:
+    env = os.environ | {SECRET_ENV: "serve-secret"}
+    code, stderr = serve_until_it_exits(
+        repo_root, "--tracking-uri", "http://127.0.0.1:9", "--state-dir", str(tmp_path), "--listen", listen, env=env
+    )
+    assert code == 2, stderr
+    assert listen in stderr and said in stderr and "--listen" in stderr and "Traceback" not in stderr
+
+
+def test_a_port_in_use_is_one_clear_line(repo_root: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = os.environ | {SECRET_ENV: "serve-secret"}
+        code, stderr = serve_until_it_exits(
+            repo_root, "--tracking-uri", "http://127.0.0.1:9", "--state-dir", str(tmp_path), "--listen", listen, env=env
+        )
+    assert code == 2, stderr
+    assert listen in stderr and "already in use" in stderr and "--listen" in stderr and "Traceback" not in stderr

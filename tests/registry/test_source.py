@@ -12,6 +12,7 @@ import yaml
 
 from scanner.errors import RegistryError, UsageError
 from scanner.registry.source import (
+    CustomLoaderRefused,
     NoOnnxFlavor,
     PickledFlavorRefused,
     fetch_model,
@@ -89,3 +90,54 @@ def test_fetch_by_alias_with_clean_sample(
     assert fetched.clean_data is not None and fetched.clean_data.name == "clean_sample.npz"
     with pytest.raises(RegistryError):
         fetch_model("models:/fetch-me/999", tmp_path / "none", client=client)
+
+
+def test_mlflow_onnx_models_pass(tmp_path: Path) -> None:
+    # What mlflow.onnx.log_model writes (MLflow 3.17): MLflow's own onnx loader, no code paths.
+    flavors = {
+        "onnx": {"code": None, "data": "model.onnx", "onnx_version": "1.17.0", "providers": ["CPUExecutionProvider"]},
+        "python_function": {
+            "data": "model.onnx",
+            "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
+            "loader_module": "mlflow.onnx",
+            "python_version": "3.11.7",
+        },
+    }
+    directory = model_dir(tmp_path, flavors, {"model.onnx": b"x"})
+    assert onnx_file_of(directory) == (directory / "model.onnx").resolve()
+
+
+@pytest.mark.parametrize(
+    "flavors",
+    [
+        {"onnx": {"data": "model.onnx"}, "python_function": {"loader_module": "evil_module", "data": "model.onnx"}},
+        {"onnx": {"data": "model.onnx", "code": "code"}},
+        {"onnx": {"data": "model.onnx"}, "python_function": {"loader_module": "mlflow.onnx", "code": "code"}},
+    ],
+    ids=["custom-loader", "onnx-code-paths", "pyfunc-code-paths"],
+)
+def test_onnx_models_that_run_custom_code_on_load_are_refused(tmp_path: Path, flavors: dict[str, Any]) -> None:
+    with pytest.raises(CustomLoaderRefused) as refused:
+        onnx_file_of(model_dir(tmp_path, flavors, {"model.onnx": b"x"}))
+    assert refused.value.kind == "custom_loader_module"
+    assert "run" in str(refused.value) and refused.value.hint
+
+
+def test_an_onnx_model_loaded_through_a_pickle_is_refused(tmp_path: Path) -> None:
+    # mlflow.pyfunc.model unpickles python_model.pkl: the ONNX file is not what pyfunc would run.
+    flavors = {"onnx": {"data": "model.onnx"}, "python_function": {"loader_module": "mlflow.pyfunc.model"}}
+    with pytest.raises(PickledFlavorRefused, match=r"mlflow\.pyfunc\.model"):
+        onnx_file_of(model_dir(tmp_path, flavors, {"model.onnx": b"x"}))
+
+
+def test_a_deeply_nested_or_huge_mlmodel_is_refused(tmp_path: Path) -> None:
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "MLmodel").write_text("flavors: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(NoOnnxFlavor, match="nests too deeply"):
+        onnx_file_of(deep)
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    (huge / "MLmodel").write_text("flavors: {}\n" + "# padding\n" * 200_000)
+    with pytest.raises(NoOnnxFlavor, match=r"MLmodel is \d+ bytes"):
+        onnx_file_of(huge)

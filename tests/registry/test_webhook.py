@@ -101,7 +101,15 @@ def test_missing_headers_are_refused(model_version_created: dict[str, Any]) -> N
         verify_delivery(headers, b"{}", secret=CAPTURED_SECRET, now=_sent_at(model_version_created))
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"entity": "model_version"}', b"\xff\xfe"])
+DEEPLY_NESTED = b"[" * 100_000 + b"]" * 100_000
+HUGE_NUMBER = b'{"entity": "model_version", "action": "created", "data": {"version": ' + b"9" * 5000 + b"}}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b'{"entity": "model_version"}', b"\xff\xfe", DEEPLY_NESTED, HUGE_NUMBER],
+    ids=["not-json", "array", "no-data", "not-utf8", "deeply-nested", "huge-number"],
+)
 def test_malformed_but_signed_body_is_a_400(body: bytes) -> None:
     headers = {
         DELIVERY_ID_HEADER: "d-1",
@@ -111,6 +119,7 @@ def test_malformed_but_signed_body_is_a_400(body: bytes) -> None:
     with pytest.raises(WebhookRejected) as refused:
         verify_delivery(headers, body, secret="k", now=1000)
     assert refused.value.status == 400
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 200  # one clear line, not the body
 
 
 def test_signature_matches_mlflow_construction(model_version_created: dict[str, Any]) -> None:
