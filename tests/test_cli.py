@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from scanner.cli import main
 
 
@@ -18,3 +20,16 @@ def test_import_scanner_loads_no_heavy_runtime(repo_root):
     code = "import sys, scanner, scanner.cli\nprint(sorted({'torch', 'onnxruntime', 'mlflow'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "command", [["scan", "m.onnx"], ["serve", "--tracking-uri", "x"], ["rescan", "--tracking-uri", "x"]]
+)
+@pytest.mark.parametrize("size", ["inf", "1e400", "-inf", "nan", "1e400GiB", "1e30"])
+def test_an_absurd_max_model_size_is_a_usage_error(capsys, command, size):
+    with pytest.raises(SystemExit) as exit:
+        main([*command, f"--max-model-size={size}"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument --max-model-size: {size!r} is not between 1 byte and 2GiB" in err
+    assert "Traceback" not in err

@@ -25,9 +25,9 @@ def model_size(text: str) -> int:
     number = text.strip().upper().rstrip("BIKMG")
     unit = text.strip().upper()[len(number) :]
     try:
-        size = int(float(number) * _SIZE_UNITS[unit])
+        size = float(number) * _SIZE_UNITS[unit]
     except (ValueError, KeyError):
         raise argparse.ArgumentTypeError(f"expected a size like 1.5GiB, 800MB or 123456, got {text!r}") from None
-    if not 0 < size <= PROTOBUF_LIMIT_BYTES + 1:
+    if not 1 <= size <= PROTOBUF_LIMIT_BYTES + 1:  # checked as a float: also refuses inf and nan
         raise argparse.ArgumentTypeError(f"{text!r} is not between 1 byte and 2GiB (ONNX's protobuf limit)")
-    return min(size, PROTOBUF_LIMIT_BYTES)
+    return min(int(size), PROTOBUF_LIMIT_BYTES)
