@@ -54,10 +54,12 @@ def run_validate(args: argparse.Namespace) -> int:
     validation = validate_policy_file(args.file, today=args.today)
     for error in validation.errors:
         print(f"{validation.source}: error: {error}")
+    if validation.more_errors:
+        print(f"{validation.source}: error: ... and {validation.more_errors} more problems (fix these first)")
     for warning in validation.warnings:
         print(f"{validation.source}: warning: {warning}")
     if validation.policy is None:
-        count = len(validation.errors)
+        count = len(validation.errors) + validation.more_errors
         print(f"{validation.source}: invalid ({count} problem{'s' if count != 1 else ''})")
         return 2
     policy = validation.policy

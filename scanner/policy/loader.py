@@ -1,6 +1,8 @@
 """Reading a policy file: YAML -> version check -> JSON Schema -> semantic checks -> typed `Policy`.
 
 Every problem names the path of the bad key (`rules[1].when.score_at_least: ...`), so a user can find it in the file.
+A hostile file costs little: the read, the nesting, the values behind YAML aliases and the problems listed are bounded,
+and values are shown escaped and cut short.
 """
 
 from __future__ import annotations
@@ -8,10 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import reprlib
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,11 @@ from scanner.policy.model import (
 BUILTIN_POLICIES = ("default", "strict", "audit")
 DEFAULT_POLICY = "default"
 
+MAX_POLICY_BYTES = 2**20  # policies are a few kilobytes
+MAX_NESTING = 20  # a policy needs 6 levels: rules[0].match.models[0]
+MAX_VALUES = 100_000  # counting what each YAML alias repeats: a "billion laughs" stops here, before it costs anything
+MAX_ERRORS_LISTED = 20  # the rest are counted
+
 
 @dataclass(frozen=True)
 class Validation:
@@ -43,6 +52,7 @@ class Validation:
     policy: Policy | None
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    more_errors: int = 0  # problems found beyond the errors listed
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -75,20 +85,24 @@ def validate_policy_text(text: str, *, source: str, base_dir: Path | None, today
         line = f" at line {where.line + 1}" if where is not None else ""
         problem = getattr(error, "problem", None) or "not valid YAML"
         return Validation(source, None, errors=(f"{problem}{line}",))
-    errors = list(_version_problems(document))
-    if not errors:
-        errors = list(_schema_problems(document))
-    if not errors:
-        errors = list(_semantic_problems(document))
+    problems = _problems(document)
+    errors = tuple(islice(problems, MAX_ERRORS_LISTED))
     if errors:
-        return Validation(source, None, errors=tuple(errors))
+        return Validation(source, None, errors=errors, more_errors=sum(1 for _ in problems))
     policy = _build(document, source=source, base_dir=base_dir)
     return Validation(source, policy, warnings=tuple(_warnings(policy, today or dt.date.today())))
 
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_POLICY_BYTES + 1)  # no more: the file could be huge, or /dev/zero
+        if len(data) > MAX_POLICY_BYTES:
+            raise PolicyError(
+                f"policy file {path} is larger than {MAX_POLICY_BYTES // 2**20} MiB",
+                hint="a policy is a short YAML file: check the path given to --policy",
+            )
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise PolicyError(f"policy file {path} does not exist", hint="check the path given to --policy") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -97,7 +111,7 @@ def _read(path: Path) -> str:
 
 def _require_valid(validation: Validation) -> Policy:
     if validation.policy is None:
-        first, rest = validation.errors[0], len(validation.errors) - 1
+        first, rest = validation.errors[0], len(validation.errors) - 1 + validation.more_errors
         more = f" (and {rest} more problem{'s' if rest > 1 else ''})" if rest else ""
         raise PolicyError(
             f"invalid policy {validation.source}: {first}{more}",
@@ -108,21 +122,87 @@ def _require_valid(validation: Validation) -> Policy:
 
 class _PolicyLoader(yaml.SafeLoader):
     """Safe YAML that refuses duplicate keys (the last would silently win) and keeps dates as the text written
-    (so `expires: 2030-02-30` is a problem with a path, not a crash, and JSON editors see what the schema sees)."""
+    (so `expires: 2030-02-30` is a problem with a path, not a crash, and JSON editors see what the schema sees).
+
+    Every refusal is a YAMLError with the line: keys that are lists or mappings, nesting deeper than MAX_NESTING,
+    more than MAX_VALUES values once aliases are expanded, an alias inside what it names, and values a tag asks for
+    but the text is not (`!!int abc`)."""
 
     yaml_implicit_resolvers = {  # noqa: RUF012 - replaces the base class table, read-only
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._values: dict[int, int] = {}  # id(node) -> how many values it stands for, aliases expanded
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._values:  # still being composed: the alias would make the value endless
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{event.anchor} is used inside what it names", event.start_mark
+                )
+            return node
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_NESTING} levels deep", event.start_mark
+            )
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        assert node is not None
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        values = 1 + sum(self._values[id(child)] for child in children)
+        if values > MAX_VALUES:
+            problem = f"more than {MAX_VALUES} values, counting what each YAML alias repeats (a policy needs far fewer)"
+            raise yaml.composer.ComposerError(None, None, problem, node.start_mark)
+        self._values[id(node)] = values
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            value = super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception:  # a tag's constructor choking on the text: !!int abc, !!bool maybe, 5000 digits
+            text = _shown(node.value) if isinstance(node, yaml.ScalarNode) else "a list or mapping"
+            problem = f"cannot read {text} as {node.tag.rsplit(':', 1)[-1]}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+        return value
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):  # `!!map [a]`: the base class says so, with the line
+            return super().construct_mapping(node, deep=deep)
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key_node, yaml.ScalarNode) or not isinstance(key, Hashable):  # `? [a, b]`, `!!seq a`
+                problem = "a mapping key must be a plain value, not a list or a mapping"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_shown(key)}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = _SHOWN.maxlong = 60
+_SHOWN.maxlist = _SHOWN.maxdict = 4
+_SHOWN.maxlevel = 2
+
+
+def _shown(value: Any) -> str:
+    """A value from the policy file, for one line of a message: escaped, and cut short however long or deep it is."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _path(parts: Sequence[Any]) -> str:
@@ -132,6 +212,17 @@ def _path(parts: Sequence[Any]) -> str:
     return text or "(top level)"
 
 
+def _problems(document: Any) -> Iterator[str]:
+    """The version's problems; if none, the schema's; if none, those of meaning (each stage relies on the last)."""
+    for stage in (_version_problems, _schema_problems, _semantic_problems):
+        found = False
+        for problem in stage(document):
+            found = True
+            yield problem
+        if found:
+            return
+
+
 def _version_problems(document: Any) -> Iterator[str]:
     if not isinstance(document, dict):
         yield "(top level): a policy must be a YAML mapping with 'version: 1' first"
@@ -139,7 +230,7 @@ def _version_problems(document: Any) -> Iterator[str]:
         yield f"version: missing (this scanner reads policy version {FORMAT_VERSION}; add 'version: {FORMAT_VERSION}')"
     elif document["version"] != FORMAT_VERSION or isinstance(document["version"], bool):
         found = document["version"]
-        yield f"version: unsupported policy version {found!r} (this scanner reads version {FORMAT_VERSION})"
+        yield f"version: unsupported policy version {_shown(found)} (this scanner reads version {FORMAT_VERSION})"
 
 
 @cache
@@ -177,22 +268,27 @@ def _explain(error: Any) -> Iterator[str]:
         for key in missing:
             yield f"{_path([*parts, key])}: missing (required)"
     elif kind == "type":
-        yield f"{where}: expected {_type_name(expected)}, got {_type_name(type(instance).__name__)} {instance!r}"
+        yield f"{where}: expected {_type_name(expected)}, got {_type_name(type(instance).__name__)} {_shown(instance)}"
     elif kind == "enum" and parts and (parts[-1] == "detector" or "required_detectors" in parts):
-        yield f"{where}: unknown detector {instance!r} (known detectors: {', '.join(expected)})"
+        yield f"{where}: unknown detector {_shown(instance)} (known detectors: {', '.join(expected)})"
     elif kind in ("enum", "const"):
         choices = expected if isinstance(expected, list) else [expected]
-        yield f"{where}: {instance!r} is not allowed (expected one of: {', '.join(map(str, choices))})"
+        yield f"{where}: {_shown(instance)} is not allowed (expected one of: {', '.join(map(str, choices))})"
     elif kind == "pattern" and parts and parts[-1] == "expires":
-        yield f"{where}: expected a date written YYYY-MM-DD, got {instance!r}"
+        yield f"{where}: expected a date written YYYY-MM-DD, got {_shown(instance)}"
     elif kind == "pattern":
-        yield f"{where}: {instance!r} does not have the expected form ({expected})"
+        yield f"{where}: {_shown(instance)} does not have the expected form ({expected})"
     elif kind in ("minItems", "minLength", "minProperties"):
         yield f"{where}: must not be empty"
     elif kind == "uniqueItems":
         yield f"{where}: has duplicates"
-    else:
-        yield f"{where}: {error.message}"
+    elif kind in ("minimum", "maximum"):
+        yield f"{where}: must be {'at least' if kind == 'minimum' else 'at most'} {expected}, got {_shown(instance)}"
+    elif kind == "maxItems":
+        yield f"{where}: expected at most {expected} items, got {len(instance)}"
+    else:  # jsonschema's own message shows the whole value: cut it short
+        message = error.message if len(error.message) <= 200 else f"{error.message[:197]}..."
+        yield f"{where}: {message}"
 
 
 def _type_name(name: Any) -> str:
@@ -220,7 +316,7 @@ def _type_name(name: Any) -> str:
 def glob_problem(glob: str) -> str | None:
     """Why a glob is malformed, or None. fnmatch would silently read an unclosed '[' as a literal."""
     if glob != glob.strip():
-        return f"glob {glob!r} has leading or trailing spaces"
+        return f"glob {_shown(glob)} has leading or trailing spaces"
     index = 0
     while index < len(glob):
         if glob[index] == "[":
@@ -229,7 +325,7 @@ def glob_problem(glob: str) -> str | None:
                 start += 1
             close = glob.find("]", start + 1)  # a ']' right after '[' or '[!' belongs to the set
             if close == -1:
-                return f"glob {glob!r} has an unclosed '['"
+                return f"glob {_shown(glob)} has an unclosed '['"
             index = close
         index += 1
     return None
@@ -241,9 +337,9 @@ def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
     for index, rule in enumerate(rules):
         where = f"rules[{index}]"
         if rule_ids.index(rule["id"]) != index:
-            yield f"{where}.id: duplicate rule id {rule['id']!r}"
+            yield f"{where}.id: duplicate rule id {_shown(rule['id'])}"
         if rule["id"] in (FAIL_CLOSED_RULE, REQUIRED_DETECTORS_RULE):
-            yield f"{where}.id: {rule['id']!r} is reserved for the policy's built-in check"
+            yield f"{where}.id: {_shown(rule['id'])} is reserved for the policy's built-in check"
         match, when = rule.get("match", {}), rule.get("when", {})
         yield from _glob_problems(f"{where}.match.models", match.get("models", []))
         yield from _glob_problems(f"{where}.match.aliases", match.get("aliases", []))
@@ -262,11 +358,12 @@ def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
         yield from _glob_problems(f"waivers[{index}].models", waiver["models"])
         for position, rule_id in enumerate(waiver.get("rules", [])):
             if rule_id not in waivable:
-                yield f"waivers[{index}].rules[{position}]: unknown rule id {rule_id!r} (known: {', '.join(waivable)})"
+                known = ", ".join(waivable) if len(waivable) <= 10 else f"{', '.join(waivable[:10])}, ..."
+                yield f"waivers[{index}].rules[{position}]: unknown rule id {_shown(rule_id)} (known: {known})"
         try:
             dt.date.fromisoformat(waiver["expires"])
         except ValueError:
-            yield f"waivers[{index}].expires: {waiver['expires']!r} is not a real date"
+            yield f"waivers[{index}].expires: {_shown(waiver['expires'])} is not a real date"
 
 
 def _glob_problems(where: str, globs: Sequence[str]) -> Iterator[str]:

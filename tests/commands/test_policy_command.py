@@ -67,3 +67,43 @@ def test_help_has_examples(cli):
     for argv in (("policy", "--help"), ("policy", "validate", "--help"), ("scan", "--help")):
         run = cli(*argv)
         assert run.code == 0 and "examples:" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 1\n? [a, b]\n: c\n", "a mapping key must be a plain value"),
+        ("version: 1\nrules: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 20 levels deep"),
+    ],
+)
+def test_validate_explains_hostile_policies_in_one_line_each(cli, tmp_path, text, expected):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    run = cli("policy", "validate", str(path))
+    assert run.code == 2 and f"{path}: error: {expected}" in run.stdout and run.stderr == ""
+    assert run.stdout.rstrip().endswith("invalid (1 problem)") and "\x1b" not in run.stdout
+
+
+def test_validate_a_billion_laughs_is_one_short_problem(cli, tmp_path):
+    lines = ["version: 1", "rules:", "  - &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  - &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 7)]
+    path = tmp_path / "p.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    run = cli("policy", "validate", str(path))
+    assert run.code == 2 and "counting what each YAML alias repeats" in run.stdout and len(run.stdout) < 1000
+
+
+def test_validate_lists_the_first_problems_and_counts_the_rest(cli, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\nrules:\n" + "".join(f"  - {{id: r{n}, action: nope}}\n" for n in range(100)))
+    run = cli("policy", "validate", str(path))
+    assert run.code == 2 and run.stdout.count(": error: rules[") == 20
+    assert f"{path}: error: ... and 80 more problems" in run.stdout
+    assert run.stdout.rstrip().endswith("invalid (100 problems)")
+
+
+def test_validate_refuses_a_file_over_the_size_limit_in_one_line(cli, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\n" + "# padding\n" * (2**20 // 10 + 1))
+    run = cli("policy", "validate", str(path))
+    assert run.code == 2 and run.stderr.count("\n") == 1 and "larger than 1 MiB" in run.stderr

@@ -153,3 +153,68 @@ def test_load_policy_raises_one_line_with_the_first_problem_and_a_hint(policy_fi
 )
 def test_glob_problems(glob, bad):
     assert (glob_problem(glob) is not None) is bad
+
+
+def bomb(levels: int) -> str:
+    """A billion laughs: each line names the one before it nine times."""
+    lines = ["version: 1", "rules:", "  - &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  - &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("key", ["[a, b]", "{a: 1}"])
+def test_a_complex_mapping_key_is_refused_with_its_line(key):
+    (error,) = errors_of(f"version: 1\n? {key}\n: c\n")
+    assert error.startswith("a mapping key must be a plain value") and error.endswith("at line 2")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "version: 1\nrules: " + "[" * 5000 + "]" * 5000 + "\n",
+        "version: 1\nrules: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n",
+    ],
+)
+def test_deep_nesting_is_refused_not_a_recursion_error(text):
+    (error,) = errors_of(text)
+    assert error.startswith("nested more than 20 levels deep") and error.endswith("at line 2")
+
+
+def test_aliases_that_expand_beyond_the_bound_are_refused_in_one_line():
+    (error,) = errors_of(bomb(7))
+    assert "more than 100000 values, counting what each YAML alias repeats" in error and len(error) < 300
+    errors = errors_of(bomb(4))  # 9**4 values: within the bound, the problems are listed, each cut short
+    assert len(errors) == 4 and all(len(e) < 300 for e in errors)
+
+
+def test_an_alias_inside_what_it_names_is_refused():
+    (error,) = errors_of("version: 1\nrules: &a [*a]\n")
+    assert error == "alias *a is used inside what it names at line 2"
+
+
+def test_aliases_within_the_bound_still_work():
+    text = VALID.replace('models: ["fraud-*"], stages', 'models: &fraud ["fraud-*"], stages')
+    policy = validate_policy_text(text.replace('models: ["fraud-*"]\n', "models: *fraud\n"), source="p", base_dir=None)
+    assert policy.policy is not None and policy.policy.inputs[0].models == ("fraud-*",)
+
+
+def test_only_the_first_problems_are_listed_with_a_count_of_the_rest(policy_file):
+    rules = "".join(f"  - {{id: r{n}, action: block, wehn: 1}}\n" for n in range(100))
+    validation = validate_policy_text(f"version: 1\nrules:\n{rules}", source="p.yaml", base_dir=None)
+    assert len(validation.errors) == 20 and validation.more_errors == 80
+    with pytest.raises(PolicyError, match=r"\(and 99 more problems\)"):
+        load_policy(policy_file(f"version: 1\nrules:\n{rules}"))
+
+
+def test_a_policy_file_over_the_size_limit_is_refused_before_parsing(policy_file):
+    path = policy_file("version: 1\n" + ("#" * 79 + "\n") * (2**20 // 80 + 1))
+    with pytest.raises(PolicyError, match="larger than 1 MiB"):
+        validate_policy_file(path)
+
+
+@pytest.mark.parametrize(
+    "value", ["!!int abc", "!!bool maybe", "!!float x", "!!timestamp 2020-13-45", "!!timestamp soon", "1" * 5000]
+)
+def test_a_value_yaml_cannot_read_is_a_problem_with_its_line(value):
+    (error,) = errors_of(f"version: 1\nname: {value}\n")
+    assert error.startswith("cannot read") and error.endswith("at line 2") and len(error) < 200
