@@ -334,9 +334,10 @@ def glob_problem(glob: str) -> str | None:
 def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
     rules = document.get("rules", [])
     rule_ids = [rule["id"] for rule in rules]
+    first_index: dict[str, int] = {}
     for index, rule in enumerate(rules):
         where = f"rules[{index}]"
-        if rule_ids.index(rule["id"]) != index:
+        if first_index.setdefault(rule["id"], index) != index:
             yield f"{where}.id: duplicate rule id {_shown(rule['id'])}"
         if rule["id"] in (FAIL_CLOSED_RULE, REQUIRED_DETECTORS_RULE):
             yield f"{where}.id: {_shown(rule['id'])} is reserved for the policy's built-in check"
@@ -354,11 +355,12 @@ def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
         if value_range is not None and not value_range[0] < value_range[1]:
             yield f"inputs[{index}].value_range: low {value_range[0]} must be below high {value_range[1]}"
     waivable = (*rule_ids, FAIL_CLOSED_RULE, REQUIRED_DETECTORS_RULE)
+    waivable_ids = set(waivable)
+    known = ", ".join(waivable) if len(waivable) <= 10 else f"{', '.join(waivable[:10])}, ..."
     for index, waiver in enumerate(document.get("waivers", [])):
         yield from _glob_problems(f"waivers[{index}].models", waiver["models"])
         for position, rule_id in enumerate(waiver.get("rules", [])):
-            if rule_id not in waivable:
-                known = ", ".join(waivable) if len(waivable) <= 10 else f"{', '.join(waivable[:10])}, ..."
+            if rule_id not in waivable_ids:
                 yield f"waivers[{index}].rules[{position}]: unknown rule id {_shown(rule_id)} (known: {known})"
         try:
             dt.date.fromisoformat(waiver["expires"])

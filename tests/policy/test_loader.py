@@ -1,4 +1,5 @@
 import datetime as dt
+import time
 
 import pytest
 
@@ -210,6 +211,17 @@ def test_a_policy_file_over_the_size_limit_is_refused_before_parsing(policy_file
     path = policy_file("version: 1\n" + ("#" * 79 + "\n") * (2**20 // 80 + 1))
     with pytest.raises(PolicyError, match="larger than 1 MiB"):
         validate_policy_file(path)
+
+
+def test_rule_ids_are_checked_in_linear_time():
+    from scanner.policy.loader import _semantic_problems
+
+    rules = [{"id": f"r{n}", "action": "allow"} for n in range(50_000)] + [{"id": "r7", "action": "allow"}]
+    waiver = {"models": ["*"], "rules": [f"r{n}" for n in range(0, 50_000, 10)], "expires": "2030-01-01"}
+    started = time.perf_counter()
+    problems = list(_semantic_problems({"version": 1, "rules": rules, "waivers": [waiver]}))
+    assert problems == ["rules[50000].id: duplicate rule id 'r7'"]
+    assert time.perf_counter() - started < 2  # quadratic (list.index, `in` a tuple): over 20 s
 
 
 @pytest.mark.parametrize(
