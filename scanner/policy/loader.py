@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import reprlib
+import unicodedata
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -125,8 +127,8 @@ class _PolicyLoader(yaml.SafeLoader):
     (so `expires: 2030-02-30` is a problem with a path, not a crash, and JSON editors see what the schema sees).
 
     Every refusal is a YAMLError with the line: keys that are lists or mappings, nesting deeper than MAX_NESTING,
-    more than MAX_VALUES values once aliases are expanded, an alias inside what it names, and values a tag asks for
-    but the text is not (`!!int abc`)."""
+    more than MAX_VALUES values once aliases are expanded, an alias inside what it names, numbers that are not finite
+    (`.nan` would make every score comparison false) and values a tag asks for but the text is not (`!!int abc`)."""
 
     yaml_implicit_resolvers = {  # noqa: RUF012 - replaces the base class table, read-only
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
@@ -176,6 +178,9 @@ class _PolicyLoader(yaml.SafeLoader):
             text = _shown(node.value) if isinstance(node, yaml.ScalarNode) else "a list or mapping"
             problem = f"cannot read {text} as {node.tag.rsplit(':', 1)[-1]}"
             raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+        if isinstance(value, int | float) and not isinstance(value, bool) and not _finite(value):
+            problem = f"{_shown(node.value)} is not a finite number (write a plain number, such as 0.5)"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
         return value
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -193,6 +198,13 @@ class _PolicyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int beyond any float
+        return False
+
+
 _SHOWN = reprlib.Repr()
 _SHOWN.maxstring = _SHOWN.maxother = _SHOWN.maxlong = 60
 _SHOWN.maxlist = _SHOWN.maxdict = 4
@@ -208,7 +220,12 @@ def _shown(value: Any) -> str:
 def _path(parts: Sequence[Any]) -> str:
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif isinstance(part, str) and part.isprintable() and 0 < len(part) <= 60:
+            text += f".{part}" if text else part
+        else:  # an unknown key that would not read well, or not safely, as it is
+            text += f"[{_shown(part)}]"
     return text or "(top level)"
 
 
@@ -332,6 +349,7 @@ def glob_problem(glob: str) -> str | None:
 
 
 def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
+    yield from _control_character_problems(document, [])
     rules = document.get("rules", [])
     rule_ids = [rule["id"] for rule in rules]
     first_index: dict[str, int] = {}
@@ -366,6 +384,26 @@ def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
             dt.date.fromisoformat(waiver["expires"])
         except ValueError:
             yield f"waivers[{index}].expires: {_shown(waiver['expires'])} is not a real date"
+
+
+_FREE_TEXT = ("description", "reason")  # keys whose text may run over lines
+
+
+def _control_character_problems(value: Any, parts: list[Any]) -> Iterator[str]:
+    """Control characters would be printed as they are, in terminals, logs and reports: a name could clear the screen
+    or forge a line, and an id ending in a line break (which the schema's `$` lets through) would match nothing."""
+    if isinstance(value, str):
+        allowed = "\n\t" if parts and parts[-1] in _FREE_TEXT else ""
+        bad = next((c for c in value if unicodedata.category(c) == "Cc" and c not in allowed), None)
+        if bad is not None:
+            fine = " (line breaks and tabs are fine here)" if allowed else ""
+            yield f"{_path(parts)}: {_shown(value)} contains the control character {bad!r}{fine}"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _control_character_problems(item, [*parts, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _control_character_problems(item, [*parts, index])
 
 
 def _glob_problems(where: str, globs: Sequence[str]) -> Iterator[str]:

@@ -74,6 +74,11 @@ def test_help_has_examples(cli):
     [
         ("version: 1\n? [a, b]\n: c\n", "a mapping key must be a plain value"),
         ("version: 1\nrules: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 20 levels deep"),
+        (
+            "version: 1\nrules:\n  - id: a\n    action: block\n    when: {score_at_least: .nan}\n",
+            "'.nan' is not a finite",
+        ),
+        ('version: 1\nname: "\\0\\n\\e[31mred"\n', "name: '\\x00\\n\\x1b[31mred' contains the control character"),
     ],
 )
 def test_validate_explains_hostile_policies_in_one_line_each(cli, tmp_path, text, expected):

@@ -225,8 +225,51 @@ def test_rule_ids_are_checked_in_linear_time():
 
 
 @pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        (("score_at_least: 0.8", "score_at_least: .nan"), "'.nan'"),
+        (("score_at_least: 0.8", "score_below: .inf"), "'.inf'"),
+        (("score_at_least: 0.8", "score_below: 1.0e+999"), "'1.0e+999'"),
+        (("value_range: [-1, 1]", "value_range: [0, .inf]"), "'.inf'"),
+        (("value_range: [-1, 1]", "value_range: [-.Inf, 0]"), "'-.Inf'"),
+        (("value_range: [-1, 1]", f"value_range: [0, 1{'0' * 400}]"), "'1000"),
+    ],
+)
+def test_numbers_that_are_not_finite_are_refused(change, shown):
+    (error,) = errors_of(VALID.replace(*change))
+    assert error.startswith(f"{shown}") and "is not a finite number" in error and "at line" in error
+    assert len(error) < 200
+
+
+@pytest.mark.parametrize(
     "value", ["!!int abc", "!!bool maybe", "!!float x", "!!timestamp 2020-13-45", "!!timestamp soon", "1" * 5000]
 )
 def test_a_value_yaml_cannot_read_is_a_problem_with_its_line(value):
     (error,) = errors_of(f"version: 1\nname: {value}\n")
     assert error.startswith("cannot read") and error.endswith("at line 2") and len(error) < 200
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("name: team", 'name: "\\0\\n\\e[31mred"'),
+            "name: '\\x00\\n\\x1b[31mred' contains the control character '\\x00'",
+        ),
+        (("  - id: ban-high", '  - id: "ban-high\\n"'), "rules[1].id: 'ban-high\\n' contains the control character"),
+        (
+            ("reason: reviewed false positive", 'reason: "\\e[2Jreviewed false positive"'),
+            "waivers[0].reason: '\\x1b[2Jreviewed false positive' contains the control character '\\x1b'",
+        ),
+        (('models: ["fraud-*"]\n', 'models: ["fraud-*"]\n    "\\e[31m": 1\n'), "inputs[0]['\\x1b[31m']: unknown key"),
+    ],
+)
+def test_control_characters_are_refused_and_shown_escaped(change, expected):
+    errors = errors_of(VALID.replace(*change))
+    assert any(e.startswith(expected) for e in errors), errors
+    assert not any("\x1b" in e or "\x00" in e or "\n" in e for e in errors)
+
+
+def test_line_breaks_and_tabs_are_fine_in_free_text():
+    text = VALID.replace("    reason: reviewed false positive", '    reason: "reviewed\\n\\tfalse positive"')
+    assert errors_of(text.replace("name: team", "name: team\ndescription: |\n  two\n  lines")) == ()
