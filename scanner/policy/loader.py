@@ -7,6 +7,7 @@ and values are shown escaped and cut short.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -466,7 +467,9 @@ def _input(entry: Mapping[str, Any], base_dir: Path | None) -> InputDefaults:
     clean_data = entry.get("clean_data")
     clean_path = None
     if clean_data is not None:
-        clean_path = Path(clean_data).expanduser()
+        clean_path = Path(clean_data)
+        with contextlib.suppress(RuntimeError):  # `~name/` with no such user here: kept as written, warned about
+            clean_path = clean_path.expanduser()
         if not clean_path.is_absolute() and base_dir is not None:
             clean_path = base_dir / clean_path
     return InputDefaults(

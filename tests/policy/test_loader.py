@@ -1,5 +1,6 @@
 import datetime as dt
 import time
+from pathlib import Path
 
 import pytest
 
@@ -273,3 +274,12 @@ def test_control_characters_are_refused_and_shown_escaped(change, expected):
 def test_line_breaks_and_tabs_are_fine_in_free_text():
     text = VALID.replace("    reason: reviewed false positive", '    reason: "reviewed\\n\\tfalse positive"')
     assert errors_of(text.replace("name: team", "name: team\ndescription: |\n  two\n  lines")) == ()
+
+
+def test_clean_data_under_an_unknown_users_home_is_a_warning_not_a_crash():
+    text = VALID.replace("clean_data: data/clean.npz", "clean_data: ~no-such-user-here/clean.npz")
+    validation = validate_policy_text(text, source="p.yaml", base_dir=None)
+    assert validation.policy is not None
+    assert validation.policy.inputs[0].clean_data == Path("~no-such-user-here/clean.npz")
+    (warning,) = validation.warnings
+    assert warning.startswith("inputs[0].clean_data: ~no-such-user-here/clean.npz does not exist")
