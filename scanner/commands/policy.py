@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from collections.abc import Sized
+from pathlib import Path
 from typing import Any
 
-from scanner.policy import BUILTIN_POLICIES, builtin_policy_text, validate_policy_file
+from scanner.policy import BUILTIN_POLICIES, builtin_policy_text, validate_policy_file, validate_policy_text
 
 EXAMPLES = f"""\
 examples:
@@ -37,21 +39,32 @@ def register(subparsers: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    validate.add_argument("file", metavar="FILE")
+    validate.add_argument(
+        "file", metavar="FILE", help=f"a policy file, or a built-in name ({', '.join(BUILTIN_POLICIES)})"
+    )
     validate.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     validate.add_argument(
-        "--today", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="judge waiver expiry as of this day"
+        "--today", type=_day, metavar="YYYY-MM-DD", help="judge waiver expiry as of this day (default: today)"
     )
     validate.set_defaults(run=run_validate)
     show = actions.add_parser(
-        "show", help="print a built-in policy", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+        "show",
+        help="print a built-in policy",
+        description="Print a built-in policy's YAML, comments included, to start your own from.",
+        epilog="example:\n  model-scanner policy show strict > my-policy.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     show.add_argument("name", choices=BUILTIN_POLICIES)
     show.set_defaults(run=run_show)
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    validation = validate_policy_file(args.file, today=args.today)
+    if args.file in BUILTIN_POLICIES and not Path(args.file).exists():  # as --policy reads names
+        validation = validate_policy_text(
+            builtin_policy_text(args.file), source=args.file, base_dir=None, today=args.today
+        )
+    else:
+        validation = validate_policy_file(args.file, today=args.today)
     for error in validation.errors:
         print(f"{validation.source}: error: {error}")
     if validation.more_errors:
@@ -64,10 +77,21 @@ def run_validate(args: argparse.Namespace) -> int:
         return 2
     policy = validation.policy
     print(
-        f"{validation.source}: valid: policy {policy.label}, {len(policy.rules)} rules, "
-        f"{len(policy.waivers)} waivers, fail_closed {str(policy.fail_closed).lower()}"
+        f"{validation.source}: valid: policy {policy.label}, {_count(policy.rules, 'rule')}, "
+        f"{_count(policy.waivers, 'waiver')}, fail_closed {str(policy.fail_closed).lower()}"
     )
     return 1 if args.strict and validation.warnings else 0
+
+
+def _count(items: Sized, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -420,7 +420,10 @@ def _warnings(policy: Policy, today: dt.date) -> Iterator[str]:
             yield f"waivers[{index}]: expired on {waiver.expires.isoformat()}, no longer applies: {waiver.describe()}"
     for index, entry in enumerate(policy.inputs):
         if entry.clean_data is not None and not entry.clean_data.is_file():
-            yield f"inputs[{index}].clean_data: {entry.clean_data} does not exist here (BAN will not run without it)"
+            yield (
+                f"inputs[{index}].clean_data: {entry.clean_data} does not exist here "
+                "(scans of the models it names are errors until it does)"
+            )
 
 
 def _build(document: Mapping[str, Any], *, source: str, base_dir: Path | None) -> Policy:

@@ -112,3 +112,10 @@ def test_validate_refuses_a_file_over_the_size_limit_in_one_line(cli, tmp_path):
     path.write_text("version: 1\n" + "# padding\n" * (2**20 // 10 + 1))
     run = cli("policy", "validate", str(path))
     assert run.code == 2 and run.stderr.count("\n") == 1 and "larger than 1 MiB" in run.stderr
+
+
+def test_validate_takes_a_built_in_name_as_scan_does(cli):
+    run = cli("policy", "validate", "strict")
+    assert run.code == 0 and "strict: valid: policy strict" in run.stdout and "1 waiver" not in run.stdout
+    bad_day = cli("policy", "validate", "strict", "--today", "yesterday")
+    assert bad_day.code == 2 and "expected a date as YYYY-MM-DD, got 'yesterday'" in bad_day.stderr
