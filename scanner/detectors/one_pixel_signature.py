@@ -18,10 +18,10 @@ import numpy as np
 
 from scanner.detectors.interface import CleanData, Progress, no_progress
 from scanner.findings import InputSpec, Layout
+from scanner.runtime import MAX_BATCH_BYTES, batches
 
-# Inputs per forward call, and a bound on one batch's bytes for large images.
+# Inputs per forward call; scanner.runtime.MAX_BATCH_BYTES bounds a batch's bytes for large images.
 DEFAULT_BATCH = 1024
-MAX_BATCH_BYTES = 16 * 2**20  # as scanner.runtime: activations grow with the batch
 
 
 class ImageModel(Protocol):
@@ -55,10 +55,10 @@ def log_probabilities(outputs: np.ndarray) -> np.ndarray:
 
 def log_probabilities_of(model: ImageModel, images: np.ndarray) -> np.ndarray:
     """Log class probabilities of any number of `images`, run in chunks of at most MAX_BATCH_BYTES of input."""
-    size = max(1, MAX_BATCH_BYTES // max(1, images[0].nbytes)) if len(images) else 1
-    if len(images) <= size:
+    if not len(images):
         return log_probabilities(model.logits(images))
-    return log_probabilities(np.concatenate([model.logits(images[s : s + size]) for s in range(0, len(images), size)]))
+    chunks = batches(len(images), len(images), images[0].nbytes)
+    return log_probabilities(np.concatenate([model.logits(images[start:stop]) for start, stop in chunks]))
 
 
 @dataclass(frozen=True)

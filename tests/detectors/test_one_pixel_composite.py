@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from scanner.detectors import one_pixel_signature
+from scanner import runtime
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel_composite import (
     BLENDS,
@@ -130,7 +130,7 @@ def test_composites_run_at_most_max_batch_bytes_of_images_at_a_time(monkeypatch:
     images = np.random.default_rng(2).uniform(0.0, 1.0, (30, 8, 8, 3)).astype(np.float32)
     signature = signature_for(runner, images[:2], SignatureSettings(values=3))
     whole = composite_answers(runner, signature, images)
-    monkeypatch.setattr(one_pixel_signature, "MAX_BATCH_BYTES", 7 * images[0].nbytes)
+    monkeypatch.setattr(runtime, "MAX_BATCH_BYTES", 7 * images[0].nbytes)
     recording = RecordingModel(runner)
     chunked = composite_answers(recording, signature, images)
     assert max(recording.batch_sizes) == 7 and sum(recording.batch_sizes) == rates_of(chunked).forward_passes

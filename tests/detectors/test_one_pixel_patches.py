@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner.detectors import one_pixel_signature
+from scanner import runtime
 from scanner.detectors.one_pixel_patches import (
     GRID,
     PATCH_FEATURE_NAMES,
@@ -61,7 +61,7 @@ def test_patch_probes_run_at_most_max_batch_bytes_of_images_at_a_time(monkeypatc
     artifact, _ = pixel_reader(3, 10, 10, 2, layout=Layout.NCHW, seed=3)
     images = np.random.default_rng(0).uniform(0.0, 1.0, (13, *artifact.spec.image_shape)).astype(np.float32)
     whole = patch_answers(OnnxClassifier(artifact, threads=1), images)
-    monkeypatch.setattr(one_pixel_signature, "MAX_BATCH_BYTES", 5 * images[0].nbytes)
+    monkeypatch.setattr(runtime, "MAX_BATCH_BYTES", 5 * images[0].nbytes)
     recording = RecordingModel(OnnxClassifier(artifact, threads=1))
     chunked = patch_answers(recording, images)
     assert max(recording.batch_sizes) == 5 and sum(recording.batch_sizes) == chunked.forward_passes
