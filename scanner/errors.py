@@ -8,6 +8,11 @@ messages and exit codes; anything that is not a `ScannerError` is a crash.
 from __future__ import annotations
 
 
+def shortened(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, ending in '...' when cut: for one-line messages, tags and logs."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ScannerError(Exception):
     """Root of every error the scanner expects and explains."""
 

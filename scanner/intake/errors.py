@@ -5,7 +5,7 @@ The kinds land in the JSON report and in MLflow tags, so they never change once 
 
 from __future__ import annotations
 
-from scanner.errors import IntakeError
+from scanner.errors import IntakeError, shortened
 
 SHOWN_CHARACTERS = 100
 
@@ -17,7 +17,7 @@ def shown(text: object) -> str:
     one must not forge a line in a log, a report or a CI annotation.
     """
     escaped = str(text).encode("unicode_escape").decode("ascii")
-    return escaped if len(escaped) <= SHOWN_CHARACTERS else escaped[: SHOWN_CHARACTERS - 3] + "..."
+    return shortened(escaped, SHOWN_CHARACTERS)
 
 
 class ModelNotFound(IntakeError):

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from scanner.errors import PolicyError
+from scanner.errors import PolicyError, shortened
 from scanner.findings import Action, Layout, Verdict
 from scanner.policy.model import (
     FAIL_CLOSED_RULE,
@@ -215,7 +215,7 @@ _SHOWN.maxlevel = 2
 def _shown(value: Any) -> str:
     """A value from the policy file, for one line of a message: escaped, and cut short however long or deep it is."""
     text = _SHOWN.repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
+    return shortened(text, 80)
 
 
 def _path(parts: Sequence[Any]) -> str:
@@ -305,8 +305,7 @@ def _explain(error: Any) -> Iterator[str]:
     elif kind == "maxItems":
         yield f"{where}: expected at most {expected} items, got {len(instance)}"
     else:  # jsonschema's own message shows the whole value: cut it short
-        message = error.message if len(error.message) <= 200 else f"{error.message[:197]}..."
-        yield f"{where}: {message}"
+        yield f"{where}: {shortened(error.message, 200)}"
 
 
 def _type_name(name: Any) -> str:

@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from scanner.errors import RegistryError
+from scanner.errors import RegistryError, shortened
 
 SIGNATURE_HEADER = "X-MLflow-Signature"
 DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
@@ -115,7 +115,7 @@ def parse_delivery(delivery_id: str, timestamp: int, body: bytes) -> Delivery:
     except RecursionError:
         raise WebhookRejected("body is not a webhook: its JSON nests too deeply", status=400) from None
     except (UnicodeDecodeError, ValueError) as error:  # ValueError: also numbers over Python's digit limit
-        raise WebhookRejected(f"body is not JSON: {_shortened(str(error))}", status=400) from None
+        raise WebhookRejected(f"body is not JSON: {shortened(str(error), 120)}", status=400) from None
     if not isinstance(document, dict):
         raise WebhookRejected("body is not a JSON object", status=400)
     entity, action, data = document.get("entity"), document.get("action"), document.get("data")
@@ -131,7 +131,3 @@ def parse_delivery(delivery_id: str, timestamp: int, body: bytes) -> Delivery:
         model_version=str(version) if isinstance(version, (str, int)) and str(version) else None,
         tag_key=key if isinstance(key, str) else None,
     )
-
-
-def _shortened(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from scanner import __version__
-from scanner.errors import IntakeError, RegistryError, ScannerError
+from scanner.errors import IntakeError, RegistryError, ScannerError, shortened
 from scanner.findings import ErrorInfo, ScanResult, Status
 from scanner.registry import tags as scan_tags
 from scanner.registry.client import RegistryClient, VersionGone, VersionInfo
@@ -110,21 +110,22 @@ class Worker:
             self.queue.fail(job, error.one_line(), retry_in_s=retry)
         except Exception as crash:  # whatever broke, the job ends and the version is judged
             retry = retry_delay(job.attempts)
+            summary = crash_summary(crash)
             log.error(
                 "%s: the scan crashed on attempt %d (%s)%s",
                 uri,
                 job.attempts,
-                crash_summary(crash),
+                summary,
                 " - tagged as an error, retrying" if retry else " - tagged as an error, giving up",
             )
             log.debug("traceback of the crash on %s", uri, exc_info=crash)
-            self._record_crash(job, crash)
-            self.queue.fail(job, f"{CRASH_KIND}: {crash_summary(crash)}", retry_in_s=retry)
+            self._record_crash(job, summary)
+            self.queue.fail(job, f"{CRASH_KIND}: {summary}", retry_in_s=retry)
         else:
             self.queue.finish(job, outcome)
         return True
 
-    def _record_crash(self, job: Job, crash: Exception) -> None:
+    def _record_crash(self, job: Job, summary: str) -> None:
         """Tags the version with an error result, so the gate fails closed on it while (or after) it is retried."""
         try:
             info = self.registry.version(job.model_name, job.model_version)
@@ -132,7 +133,7 @@ class Worker:
                 target=f"models:/{info.name}/{info.version}",
                 sha256=None,
                 status=Status.ERROR,
-                error=ErrorInfo(kind=CRASH_KIND, message=f"the scan crashed: {crash_summary(crash)}"),
+                error=ErrorInfo(kind=CRASH_KIND, message=f"the scan crashed: {summary}"),
             )
             with tempfile.TemporaryDirectory(prefix="model-scanner-", dir=self.work_dir) as scratch:
                 self._publish(info, self.engine.judge(result), Path(scratch))
@@ -198,7 +199,7 @@ def retry_delay(attempts: int) -> float | None:
 def crash_summary(crash: BaseException) -> str:
     """`Type: message` on one line, cut short: it lands in a tag, the queue and the log."""
     text = " ".join(f"{type(crash).__name__}: {crash}".split())
-    return text if len(text) <= SHOWN_CRASH_CHARACTERS else text[: SHOWN_CRASH_CHARACTERS - 3] + "..."
+    return shortened(text, SHOWN_CRASH_CHARACTERS)
 
 
 def _unscannable(info: VersionInfo, error: ScannerError, *, sha256: str | None = None) -> ScanResult:
