@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # ray: the re-scan's Ray executor is tested on a local Ray (+17 s to add to a full venv here, +76 s and 240 MB into a
-# fresh one under load: bench/RESULTS-rescan.md).
+# fresh one under load: bench/RESULTS.md, "Re-scan").
 EXTRAS ?= cpu,torch,mlflow,dev,ray
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 # Small zoo for tests and the demo: built once, cached outside the repo, keyed by the zoo code's hash.

@@ -112,7 +112,7 @@ def report(name: str, scorer: Scorer, labels: np.ndarray, attacks: np.ndarray, a
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", type=Path, required=True)
     parser.add_argument("--ban-setting", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--no-one-pixel", action="store_true", help="BAN alone (no fused numbers)")

@@ -109,7 +109,7 @@ def report(table: ZooFeatures, kind: str) -> tuple[str, dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", type=Path, action="append", required=True, help="repeatable: the zoos are pooled")
     parser.add_argument("--kinds", default="clean,synthetic")
     parser.add_argument("--values", type=int, default=3)

@@ -2,7 +2,8 @@
 
     python -m bench.one_pixel_speed --model PATH.onnx [--threads 2] [--values 16] [--per-channel]
 
-Prints one JSON object. The matmul peak is measured here (ONNX Runtime MatMul 1024^3 and numpy), not assumed.
+Prints one JSON object, with the coarse-to-fine signature beside (`coarse_to_fine_*`). The matmul peak is measured
+here (ONNX Runtime MatMul 1024^3 and numpy), not assumed.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _timed(work) -> float:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--values", type=int, default=16)

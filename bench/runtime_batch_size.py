@@ -1,7 +1,7 @@
 """Throughput of OnnxClassifier.probabilities by batch size and thread count, on a small CNN for 32x32 RGB images.
 
 Run from the repository root:  python -m bench.runtime_batch_size [--images 8192] [--repeats 5]
-Prints a markdown table for bench/RESULTS-runtime.md: images per second of wall-clock time, and images per
+Prints a markdown table (bench/RESULTS.md, "Speed"): images per second of wall-clock time, and images per
 second of this process's CPU time, each from the fastest of the repeats. On a machine shared with other jobs the
 fastest repeat is the one least disturbed by them, and the CPU-time figure shows the work per image (what the batch
 size changes) apart from waiting for a core.

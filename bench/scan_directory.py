@@ -1,6 +1,6 @@
 """Bench: one `model-scanner scan` command over a directory of zoo models into one report.
 
-    python -m bench.scan_directory ZOO_DIR [--count 20] [--results bench/RESULTS-scan.md]
+    python -m bench.scan_directory ZOO_DIR [--count 20] [--results bench/results/scan_directory.md]
 
 Copies `count` models from the zoo's manifest (clean and backdoored, both families, alternating) into a fresh
 directory, writes a policy whose `inputs` point each family at its clean sample data (so BAN runs), runs the CLI
@@ -48,10 +48,15 @@ def policy_text(zoo: Path, families: set[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("zoo", type=Path)
-    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("zoo", type=Path, help="a zoo directory with manifest.json (e.g. the test zoo)")
+    parser.add_argument("--count", type=int, default=20, help="models to copy and scan (default 20)")
     parser.add_argument("--detectors", help="passed to scan --detectors (default: every registered detector)")
-    parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "RESULTS-scan.md")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=REPO_ROOT / "bench" / "results" / "scan_directory.md",
+        help="file the measurement is appended to (default bench/results/scan_directory.md; /dev/stdout to print)",
+    )
     args = parser.parse_args(argv)
 
     manifest = json.loads((args.zoo / "manifest.json").read_text())

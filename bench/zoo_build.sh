@@ -15,6 +15,10 @@ PY=${PY:-python}
 mode=${1:-small}
 build() { "$PY" -m scanner zoo build "$@"; }
 case "$mode" in
+-h | --help)
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
 small)
     out=${2:-/tmp/z}
     time build --family shapes32 --clean 10 --backdoored 10 --out "$out" --threads "${THREADS:-2}"

@@ -5,7 +5,7 @@ Usage: python -m bench.zoo_summary DIR
 
 from __future__ import annotations
 
-import sys
+import argparse
 from collections import defaultdict
 from pathlib import Path
 
@@ -39,12 +39,14 @@ def summary(entries: list[ZooEntry]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(__doc__, file=sys.stderr)
-        return 2
-    print(summary(read_manifest(Path(argv[0]))))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("zoo", type=Path, help="a zoo directory with manifest.json")
+    args = parser.parse_args(argv)
+    print(summary(read_manifest(args.zoo)))
     return 0
 
 
 if __name__ == "__main__":
+    import sys
+
     raise SystemExit(main(sys.argv[1:]))

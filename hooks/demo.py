@@ -53,7 +53,7 @@ def demo_models() -> tuple[Any, Any, Path]:
     from scanner.zoo.build import build_zoo
 
     out = cache_dir() / "demo-zoo" / "digits16-patch"
-    # A patch trigger: the kind of backdoor the one-pixel signature sees best (see bench/RESULTS-one-pixel.md for
+    # A patch trigger: the kind of backdoor the one-pixel signature sees best (see bench/RESULTS.md for
     # the attacks it handles less well).
     entries = build_zoo("digits16", 1, 1, out, seed=7, attacks=("patch",))
     clean = next(e for e in entries if not e.backdoored)
