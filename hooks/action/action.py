@@ -28,7 +28,7 @@ MODEL_PATTERNS = ("*.onnx", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.j
 EXTERNAL_DATA_SUFFIX = ".data"
 FAIL_ON = ("block", "warn", "never")
 EXIT_PASS, EXIT_FAIL, EXIT_MISUSE = 0, 1, 2
-# The scanner CLI's exit codes (DESIGN.md).
+# The scanner CLI's exit codes (docs/interface.md).
 CLI_ALLOWED, CLI_BLOCKED, CLI_ERROR = 0, 1, 2
 
 
