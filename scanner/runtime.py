@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -46,10 +47,14 @@ class InputMismatch(DetectorError):
 
 
 def _onnxruntime() -> Any:
+    # ONNX Runtime's telemetry writes a device id and an event database under ~/.cache when the package is imported;
+    # a scan writes nothing outside its outputs. The switch is read at import, so it goes first.
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
     try:
         import onnxruntime
     except ImportError as error:
         raise MissingDependency("onnxruntime", "cpu") from error
+    onnxruntime.disable_telemetry_events()  # imported earlier, by someone else: at least no more events
     onnxruntime.set_default_logger_severity(_ORT_LOG_SEVERITY_FATAL)
     return onnxruntime
 

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,9 +50,10 @@ VALUE_RANGE_SLACK = 0.05
 # fail-closed policy blocks.
 DEFAULT_TIME_LIMIT_S = 3600.0
 
-# The intake's calls, injectable: load(path, value_range=..., layout=...) -> ModelArtifact; find(target) -> files.
+# The intake's calls, injectable: load(path, value_range=..., layout=...) -> ModelArtifact; find(target) -> model
+# files, and files refused without loading (scanner.intake.RefusedFile: a path and the IntakeError saying why).
 ModelLoader = Callable[..., ModelArtifact]
-ModelFinder = Callable[[Path], list[Path]]
+ModelFinder = Callable[[Path], Sequence[Any]]
 Fuse = Callable[[Mapping[str, DetectorResult]], tuple[float | None, Verdict]]
 
 # Intake errors that mean "fine model, but not one the detectors can judge" (kind of NotAnImageModel).
@@ -278,9 +280,12 @@ def _check_clean_data_fits(clean: CleanData, where: str, label: str, spec: Input
         )
 
 
-def expand_targets(targets: Iterable[str], find: ModelFinder | None = None) -> list[ScanTarget | ScanResult]:
-    """Files and directories -> one ScanTarget per model file; a target that cannot be listed -> an error result."""
-    find = find or _default_finder()
+def expand_targets(
+    targets: Iterable[str], find: ModelFinder | None = None, *, allow_files: Sequence[str] = ()
+) -> list[ScanTarget | ScanResult]:
+    """Files and directories -> one ScanTarget per model file; a target that cannot be listed, and a file in a folder
+    that is refused unloaded (see `allow_files` in scanner.intake.find_model_files) -> an error result."""
+    find = find or _default_finder(allow_files)
     expanded: list[ScanTarget | ScanResult] = []
     for target in targets:
         try:
@@ -291,7 +296,13 @@ def expand_targets(targets: Iterable[str], find: ModelFinder | None = None) -> l
         if not files:
             message = f"{target} holds no model files"
             expanded.append(ScanResult(target, None, Status.ERROR, error=ErrorInfo("no_models", message)))
-        expanded.extend(ScanTarget.for_file(path) for path in files)
+        for entry in files:
+            if isinstance(entry, Path):
+                expanded.append(ScanTarget.for_file(entry))
+            else:
+                refusal = ErrorInfo(entry.error.kind, entry.error.one_line())
+                log.info("%s: %s", entry.path, refusal.message)
+                expanded.append(ScanResult(str(entry.path), None, Status.ERROR, error=refusal))
     return expanded
 
 
@@ -345,10 +356,10 @@ def _default_loader(max_model_bytes: int | None = None) -> ModelLoader:
     return functools.partial(load_model, limits=IntakeLimits(max_model_bytes=max_model_bytes))
 
 
-def _default_finder() -> ModelFinder:
+def _default_finder(allow_files: Sequence[str] = ()) -> ModelFinder:
     from scanner.intake import find_model_files
 
-    return find_model_files
+    return functools.partial(find_model_files, allow_files=allow_files)
 
 
 def _default_fuse() -> Fuse:

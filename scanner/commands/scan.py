@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     _check_clean_data_reachable(args, policy)
     quiet = bool(getattr(args, "quiet", False))
     with tempfile.TemporaryDirectory(prefix="model-scanner-") as downloads:
-        targets = resolve_targets(args.targets, Path(downloads))
+        targets = resolve_targets(args.targets, Path(downloads), allow_files=policy.allow_files)
         with (
             progress_bar("models", quiet=quiet, unit="model", position=0) as on_target,
             progress_bar("detector", quiet=quiet, position=1) as on_step,
@@ -204,7 +204,9 @@ def unavailable_detector(cli_name: str, reason: str) -> Detector:
     return detector
 
 
-def resolve_targets(targets: Sequence[str], downloads: Path) -> list[ScanTarget | ScanResult]:
+def resolve_targets(
+    targets: Sequence[str], downloads: Path, *, allow_files: Sequence[str] = ()
+) -> list[ScanTarget | ScanResult]:
     """Files and directories through the intake; models:/ URIs downloaded from the registry into `downloads`."""
     if any(target.startswith("models:/") for target in targets) and not os.environ.get("MLFLOW_TRACKING_URI"):
         # MLflow would otherwise create an empty ./mlflow.db and answer that the model does not exist.
@@ -217,7 +219,7 @@ def resolve_targets(targets: Sequence[str], downloads: Path) -> list[ScanTarget 
         if target.startswith("models:/"):
             resolved.append(_registered(target, downloads / str(index)))
         else:
-            resolved.extend(expand_targets([target]))
+            resolved.extend(expand_targets([target], allow_files=allow_files))
     return resolved
 
 

@@ -28,13 +28,14 @@ from scanner.intake.errors import (
     UnknownInputShape,
     UnknownOutputShape,
     Unreadable,
+    UnrecognizedFile,
     UnsupportedInputType,
     UnsupportedIrVersion,
     UnsupportedOpset,
 )
 from scanner.intake.limits import IntakeLimits
 from scanner.intake.loader import load_model
-from scanner.intake.sources import find_model_files
+from scanner.intake.sources import RefusedFile, find_model_files
 
 __all__ = [
     "REFUSALS",
@@ -56,11 +57,13 @@ __all__ = [
     "NotOnnx",
     "OutputTooLarge",
     "PickleRefused",
+    "RefusedFile",
     "SymlinkOutside",
     "TruncatedModel",
     "UnknownInputShape",
     "UnknownOutputShape",
     "Unreadable",
+    "UnrecognizedFile",
     "UnsupportedInputType",
     "UnsupportedIrVersion",
     "UnsupportedOpset",

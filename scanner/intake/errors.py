@@ -63,6 +63,16 @@ class PickleRefused(IntakeError):
     )
 
 
+class UnrecognizedFile(IntakeError):
+    """A file in a scanned folder that is neither a model the scanner checks nor verifiably harmless."""
+
+    kind = "unrecognized_file"
+    hint = (
+        "remove it from the folder, convert the model to ONNX, or list it in the policy's allow_files"
+        " if it is known to be harmless"
+    )
+
+
 class ExternalDataOutside(IntakeError):
     kind = "external_data_outside"
     hint = "keep external tensor data files next to the .onnx file, referenced by a plain relative name"
@@ -157,6 +167,7 @@ REFUSALS: tuple[type[IntakeError], ...] = (
     TruncatedModel,
     InvalidModel,
     PickleRefused,
+    UnrecognizedFile,
     ExternalDataOutside,
     ExternalDataMissing,
     SymlinkOutside,

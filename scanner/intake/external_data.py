@@ -6,11 +6,20 @@ Only regular files under the model's directory are read; absolute paths, `..` an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
-from scanner.intake.errors import ExternalDataMissing, ExternalDataOutside, FileTooLarge, shown
+from scanner.intake.errors import (
+    ExternalDataMissing,
+    ExternalDataOutside,
+    FileTooLarge,
+    PickleRefused,
+    UnrecognizedFile,
+    shown,
+)
 from scanner.intake.files import open_checked
+from scanner.intake.inspection import Unverifiable, pickle_inside
 from scanner.intake.tensors import tensors_of
 
 if TYPE_CHECKING:
@@ -23,6 +32,7 @@ def inline_external_data(model: onnx.ModelProto, model_dir: Path, name: str, byt
 
     root = model_dir.resolve()
     inlined = tensors = 0
+    looked_through: set[Path] = set()
     for tensor in tensors_of(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -32,7 +42,17 @@ def inline_external_data(model: onnx.ModelProto, model_dir: Path, name: str, byt
         inlined += length
         if inlined > byte_budget:
             raise FileTooLarge(f"{name} with its external data is larger than the intake limit")
+        if path not in looked_through:
+            _refuse_hidden_pickle(path, name)
+            looked_through.add(path)
         with open_checked(path) as stream:
+            links = os.fstat(stream.fileno()).st_nlink
+            if links > 1:
+                # A hard link is the same file as another name, which may be anywhere on the file system.
+                raise ExternalDataOutside(
+                    f"{name} references external data '{shown(path.name)}', which has {links} hard links:"
+                    " it may be a file outside its directory"
+                )
             stream.seek(offset)
             data = stream.read(length)
         tensor.raw_data = data
@@ -40,6 +60,17 @@ def inline_external_data(model: onnx.ModelProto, model_dir: Path, name: str, byt
         tensor.data_location = onnx.TensorProto.DEFAULT
         tensors += 1
     return tensors
+
+
+def _refuse_hidden_pickle(path: Path, name: str) -> None:
+    try:
+        where = pickle_inside(path)
+    except Unverifiable as error:
+        raise UnrecognizedFile(f"{name}'s external data '{shown(path.name)}' {error}") from None
+    if where is not None:
+        raise PickleRefused(
+            f"{name}'s external data '{shown(path.name)}' holds a Python pickle {where}, refused unopened"
+        )
 
 
 def checked_location(location: str, root: Path, name: str) -> Path:

@@ -42,7 +42,7 @@ def sniff(path: Path) -> FileFormat:
         head = stream.read(SNIFF_BYTES)
         if head.startswith(_ZIP_MAGIC):
             return FileFormat.TORCH_ZIP if _zip_holds_pickle(stream) else FileFormat.ZIP
-        start = _numpy_data_offset(head) if head.startswith(_NUMPY_MAGIC) else 0
+        start = numpy_data_offset(head) if head.startswith(_NUMPY_MAGIC) else 0
         return FileFormat.PICKLE if _pickle_at(stream, start) else FileFormat.OTHER
 
 
@@ -54,7 +54,7 @@ def _pickle_at(stream: BinaryIO, offset: int) -> bool:
     return runs_as_pickle(stream)
 
 
-def _numpy_data_offset(head: bytes) -> int:
+def numpy_data_offset(head: bytes) -> int:
     """Where a .npy file's array data starts: an object array is stored there as a pickle."""
     major = head[len(_NUMPY_MAGIC)] if len(head) > len(_NUMPY_MAGIC) else 0
     length_format = "<H" if major == 1 else "<I"

@@ -20,12 +20,14 @@ from scanner.intake.errors import (
     PickleRefused,
     SymlinkOutside,
     Unreadable,
+    UnrecognizedFile,
     shown,
 )
 from scanner.intake.external_data import inline_external_data
 from scanner.intake.files import open_checked
 from scanner.intake.formats import PICKLE_SUFFIXES, FileFormat, describe, sniff
 from scanner.intake.graph_checks import check_graph
+from scanner.intake.inspection import Unverifiable, pickle_inside
 from scanner.intake.limits import PROTOBUF_LIMIT_BYTES, IntakeLimits
 from scanner.intake.parsing import parse_model
 from scanner.intake.spec import infer_spec
@@ -77,6 +79,12 @@ def _read_checked(path: Path, limits: IntakeLimits) -> bytes:
     fmt = sniff(path)
     if fmt in (FileFormat.PICKLE, FileFormat.TORCH_ZIP) or path.suffix.lower() in PICKLE_SUFFIXES:
         raise PickleRefused(f"{name} is {describe(fmt, path.suffix.lower())}, refused unopened")
+    try:
+        where = pickle_inside(real)
+    except Unverifiable as error:
+        raise UnrecognizedFile(f"{name} {error}") from None
+    if where is not None:
+        raise PickleRefused(f"{name} holds a Python pickle {where}, refused unopened")
     limit = min(limits.max_model_bytes, PROTOBUF_LIMIT_BYTES)
     if size > limit:
         raise FileTooLarge(f"{name} has {size} bytes, over the intake limit of {limit} bytes")

@@ -16,16 +16,38 @@ from __future__ import annotations
 import io
 import os
 import pickletools
+import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import BinaryIO
 
 _PROTO = 0x80
 _OPCODES = {opcode.code.encode("latin-1"): opcode for opcode in pickletools.opcodes}
+_OPCODES_BYTES = sorted(code[0] for code in _OPCODES)
 # Where a pickle gets the callables it calls: without one of these, loading it builds plain data and runs nothing.
 # (EXT1/2/4 name callables too, but only ones registered with copyreg's extension registry, empty unless a program
 # fills it: counted as imports they would make random bytes read as pickles more often than any pickle uses them.)
 _IMPORTING = frozenset({"GLOBAL", "STACK_GLOBAL", "INST"})
+# What calls a callable the pickle holds (INST imports and calls at once).
+_CALLING = frozenset({"REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"})
+# Where a pickle may start in the middle of a file: PROTO and its protocol, or a protocol 0/1 import (GLOBAL or INST)
+# of a module and a name that Python could import (ASCII names: no installed module has another), each on a line,
+# followed by an opcode. Each pattern opens with one fixed byte, which the regex engine skips to fast (a set of two
+# bytes is tried at every position instead: 15 times slower).
+_PROTO_ANCHOR = re.compile(rb"\x80[\x02-\x05]")
+_IMPORT_ANCHORS = tuple(
+    re.compile(opcode + rb"[A-Za-z_][\w.]{0,255}\n[A-Za-z_][\w.]{0,255}\n[" + re.escape(bytes(_OPCODES_BYTES)) + rb"]")
+    for opcode in (b"c", b"i")
+)
+_SEARCH_CHUNK = 1 << 20
+_SEARCH_OVERLAP = 1024
+# Pickles read one after another from one stream (torch's legacy format writes five).
+_MAX_CHAINED = 64
+# Opcodes read while searching one file: random candidates fail within a few opcodes, so only a file made to look
+# like pickles everywhere comes near this.
+_BASE_OPCODE_BUDGET = 1_000_000
+_BYTES_PER_BUDGETED_OPCODE = 16
 # The shortest pickle that calls what it imports: MARK, INST module and name, STOP.
 _MIN_OPCODES = 3
 # A run of this many valid opcodes is a pickle, whatever follows: no other file reads as one for that long.
@@ -56,26 +78,114 @@ def starts_with_pickle(head: bytes) -> bool:
 
 def runs_as_pickle(stream: BinaryIO) -> bool:
     """Whether the opcodes from the stream's position run validly to STOP, importing a callable on the way."""
+    return _walk(stream).is_pickle
+
+
+@dataclass(frozen=True)
+class _Walk:
+    opcodes: int
+    end: int | None  # where the program's STOP ends; None: no valid program (or one of MAX_OPCODES or more)
+    imports: bool
+    calls: bool
+    is_pickle: bool
+
+
+def _walk(stream: BinaryIO, *, open_bottom: bool = False) -> _Walk:
+    """Read the opcodes from the stream's position. `open_bottom`: the program may start in the middle of a pickle,
+    so the stack below it is unknown and never runs short."""
     start = stream.tell()
     size = stream.seek(0, os.SEEK_END)
     stream.seek(start)
-    imports = False
+    imports = calls = False
     items = 0
     marks: list[int] = []
     for count in range(1, MAX_OPCODES + 1):
         opcode = _OPCODES.get(stream.read(1))
         if opcode is None:
-            return False
-        after = _stack_after(opcode, items, marks)
-        if after is None:
-            return False
-        items = after
+            return _Walk(count, None, imports, calls, False)
+        if not open_bottom:
+            after = _stack_after(opcode, items, marks)
+            if after is None:
+                return _Walk(count, None, imports, calls, False)
+            items = after
         if opcode.name == "STOP":
-            return imports and count >= _MIN_OPCODES
+            return _Walk(count, stream.tell(), imports, calls, imports and count >= _MIN_OPCODES)
         imports = imports or opcode.name in _IMPORTING
+        calls = calls or opcode.name in _CALLING
         if opcode.arg is not None and not _skip_argument(stream, opcode.arg, size):
-            return False
-    return True
+            return _Walk(count, None, imports, calls, False)
+    return _Walk(MAX_OPCODES, None, imports, calls, True)
+
+
+class SearchTooCostly(Exception):
+    """The file holds so many pickle-like opcode runs that checking them all would cost more than its size allows."""
+
+
+def find_pickle_stream(stream: BinaryIO, starts: Iterable[int] = (0,)) -> int | None:
+    """Where a pickle stream sits in the (seekable) stream, or None.
+
+    Checked: a pickle at each of `starts` and right after every pickle that ends there (a second `pickle.load` on the
+    same file reads it), and one starting at every PROTO opcode (0x80 and a protocol 2-5) or protocol 0/1 import
+    (GLOBAL or INST: 'c' or 'i', a module and a name on lines of their own) anywhere in the file. A run found in the
+    middle of a file counts only where `pickle.load` started there would import and call something: bytes of weights
+    hold 0x80 0x04 by chance, but not a valid program through to STOP that imports and calls. Reads in chunks, so
+    memory stays bounded whatever the size; raises SearchTooCostly past a budget of opcodes proportional to the size.
+    """
+    size = stream.seek(0, os.SEEK_END)
+    budget = _Budget(_BASE_OPCODE_BUDGET + size // _BYTES_PER_BUDGETED_OPCODE)
+    for start in starts:
+        found = _chained_pickle(stream, start, budget)
+        if found is not None:
+            return found
+    position = 0
+    while position < size:
+        stream.seek(position)
+        chunk = stream.read(_SEARCH_CHUNK + _SEARCH_OVERLAP)
+        last = position + len(chunk) >= size
+        for at in _anchors(chunk, _SEARCH_CHUNK if not last else len(chunk)):
+            stream.seek(position + at)
+            strict = chunk[at] == _PROTO
+            walk = _walk(stream, open_bottom=not strict)
+            budget.spend(walk.opcodes)
+            if walk.is_pickle and (strict or walk.calls or chunk[at : at + 1] == b"i"):
+                return position + at
+        position += _SEARCH_CHUNK
+    return None
+
+
+def _anchors(chunk: bytes, end: int) -> list[int]:
+    """Offsets below `end` where a pickle may start; the chunk runs on past `end` so that a candidate there is whole."""
+    found = [match.start() for match in _PROTO_ANCHOR.finditer(chunk, 0, end + 1)]
+    for anchor in _IMPORT_ANCHORS:
+        at = 0
+        while (match := anchor.search(chunk, at)) is not None and match.start() < end:
+            found.append(match.start())
+            at = match.start() + 1  # candidates may overlap
+    return sorted(found)
+
+
+def _chained_pickle(stream: BinaryIO, start: int, budget: _Budget) -> int | None:
+    """A pickle at `start`, or after the pickles that follow one another from there."""
+    for _ in range(_MAX_CHAINED):
+        stream.seek(start)
+        walk = _walk(stream)
+        budget.spend(walk.opcodes)
+        if walk.is_pickle:
+            return start
+        if walk.end is None or walk.end == start:
+            return None
+        start = walk.end
+    return None
+
+
+class _Budget:
+    def __init__(self, opcodes: int) -> None:
+        self.left = opcodes
+
+    def spend(self, opcodes: int) -> None:
+        self.left -= opcodes
+        if self.left < 0:
+            raise SearchTooCostly
 
 
 def _stack_after(opcode: pickletools.OpcodeInfo, items: int, marks: list[int]) -> int | None:

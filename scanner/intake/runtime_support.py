@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -95,10 +96,12 @@ def _onnx_package_max_opset(domain: str) -> int:
 
 
 def _onnxruntime_or_none() -> Any:
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # read at import: else it writes under ~/.cache (as scanner.runtime)
     try:
         import onnxruntime
     except ImportError:
         log.debug("onnxruntime is not installed: checking opsets against the onnx package instead")
         return None
+    onnxruntime.disable_telemetry_events()
     onnxruntime.set_default_logger_severity(3)
     return onnxruntime

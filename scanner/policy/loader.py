@@ -372,6 +372,7 @@ def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
         value_range = entry.get("value_range")
         if value_range is not None and not value_range[0] < value_range[1]:
             yield f"inputs[{index}].value_range: low {value_range[0]} must be below high {value_range[1]}"
+    yield from _glob_problems("allow_files", document.get("allow_files", []))
     waivable = (*rule_ids, FAIL_CLOSED_RULE, REQUIRED_DETECTORS_RULE)
     waivable_ids = set(waivable)
     known = ", ".join(waivable) if len(waivable) <= 10 else f"{', '.join(waivable[:10])}, ..."
@@ -437,6 +438,7 @@ def _build(document: Mapping[str, Any], *, source: str, base_dir: Path | None) -
         rules=tuple(_rule(rule) for rule in document.get("rules", ())),
         inputs=tuple(_input(entry, base_dir) for entry in document.get("inputs", ())),
         waivers=tuple(_waiver(waiver) for waiver in document.get("waivers", ())),
+        allow_files=tuple(document.get("allow_files", ())),
     )
 
 

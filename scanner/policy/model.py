@@ -130,6 +130,7 @@ class Policy:
     required_detectors: tuple[str, ...] = ()
     inputs: tuple[InputDefaults, ...] = ()
     waivers: tuple[Waiver, ...] = ()
+    allow_files: tuple[str, ...] = ()  # globs on paths relative to a scanned folder
     description: str | None = None
     version: int = FORMAT_VERSION
 

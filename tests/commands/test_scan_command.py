@@ -4,6 +4,9 @@ verdict from the model's file name (their neighbour in this test); test_scan_zoo
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -16,7 +19,7 @@ from scanner.detectors.interface import DetectionContext, Detector
 from scanner.findings import DetectorResult, ModelArtifact, Status
 from scanner.reports.json_report import report_schema
 from tests.intake.builders import endless_cnn, save, tiny_cnn
-from tests.intake.hostile import HOSTILE, NOT_IMAGE_MODELS, PICKLE_MARKER
+from tests.intake.hostile import HOSTILE, HOSTILE_NEIGHBOURS, NOT_IMAGE_MODELS, PICKLE_MARKER
 
 
 class ByName(Detector):
@@ -200,3 +203,57 @@ def test_ban_alone_without_any_clean_data_is_a_usage_error(cli, models, tmp_path
     registry = cli("scan", "models:/fraud/1", "--detectors", "ban")
     assert registry.code == 2 and "needs clean sample data" not in registry.stderr
     assert "MLFLOW_TRACKING_URI is not set" in registry.stderr and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(("builder", "kind"), HOSTILE_NEIGHBOURS, ids=[b.__name__ for b, _ in HOSTILE_NEIGHBOURS])
+def test_a_hostile_neighbour_in_a_scanned_folder_exits_2_naming_it(cli, fake_detectors, tmp_path, builder, kind):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save(tiny_cnn(), folder / "good.onnx")
+    path = builder(folder)
+
+    run = cli("scan", str(folder))
+
+    assert run.code == 2
+    errors = [line for line in run.stderr.splitlines() if line.startswith("model-scanner: error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"model-scanner: error: {path}: "), run.stderr
+    results = {result["target"]: result for result in report_of(run.stdout)["results"]}
+    assert results[str(path)]["status"] == "error" and results[str(path)]["error"]["kind"] == kind
+    assert results[str(path)]["decision"]["action"] == "block"
+    assert results[str(folder / "good.onnx")]["status"] == "scanned"
+    assert not (folder / PICKLE_MARKER).exists()
+
+    path.unlink()
+    assert cli("scan", str(folder)).code == 0
+
+
+def test_a_scan_leaves_the_working_directory_and_home_unchanged(tmp_path, repo_root):
+    """A real scan, both detectors, as a user runs it from an empty directory: nothing written to CWD or HOME."""
+    folder = tmp_path / "models"
+    save(tiny_cnn(), folder / "model.onnx")
+    (folder / "config.json").write_text("{}")
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    cwd.mkdir()
+    (cwd / "notes.txt").write_text("mine")
+    before = {tree: _listing(tree) for tree in (cwd, home)}
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(repo_root)}
+    env.pop("XDG_CACHE_HOME", None)
+    env.pop("ORT_DISABLE_TELEMETRY", None)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "scanner", "-q", "scan", str(folder)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode in (0, 1), done.stderr
+    assert {result["status"] for result in report_of(done.stdout)["results"]} == {"scanned"}
+    assert {tree: _listing(tree) for tree in (cwd, home)} == before
+
+
+def _listing(tree: Path) -> list[tuple[str, int]]:
+    return sorted((str(path.relative_to(tree)), path.stat().st_size) for path in tree.rglob("*"))

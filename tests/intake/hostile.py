@@ -7,8 +7,12 @@ exit code 2 and a one-line message for every one of HOSTILE.
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import os
 import pickle
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -339,4 +343,132 @@ NOT_IMAGE_MODELS: list[tuple[Builder, str]] = [
     (flat_image_input, "not_applicable"),
     (five_d_input, "not_applicable"),
     (sequence_input, "not_applicable"),
+]
+
+
+# Hostile neighbours: files beside a valid model in a folder that is scanned. A folder scan must refuse each by name.
+
+
+def _threat(directory: Path, protocol: int = 4) -> bytes:
+    return pickle.dumps(CreatesFileWhenUnpickled(directory / PICKLE_MARKER), protocol=protocol)
+
+
+def pickle_named_weights(directory: Path) -> Path:
+    path = directory / "weights"
+    path.write_bytes(_threat(directory))
+    return path
+
+
+def pickle_named_dill(directory: Path) -> Path:
+    path = directory / "model.dill"
+    path.write_bytes(_threat(directory, protocol=2))
+    return path
+
+
+def pickle_named_sav(directory: Path) -> Path:
+    """joblib and scikit-learn's classic extension; a protocol-0 pickle is plain ASCII text."""
+    path = directory / "classifier.sav"
+    path.write_bytes(_threat(directory, protocol=0))
+    return path
+
+
+def pickle_named_json(directory: Path) -> Path:
+    path = directory / "config.json"
+    path.write_bytes(_threat(directory))
+    return path
+
+
+def pickle_named_external_data(directory: Path) -> Path:
+    path = directory / "model.onnx.data"
+    path.write_bytes(_threat(directory, protocol=3))
+    return path
+
+
+def torch_zip_named_zip(directory: Path) -> Path:
+    import torch
+
+    path = directory / "model.zip"
+    torch.save({"state": CreatesFileWhenUnpickled(directory / PICKLE_MARKER)}, path)
+    return path
+
+
+def gzipped_pickle(directory: Path) -> Path:
+    path = directory / "model.pkl.gz"
+    path.write_bytes(gzip.compress(_threat(directory)))
+    return path
+
+
+def bz2_pickle(directory: Path) -> Path:
+    path = directory / "weights.bz2"
+    path.write_bytes(bz2.compress(_threat(directory, protocol=1)))
+    return path
+
+
+def xz_pickle(directory: Path) -> Path:
+    path = directory / "weights.xz"
+    path.write_bytes(lzma.compress(_threat(directory, protocol=5)))
+    return path
+
+
+def object_array_npz(directory: Path) -> Path:
+    path = directory / "arrays.npz"
+    marker = CreatesFileWhenUnpickled(directory / PICKLE_MARKER)
+    np.savez(path, x=np.zeros(3, np.float32), extra=np.array([marker, None], dtype=object))
+    return path
+
+
+def keras_lambda_h5(directory: Path) -> Path:
+    """An HDF5 file as Keras writes one, its model config in an attribute: a Lambda layer runs its code when loaded.
+    (Written byte by byte, without h5py: the signature, then the config JSON the attribute holds.)"""
+    config = b'{"class_name": "Sequential", "config": {"layers": [{"class_name": "Lambda", "config": {"function": '
+    config += b'["4wEAAAAAAAAAAAAAAAEAAAACAAAAQwAAAHMEAAAAfABTACkBTqkAKQHaAXhyAQAAAHIBAAAA", null, null]}}]}}'
+    path = directory / "classifier.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(504) + config + bytes(512))
+    return path
+
+
+def pickle_after_a_pickle(directory: Path) -> Path:
+    """A harmless pickle first (what a first look sees), the threat right after it: a second pickle.load reads it."""
+    path = directory / "tokens.bin"
+    path.write_bytes(pickle.dumps([1, 2, 3], protocol=4) + _threat(directory))
+    return path
+
+
+def pickle_mid_file(directory: Path) -> Path:
+    """A protocol-0 pickle after a kilobyte of other bytes: no PROTO opcode, no header, only its opcodes show it."""
+    path = directory / "blob.dat"
+    noise = np.random.default_rng(3).integers(0, 256, 1024, dtype=np.uint8).tobytes()
+    path.write_bytes(noise + _threat(directory, protocol=0) + noise)
+    return path
+
+
+def pickle_in_an_innocent_zip_member(directory: Path) -> Path:
+    path = directory / "bundle.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("README.txt", _threat(directory))
+    return path
+
+
+def code_beside_the_model(directory: Path) -> Path:
+    path = directory / "modeling.py"
+    path.write_text("import os\nos.system('echo hi')\n")
+    return path
+
+
+HOSTILE_NEIGHBOURS: list[tuple[Builder, str]] = [
+    (pickle_named_weights, "pickle_refused"),
+    (pickle_named_dill, "pickle_refused"),
+    (pickle_named_sav, "pickle_refused"),
+    (pickle_named_json, "pickle_refused"),
+    (pickle_named_external_data, "pickle_refused"),
+    (torch_zip_named_zip, "pickle_refused"),
+    (gzipped_pickle, "pickle_refused"),
+    (bz2_pickle, "pickle_refused"),
+    (xz_pickle, "pickle_refused"),
+    (object_array_npz, "pickle_refused"),
+    (keras_lambda_h5, "unrecognized_file"),
+    (pickle_after_a_pickle, "pickle_refused"),
+    (pickle_mid_file, "pickle_refused"),
+    (pickle_in_an_innocent_zip_member, "pickle_refused"),
+    (code_beside_the_model, "unrecognized_file"),
 ]

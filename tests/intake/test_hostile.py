@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -11,10 +15,11 @@ import onnxruntime as ort
 import pytest
 
 from scanner.errors import IntakeError
-from scanner.intake import REFUSALS, NotAnImageModel, find_model_files, load_model
-from tests.intake.builders import save, tiny_cnn
+from scanner.intake import REFUSALS, NotAnImageModel, RefusedFile, find_model_files, load_model
+from tests.intake.builders import move_weights_outside, save, tiny_cnn
 from tests.intake.hostile import (
     HOSTILE,
+    HOSTILE_NEIGHBOURS,
     NOT_IMAGE_MODELS,
     PICKLE_MARKER,
     Builder,
@@ -22,11 +27,17 @@ from tests.intake.hostile import (
     external_data_dotdot,
     external_data_symlink,
     function_shadowing_a_runtime_kernel,
+    gzipped_pickle,
     numpy_object_array,
+    object_array_npz,
+    pickle_after_a_pickle,
+    pickle_mid_file,
+    pickle_named_weights,
     pickle_padded_past_any_prefix,
     pickle_protocol_0_bin,
     raw_pickle,
     torch_zip_checkpoint,
+    torch_zip_named_zip,
 )
 
 
@@ -182,3 +193,98 @@ def test_a_local_function_in_a_domain_of_its_own_is_checked_and_run(tmp_path: Pa
 def _scores(onnx_bytes: bytes, images: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     return np.asarray(session.run(["scores"], {"image": images})[0])
+
+
+@pytest.mark.parametrize(("builder", "kind"), HOSTILE_NEIGHBOURS, ids=[b.__name__ for b, _ in HOSTILE_NEIGHBOURS])
+def test_a_hostile_neighbour_of_a_valid_model_is_refused_by_name(tmp_path: Path, builder: Builder, kind: str) -> None:
+    model = save(tiny_cnn(), tmp_path / "model.onnx")
+    path = builder(tmp_path)
+
+    found = find_model_files(tmp_path)
+
+    assert model in found
+    (other,) = [entry for entry in found if entry != model]
+    if isinstance(other, RefusedFile):
+        error = other.error
+        assert other.path == path
+    else:  # named or sniffed as a pickle: listed, for the intake to refuse
+        assert other == path
+        with pytest.raises(IntakeError) as refused:
+            load_model(path)
+        error = refused.value
+    assert error.kind == kind
+    assert path.name in error.one_line() and "\n" not in error.one_line()
+    assert not (tmp_path / PICKLE_MARKER).exists()
+
+
+@pytest.mark.parametrize(
+    ("builder", "load"),
+    [
+        (pickle_after_a_pickle, lambda path: [pickle.load(file) for file in [path.open("rb")] for _ in range(2)][1]),
+        (pickle_mid_file, lambda path: pickle.loads(path.read_bytes()[1024:])),
+        (gzipped_pickle, lambda path: pickle.loads(gzip.decompress(path.read_bytes()))),
+        (object_array_npz, lambda path: np.load(path, allow_pickle=True)["extra"][0]),
+        (torch_zip_named_zip, lambda path: __import__("torch").load(path, weights_only=False)["state"]),
+    ],
+    ids=["after_a_pickle", "mid_file", "gzip", "npz", "torch_zip"],
+)
+def test_the_hidden_pickles_would_have_run_code(tmp_path: Path, builder: Builder, load: Callable[[Path], Any]) -> None:
+    """The neighbours are real threats: loading them as their makers would creates the marker file."""
+    path = builder(tmp_path)
+    assert not (tmp_path / PICKLE_MARKER).exists()
+    load(path).close()
+    assert (tmp_path / PICKLE_MARKER).exists()
+
+
+def test_a_folder_with_the_valid_model_alone_lists_it_alone(tmp_path: Path) -> None:
+    model = save(tiny_cnn(), tmp_path / "model.onnx")
+    (tmp_path / "config.json").write_text('{"classes": 10}')
+    (tmp_path / "params.yaml").write_text("lr: 0.01\n")
+    (tmp_path / "notes.md").write_text("# trained on digits\n")
+    (tmp_path / "labels.csv").write_text("id,name\n0,zero\n")
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "sample.png")
+    np.savez(tmp_path / "clean_sample.npz", x=np.zeros((2, 3, 8, 8), np.float32), y=np.zeros(2, np.int64))
+    (tmp_path / ".lock").write_bytes(b"")
+
+    assert find_model_files(tmp_path) == [model]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("config.json", b"{not json"), ("params.yaml", b"a: [1"), ("notes.txt", b"\xff\xfe\x00"), ("cat.png", b"GIF89a")],
+)
+def test_a_file_that_is_not_what_its_name_says_is_refused(tmp_path: Path, name: str, content: bytes) -> None:
+    save(tiny_cnn(), tmp_path / "model.onnx")
+    (tmp_path / name).write_bytes(content)
+    (refused,) = [entry for entry in find_model_files(tmp_path) if isinstance(entry, RefusedFile)]
+    assert refused.path.name == name and refused.error.kind == "unrecognized_file"
+
+
+def test_allow_files_admits_a_named_file_but_never_a_pickle(tmp_path: Path) -> None:
+    model = save(tiny_cnn(), tmp_path / "model.onnx")
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "vocab.bin").write_bytes(bytes(range(256)))
+    path = pickle_named_weights(tmp_path / "assets")
+
+    found = find_model_files(tmp_path, allow_files=["assets/*"])
+
+    assert [entry.path for entry in found if isinstance(entry, RefusedFile)] == [path]
+    assert model in found
+
+
+def test_external_data_with_a_second_hard_link_is_refused(tmp_path: Path) -> None:
+    """A hard link is the same file under another name: its other name may be anywhere, outside the model's folder."""
+    model = tiny_cnn()
+    outside = tmp_path / "outside" / "secret.bin"
+    move_weights_outside(model, "weights.bin", outside)
+    path = save(model, tmp_path / "model" / "linked.onnx")
+    os.link(outside, path.parent / "weights.bin")
+
+    with pytest.raises(IntakeError, match="2 hard links") as refused:
+        load_model(path)
+    assert refused.value.kind == "external_data_outside"
+
+    (outside).unlink()  # the only name left is the model's own: read as usual
+    assert load_model(path).spec.num_classes == 10

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner.intake import ModelNotFound, SymlinkOutside, find_model_files, load_model
+from scanner.intake import ModelNotFound, RefusedFile, SymlinkOutside, find_model_files, load_model
 from tests.intake.builders import save, tiny_cnn
 from tests.intake.hostile import model_symlink_outside
 
@@ -31,13 +31,20 @@ def test_directory_is_searched_recursively(tmp_path: Path) -> None:
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "pytorch_model.bin").write_bytes(pickle.dumps({"w": 1}, protocol=4))
     expected.append(tmp_path / "hf" / "pytorch_model.bin")
-    # Not models: raw external tensor data in a .bin, notes, data.
+    # Not models, and not referenced by one either: refused by name, never loaded. Notes are fine.
     (tmp_path / "nested" / "raw_tensor.bin").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "README.md").write_text("models")
     (tmp_path / "a.onnx.data").write_bytes(b"\0" * 64)
 
-    assert find_model_files(tmp_path) == sorted(expected)
-    assert [load_model(p).spec.num_classes for p in find_model_files(tmp_path) if p.suffix.lower() == ".onnx"] == [
+    found = find_model_files(tmp_path)
+    models = [entry for entry in found if isinstance(entry, Path)]
+    assert models == sorted(expected)
+    refused = {entry.path: entry.error.kind for entry in found if isinstance(entry, RefusedFile)}
+    assert refused == {
+        tmp_path / "nested" / "raw_tensor.bin": "unrecognized_file",
+        tmp_path / "a.onnx.data": "unrecognized_file",
+    }
+    assert [load_model(p).spec.num_classes for p in models if p.suffix.lower() == ".onnx"] == [
         10,
         10,
         10,
@@ -75,13 +82,15 @@ def test_bin_symlink_out_of_its_directory_is_not_read(tmp_path: Path) -> None:
     outside.write_bytes(pickle.dumps({"w": 1}, protocol=2))  # would be listed (as a pickle) if it were read
     (tmp_path / "scan").mkdir()
     (tmp_path / "scan" / "weights.bin").symlink_to(outside)
-    assert find_model_files(tmp_path / "scan") == []
+    (refused,) = find_model_files(tmp_path / "scan")
+    assert isinstance(refused, RefusedFile) and refused.error.kind == "symlink_outside"
     with pytest.raises(SymlinkOutside):
         load_model(tmp_path / "scan" / "weights.bin")
 
 
-def test_data_files_that_hold_no_pickle_are_not_listed(tmp_path: Path) -> None:
-    """Sniffing .bin, .npy, .h5 and .safetensors for pickles must not turn ordinary tensor data into refusals."""
+def test_data_files_that_hold_no_pickle_are_not_taken_for_pickles(tmp_path: Path) -> None:
+    """Looking for pickles anywhere in .bin, .npy, .h5 and .safetensors files must not find one in ordinary tensor
+    data: numeric arrays pass, and the rest, which no model references, are refused as unrecognised, not as pickles."""
     rng = np.random.default_rng(0)
     for index in range(200):
         weights = rng.normal(0, 0.1, 1024).astype(np.float32)
@@ -92,4 +101,7 @@ def test_data_files_that_hold_no_pickle_are_not_listed(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(4096))
     (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(4096))
 
-    assert find_model_files(tmp_path) == []
+    found = find_model_files(tmp_path)
+    assert all(isinstance(entry, RefusedFile) and entry.error.kind == "unrecognized_file" for entry in found)
+    assert {entry.path.suffix for entry in found} == {".bin", ".safetensors", ".h5"}  # type: ignore[union-attr]
+    assert len(found) == 402

@@ -36,3 +36,32 @@ def test_zoo_models_pass_the_intake_and_run(request: pytest.FixtureRequest) -> N
         predicted = OnnxClassifier(artifact, device="cpu", threads=1).probabilities(images).argmax(axis=1)
         accuracy = float((predicted == labels).mean())
         assert accuracy >= 0.8 * entry.clean_acc, (entry.file, accuracy, entry.clean_acc)
+
+
+def test_zoo_models_and_their_external_data_hold_no_pickle(zoo, tmp_path) -> None:
+    """Raw tensor bytes hold 0x80 0x04 and 'c...\\n' by chance: none of the zoo's real models reads as a pickle, in
+    one file or saved with its weights in a .onnx.data file, and a folder of them is all models and their data."""
+    import onnx
+
+    from scanner.intake import RefusedFile
+    from scanner.intake.inspection import pickle_inside
+
+    models = sorted(zoo.glob("*.onnx"))
+    assert models
+    for path in models:
+        assert pickle_inside(path) is None, path.name
+        onnx.save_model(
+            onnx.load(path),
+            tmp_path / path.name,
+            save_as_external_data=True,
+            location=f"{path.name}.data",
+            size_threshold=0,
+        )
+    data_files = sorted(tmp_path.glob("*.onnx.data"))
+    assert len(data_files) == len(models)
+    assert all(pickle_inside(path) is None for path in data_files)
+
+    found = find_model_files(tmp_path)
+    assert not [entry for entry in found if isinstance(entry, RefusedFile)]
+    assert found == sorted(tmp_path / path.name for path in models)
+    assert load_model(found[0]).spec.num_classes > 1

@@ -283,3 +283,12 @@ def test_clean_data_under_an_unknown_users_home_is_a_warning_not_a_crash():
     assert validation.policy.inputs[0].clean_data == Path("~no-such-user-here/clean.npz")
     (warning,) = validation.warnings
     assert warning.startswith("inputs[0].clean_data: ~no-such-user-here/clean.npz does not exist")
+
+
+def test_allow_files_are_globs_checked_on_load():
+    text = "version: 1\nallow_files: ['LICENSE', 'assets/*.tflite']\n"
+    validation = validate_policy_text(text, source="p", base_dir=None)
+    assert validation.policy is not None and validation.policy.allow_files == ("LICENSE", "assets/*.tflite")
+    unclosed = errors_of("version: 1\nallow_files: ['[a']\n")
+    assert any("allow_files[0]" in error and "unclosed" in error for error in unclosed)
+    assert any("allow_files" in error for error in errors_of("version: 1\nallow_files: []\n"))
