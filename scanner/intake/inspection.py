@@ -172,7 +172,9 @@ def harmless_kind(path: Path) -> str | None:
         stream.seek(0)
         if not head:
             return "empty"
-        if suffix in _PLAIN_TEXT_SUFFIXES:
+        # No suffix: LICENSE, README, a zoo's COMPLETE marker. Text, once the pickle search (which runs first, on
+        # every file) has found no protocol 0/1 pickle in it, is no model.
+        if suffix in _PLAIN_TEXT_SUFFIXES or not suffix:
             return "text" if _is_text(stream) else None
         if suffix in _PARSED_TEXT_SUFFIXES:
             return _parsed_text(stream, suffix)

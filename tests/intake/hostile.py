@@ -264,26 +264,26 @@ def sequence_input(directory: Path) -> Path:
     return save(_image_through(tiny_cnn(), concat, raw), directory / "sequence_input.onnx")
 
 
-def _pickle_written(path: Path, protocol: int) -> Path:
+def pickle_written(path: Path, protocol: int) -> Path:
     path.write_bytes(pickle.dumps(CreatesFileWhenUnpickled(path.parent / PICKLE_MARKER), protocol=protocol))
     return path
 
 
 def pickle_protocol_0_bin(directory: Path) -> Path:
     """Protocols 0 and 1 have no header: only their opcodes show what they are."""
-    return _pickle_written(directory / "pytorch_model.bin", protocol=0)
+    return pickle_written(directory / "pytorch_model.bin", protocol=0)
 
 
 def pickle_protocol_1_bin(directory: Path) -> Path:
-    return _pickle_written(directory / "weights.bin", protocol=1)
+    return pickle_written(directory / "weights.bin", protocol=1)
 
 
 def pickle_named_safetensors(directory: Path) -> Path:
-    return _pickle_written(directory / "model.safetensors", protocol=0)
+    return pickle_written(directory / "model.safetensors", protocol=0)
 
 
 def pickle_named_h5(directory: Path) -> Path:
-    return _pickle_written(directory / "model.h5", protocol=4)
+    return pickle_written(directory / "model.h5", protocol=4)
 
 
 def numpy_object_array(directory: Path) -> Path:

@@ -35,6 +35,7 @@ from tests.intake.hostile import (
     pickle_named_weights,
     pickle_padded_past_any_prefix,
     pickle_protocol_0_bin,
+    pickle_written,
     raw_pickle,
     torch_zip_checkpoint,
     torch_zip_named_zip,
@@ -247,8 +248,20 @@ def test_a_folder_with_the_valid_model_alone_lists_it_alone(tmp_path: Path) -> N
     Image.new("RGB", (4, 4)).save(tmp_path / "sample.png")
     np.savez(tmp_path / "clean_sample.npz", x=np.zeros((2, 3, 8, 8), np.float32), y=np.zeros(2, np.int64))
     (tmp_path / ".lock").write_bytes(b"")
+    (tmp_path / "LICENSE").write_text("Apache License\nVersion 2.0\n")
+    (tmp_path / "COMPLETE").write_text("complete\n")  # the marker of a built zoo
 
     assert find_model_files(tmp_path) == [model]
+
+
+def test_text_without_a_suffix_is_still_searched_for_pickles(tmp_path: Path) -> None:
+    """A protocol 0 pickle is ASCII text: a file without a suffix is taken for text only once no pickle is in it."""
+    save(tiny_cnn(), tmp_path / "model.onnx")
+    path = pickle_written(tmp_path / "weights", protocol=0)
+    assert path.read_bytes().isascii()
+
+    (refused,) = [entry for entry in find_model_files(tmp_path) if isinstance(entry, RefusedFile)]
+    assert refused.path == path and refused.error.kind == "pickle_refused"
 
 
 @pytest.mark.parametrize(
