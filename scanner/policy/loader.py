@@ -263,6 +263,15 @@ def known_detectors() -> tuple[str, ...]:
     return tuple(policy_schema()["$defs"]["detector"]["enum"])
 
 
+# Why a required key is required, where that is not obvious: (top-level section, key) -> an explanation.
+WHY_REQUIRED = {
+    ("waivers", "sha256"): (
+        ": a waiver names the exact model file it waives, by the sha256 a scan reports (scan.sha256); a waiver by "
+        "name alone would let a renamed or copied model through"
+    ),
+}
+
+
 def _schema_problems(document: Mapping[str, Any]) -> Iterator[str]:
     import jsonschema
 
@@ -284,7 +293,8 @@ def _explain(error: Any) -> Iterator[str]:
     elif kind == "required":
         missing = [key for key in expected if key not in instance]
         for key in missing:
-            yield f"{_path([*parts, key])}: missing (required)"
+            why = WHY_REQUIRED.get((str(parts[0]) if parts else "", key), "")
+            yield f"{_path([*parts, key])}: missing (required{why})"
     elif kind == "type":
         yield f"{where}: expected {_type_name(expected)}, got {_type_name(type(instance).__name__)} {_shown(instance)}"
     elif kind == "enum" and parts and (parts[-1] == "detector" or "required_detectors" in parts):
@@ -377,7 +387,7 @@ def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
     waivable_ids = set(waivable)
     known = ", ".join(waivable) if len(waivable) <= 10 else f"{', '.join(waivable[:10])}, ..."
     for index, waiver in enumerate(document.get("waivers", [])):
-        yield from _glob_problems(f"waivers[{index}].models", waiver["models"])
+        yield from _glob_problems(f"waivers[{index}].models", waiver.get("models", ["*"]))
         for position, rule_id in enumerate(waiver.get("rules", [])):
             if rule_id not in waivable_ids:
                 yield f"waivers[{index}].rules[{position}]: unknown rule id {_shown(rule_id)} (known: {known})"
@@ -486,10 +496,10 @@ def _input(entry: Mapping[str, Any], base_dir: Path | None) -> InputDefaults:
 
 def _waiver(waiver: Mapping[str, Any]) -> Waiver:
     return Waiver(
-        models=tuple(waiver["models"]),
+        sha256=waiver["sha256"],
         reason=waiver["reason"],
         approved_by=waiver["approved_by"],
         expires=dt.date.fromisoformat(waiver["expires"]),
+        models=tuple(waiver.get("models", ("*",))),
         rules=tuple(waiver.get("rules", ())),
-        sha256=waiver.get("sha256"),
     )

@@ -98,17 +98,20 @@ class InputDefaults:
 
 @dataclass(frozen=True)
 class Waiver:
-    models: tuple[str, ...]
+    """A waiver names the bytes it waives (sha256 of the model file) and, optionally, the names they may carry: a
+    waiver by name alone would follow a rename or a copy of other bytes onto that name."""
+
+    sha256: str
     reason: str
     approved_by: str
     expires: date  # last day on which it applies
+    models: tuple[str, ...] = ("*",)
     rules: tuple[str, ...] = ()  # empty: every rule
-    sha256: str | None = None
 
     def covers(self, model_name: str, sha256: str | None, rule_id: str) -> bool:
-        if not matches_any(model_name, self.models):
+        if sha256 is None or sha256 != self.sha256:
             return False
-        if self.sha256 is not None and self.sha256 != sha256:
+        if not matches_any(model_name, self.models):
             return False
         return not self.rules or rule_id in self.rules
 
@@ -116,7 +119,8 @@ class Waiver:
         return today > self.expires
 
     def describe(self) -> str:
-        scope = ", ".join(self.models)
+        names = "" if self.models == ("*",) else f" as {', '.join(self.models)}"
+        scope = f"sha256 {self.sha256[:12]}{names}"
         return f"waiver for {scope} (approved by {self.approved_by}, expires {self.expires.isoformat()}: {self.reason})"
 
 

@@ -20,7 +20,7 @@ from scanner.findings import ErrorInfo, ScanResult, Status
 from scanner.policy import Policy
 from scanner.registry.engine import CoreScanEngine
 from scanner.registry.source import fetch_model, mlflow_client
-from scanner.registry.worker import sha256_of
+from scanner.registry.worker import input_hint_tags, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class JobOutcome:
     report_json: str
     files: tuple[tuple[str, bytes], ...] = ()  # heatmaps by file name (result.artifacts holds the same names)
     publish: bool = True  # False for a registry outage: nothing was learnt about the model, so its tags stay
+    files_sha256: str | None = None  # model_files.files_digest of the version's files (tag scan.files)
+    hints: tuple[tuple[str, str], ...] | None = None  # the model_scanner.* tags scanned with (tag scan.inputs)
 
 
 def build_engine(job: RescanJob) -> CoreScanEngine:
@@ -62,6 +64,7 @@ def run_rescan_job(job: RescanJob) -> JobOutcome:
         scratch_dir = Path(scratch)
         sha256 = None
         publish = True
+        files_sha256, hints = None, None
         try:
             fetched = fetch_model(job.uri, scratch_dir, client=mlflow_client(job.tracking_uri))
         except IntakeError as refused:
@@ -71,6 +74,7 @@ def run_rescan_job(job: RescanJob) -> JobOutcome:
             publish = False
         else:
             sha256 = sha256_of(fetched.path)
+            files_sha256, hints = fetched.files_sha256, tuple(input_hint_tags(fetched.tags).items())
             try:
                 result = engine.scan(fetched, scratch_dir / "artifacts")
             except ScannerError as error:
@@ -80,7 +84,16 @@ def run_rescan_job(job: RescanJob) -> JobOutcome:
         result = dataclasses.replace(result, artifacts=tuple(name for name, _ in files))
         report = engine.report(result)
     log.info("%s: %s (score %s)", job.uri, result.verdict.value, result.score)
-    return JobOutcome(job=job, result=result, sha256=sha256, report_json=report, files=files, publish=publish)
+    return JobOutcome(
+        job=job,
+        result=result,
+        sha256=sha256,
+        report_json=report,
+        files=files,
+        publish=publish,
+        files_sha256=files_sha256,
+        hints=hints,
+    )
 
 
 def _unscannable(job: RescanJob, error: ScannerError, *, sha256: str | None = None) -> ScanResult:

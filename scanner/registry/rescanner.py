@@ -12,6 +12,7 @@ never scanned by both at once, and a version serve is about to scan is left to s
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -152,7 +153,8 @@ class Rescanner:
         )
 
     def _record(self, info: VersionInfo, outcome: JobOutcome, claim: Job | None) -> None:
-        key = scan_key(outcome.sha256, self.engine.key, info.tags) if outcome.sha256 else None
+        digest = outcome.files_sha256 or outcome.sha256  # the worker's key: every file of the version counts
+        key = scan_key(digest, self.engine.key, info.tags) if digest else None
         if outcome.publish:
             if key and self.queue is not None:
                 self.queue.scan_started(info.name, info.version, key)
@@ -177,6 +179,8 @@ class Rescanner:
             outcome.result, policy=self.policy.label, scanner_version=__version__, report_uri=report_uri
         )
         tags[ENGINE_TAG] = self.engine.key
+        tags[scan_tags.FILES] = outcome.files_sha256 or ""
+        tags[scan_tags.INPUTS] = "" if outcome.hints is None else json.dumps(dict(outcome.hints), sort_keys=True)
         self.registry.set_scan_tags(info.name, info.version, tags)
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from scanner.errors import IntakeError, MissingDependency, RegistryError, UsageError
 from scanner.intake.errors import shown
+from scanner.registry.model_files import files_digest
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class FetchedModel:
     version: str
     run_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    files_sha256: str | None = None  # model_files.files_digest of everything downloaded (what the gate rechecks)
 
     @property
     def uri(self) -> str:
@@ -104,6 +106,7 @@ def fetch_model(uri: str, dest_dir: Path, *, client: Any | None = None) -> Fetch
     client = client or mlflow_client()
     version = _resolve(client, ref)
     model_dir = _download(client, version.name, str(version.version), dest_dir / "model")
+    files_sha256 = files_digest(model_dir)  # before anything else lands beside the files
     onnx_path = onnx_file_of(model_dir)
     clean = _find_clean_sample(client, model_dir, version.run_id, dest_dir)
     return FetchedModel(
@@ -113,6 +116,7 @@ def fetch_model(uri: str, dest_dir: Path, *, client: Any | None = None) -> Fetch
         version=str(version.version),
         run_id=version.run_id or None,
         tags=dict(version.tags or {}),
+        files_sha256=files_sha256,
     )
 
 

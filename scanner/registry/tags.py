@@ -1,9 +1,11 @@
 """The `scan.*` tags on an MLflow model version: written by the scanner, read back by the gate and by re-scans.
 
-DESIGN.md's tags (status, verdict, score, decision, policy, scanner_version, sha256, scanned_at) plus three that the
+DESIGN.md's tags (status, verdict, score, decision, policy, scanner_version, sha256, scanned_at) plus those the
 gate and the UI need: `scan.detectors` (compact JSON: each detector's status, score and version, so a policy that
-requires a detector can be judged from the tags alone), `scan.error` (why a scan failed) and `scan.report` (where the
-JSON report and heatmaps were logged). Only the scanner may write any `scan.*` tag: the gate enforces it.
+requires a detector can be judged from the tags alone), `scan.error` (why a scan failed), `scan.report` (where the
+JSON report and heatmaps were logged), and from the registry's workers `scan.files` (the digest of the version's
+files), `scan.inputs` (the input hints used) and `scan.engine`. Only the scanner may write any `scan.*` tag: the
+gate enforces it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ SCANNED_AT = "scan.scanned_at"
 DETECTORS = "scan.detectors"
 ERROR = "scan.error"
 REPORT = "scan.report"
+# Binds the verdict to the bytes: scanner.registry.model_files.files_digest of every file under the version's artifact
+# location, as the scanner downloaded them. The gate recomputes it at each promotion.
+FILES = "scan.files"
+# The input hints the scan used (JSON of the version's model_scanner.* tags when it was scanned; '{}' for none).
+INPUTS = "scan.inputs"
 # The engine that made the scan (detector versions, shipped-file digest, policy digest, scanner version;
 # CoreScanEngine.key): `rescan` re-scans a version whose engine differs from its own. Written by serve's workers and
 # by rescan alike.

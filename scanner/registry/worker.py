@@ -68,9 +68,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def input_hint_tags(version_tags: Mapping[str, str]) -> dict[str, str]:
+    """The version's model_scanner.* input hints (writable only with the scanner's token: the gate guards them)."""
+    return {k: v for k, v in sorted(version_tags.items()) if k.startswith(INPUT_TAG_PREFIX)}
+
+
 def scan_key(model_digest: str, engine_key: str, version_tags: Mapping[str, str]) -> str:
-    hints = {k: v for k, v in sorted(version_tags.items()) if k.startswith(INPUT_TAG_PREFIX)}
-    text = json.dumps([model_digest, engine_key, hints], sort_keys=True)
+    text = json.dumps([model_digest, engine_key, input_hint_tags(version_tags)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -152,7 +156,8 @@ class Worker:
                 self._publish(info, result, scratch_dir)
                 return f"error: {refused.kind}"
             digest = sha256_of(fetched.path)
-            key = scan_key(digest, self.engine.key, info.tags)
+            # Every file counts (external data, MLmodel), not only the ONNX file: a change to any is a new model.
+            key = scan_key(fetched.files_sha256 or digest, self.engine.key, fetched.tags)
             if self.queue.already_scanned(info.name, info.version, key):
                 return "already scanned"
             self.queue.scan_started(info.name, info.version, key)
@@ -161,7 +166,7 @@ class Worker:
                 result = self.engine.scan(fetched, scratch_dir / "artifacts")
             except ScannerError as error:
                 result = self.engine.judge(_unscannable(info, error, sha256=digest))
-            self._publish(info, result, scratch_dir)
+            self._publish(info, result, scratch_dir, fetched)
             self.queue.scan_finished(info.name, info.version, key)
             if result.error is not None:
                 log.warning("models:/%s/%s: %s: %s", info.name, info.version, result.error.kind, result.error.message)
@@ -176,7 +181,9 @@ class Worker:
             )
             return f"{result.status.value}: {result.verdict.value}"
 
-    def _publish(self, info: VersionInfo, result: ScanResult, scratch_dir: Path) -> None:
+    def _publish(
+        self, info: VersionInfo, result: ScanResult, scratch_dir: Path, fetched: FetchedModel | None = None
+    ) -> None:
         report = scratch_dir / "scan-report.json"
         report.write_text(self.engine.report(result), encoding="utf-8")
         pictures = [Path(p) for p in result.artifacts if Path(p).is_file()]
@@ -185,6 +192,9 @@ class Worker:
             result, policy=self.engine.policy_label, scanner_version=__version__, report_uri=report_uri
         )
         tags[scan_tags.ENGINE] = self.engine.key  # so that a later `rescan` knows this scan is current
+        # What the verdict is bound to (the gate re-hashes the files at promotion) and the hints it was made with.
+        tags[scan_tags.FILES] = (fetched.files_sha256 or "") if fetched else ""
+        tags[scan_tags.INPUTS] = json.dumps(input_hint_tags(fetched.tags), sort_keys=True) if fetched else ""
         # One request per tag (MLflow has no batch call for version tags): skip what is already there, but always
         # write scan.status, last, so that its presence means a complete set.
         changed = {k: v for k, v in tags.items() if k == scan_tags.STATUS or info.tags.get(k, None if v else "") != v}

@@ -11,6 +11,7 @@ rules:
     action: block
 waivers:
   - models: ["legacy-*"]
+    sha256: "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
     reason: manual review
     approved_by: alice
     expires: 2020-01-01

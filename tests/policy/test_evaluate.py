@@ -107,7 +107,10 @@ def test_rules_on_one_detector_its_status_and_waivers(policy_file):
     only_ban = scanned(0.95, Verdict.BACKDOORED, ban=0.95)
     before = evaluate(policy, only_ban, PRODUCTION, today=dt.date(2026, 5, 31))
     assert before.action is Action.WARN and before.rule == "ban-says-backdoored"
-    assert "waived to a warning by waiver for fraud-* (approved by alice, expires 2026-05-31" in before.reasons[0]
+    assert (
+        f"waived to a warning by waiver for sha256 {DIGEST[:12]} as fraud-* (approved by alice, expires 2026-05-31"
+        in (before.reasons[0])
+    )
     assert any(r.startswith("rule one-pixel-missing") and "status unscanned" in r for r in before.reasons)
     after = evaluate(policy, only_ban, PRODUCTION, today=dt.date(2026, 6, 1))
     assert after.action is Action.BLOCK
@@ -147,3 +150,40 @@ def test_stage_names_match_case_insensitively_and_aliases_by_glob(policy_file):
 def test_evaluate_is_pure(default):
     first = evaluate(default, BACKDOORED, PLAIN, today=TODAY)
     assert evaluate(default, BACKDOORED, PLAIN, today=TODAY) == first
+
+
+DIGEST_WAIVER = """\
+version: 1
+rules:
+  - id: block-backdoored
+    match: {aliases: [champion]}
+    when: {verdict: [backdoored]}
+    action: block
+waivers:
+  - sha256: "%s"
+    reason: reviewed false positive
+    approved_by: alice
+    expires: 2026-12-31
+  - models: ["fraud-*"]
+    sha256: "%s"
+    reason: reviewed false positive, for the fraud models only
+    approved_by: alice
+    expires: 2026-12-31
+"""
+
+
+def test_a_waiver_follows_the_bytes_not_the_name(policy_file):
+    """A waiver covers the model file it names wherever it is registered (a copy is the same bytes), and never other
+    bytes that were renamed or copied onto a waived name."""
+    other = "cd" * 32
+    policy = load_policy(policy_file(DIGEST_WAIVER % (DIGEST, other)))
+    waived = BACKDOORED  # sha256 DIGEST
+    for name in ("fraud-cnn", "renamed-anything"):
+        assert evaluate(policy, waived, PromotionTarget(name, alias="champion"), today=TODAY).action is Action.WARN
+    intruder = dataclasses.replace(BACKDOORED, sha256="ef" * 32)
+    assert evaluate(policy, intruder, CHAMPION, today=TODAY).action is Action.BLOCK
+    second = dataclasses.replace(BACKDOORED, sha256=other)
+    assert evaluate(policy, second, CHAMPION, today=TODAY).action is Action.WARN
+    assert evaluate(policy, second, PromotionTarget("vision", alias="champion"), today=TODAY).action is Action.BLOCK
+    unknown_bytes = dataclasses.replace(BACKDOORED, sha256=None)
+    assert evaluate(policy, unknown_bytes, CHAMPION, today=TODAY).action is Action.BLOCK

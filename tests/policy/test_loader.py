@@ -29,6 +29,7 @@ inputs:
     clean_data: data/clean.npz
 waivers:
   - models: ["fraud-legacy"]
+    sha256: "abababababababababababababababababababababababababababababababab"
     rules: [block-backdoored]
     reason: reviewed false positive
     approved_by: alice
@@ -109,6 +110,10 @@ def test_the_schema_knows_exactly_the_registered_detectors():
         (("value_range: [-1, 1]", "value_range: [1, -1]"), "inputs[0].value_range: low 1 must be below high -1"),
         (("layout: NHWC", "layout: CHW"), "inputs[0].layout: 'CHW' is not allowed (expected one of: NCHW, NHWC)"),
         (("    reason: reviewed false positive\n", ""), "waivers[0].reason: missing (required)"),
+        (
+            ('    sha256: "' + "ab" * 32 + '"\n', ""),
+            "waivers[0].sha256: missing (required: a waiver names the exact model file it waives",
+        ),
         (("action: warn", "action: deny"), "rules[1].action: 'deny' is not allowed"),
     ],
 )

@@ -8,22 +8,33 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scanner.findings import DetectorResult, ScanResult, Status, Verdict
+from scanner.policy import PromotionTarget
 from scanner.registry import tags as scan_tags
 from scanner.registry.client import TOKEN_HEADER, RegistryClient
-from scanner.registry.gate import Gate, PolicySource
+from scanner.registry.gate import (
+    CREATE_VERSION,
+    DELETE_VERSION_TAG,
+    RENAME_MODEL,
+    SET_ALIAS,
+    SET_VERSION_TAG,
+    TRANSITION_STAGE,
+    Gate,
+    PolicySource,
+    RegistryRequest,
+)
+from scanner.registry.model_files import files_digest
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # stages are deprecated, still gated
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
-TRANSITION = "/api/2.0/mlflow/model-versions/transition-stage"
-ALIAS = "/ajax-api/2.0/mlflow/registered-models/alias"
+FILES = "f0" * 32  # the digest of the version's files, as scanned and (in FakeRegistry) as stored now
 _names = itertools.count()
 
 
@@ -35,12 +46,44 @@ def scanned(verdict: Verdict, score: float) -> ScanResult:
     return ScanResult("models:/m/1", "ab" * 32, Status.SCANNED, verdict=verdict, score=score, detectors=detectors)
 
 
-def scan_tags_for(result: ScanResult) -> dict[str, str]:
-    return scan_tags.tags_for(result, policy="default@test", scanner_version="test", report_uri=None)
+def scan_tags_for(result: ScanResult, files: str | None = FILES) -> dict[str, str]:
+    tags = scan_tags.tags_for(result, policy="default@test", scanner_version="test", report_uri=None)
+    return tags | ({scan_tags.FILES: files} if files else {})
 
 
-def gate_over(version_tags: Mapping[str, str] | None, policy: str = "default.yaml", token: str | None = "tok") -> Gate:
-    return Gate(PolicySource(str(POLICIES / policy)), token=token, read_tags=lambda name, version: version_tags)
+class FakeRegistry:
+    """Stands in for MLflow's stores: every version has `version_tags`; `held` are the model's stages and aliases."""
+
+    def __init__(
+        self,
+        version_tags: Mapping[str, str] | None,
+        files: str | None = FILES,
+        held: Sequence[tuple[str, PromotionTarget]] = (),
+    ) -> None:
+        self.version_tags, self.files, self.held = version_tags, files, held
+
+    def tags(self, name: str, version: str) -> Mapping[str, str] | None:
+        return self.version_tags
+
+    def promotions(self, name: str) -> Sequence[tuple[str, PromotionTarget]]:
+        return self.held
+
+    def files_digest(self, name: str, version: str) -> str | None:
+        return self.files
+
+
+def gate_over(
+    version_tags: Mapping[str, str] | None, policy: str = "default.yaml", token: str | None = "tok", **registry: Any
+) -> Gate:
+    return Gate(PolicySource(str(POLICIES / policy)), token=token, registry=FakeRegistry(version_tags, **registry))
+
+
+def stage(name: str, version: str, to: str) -> RegistryRequest:
+    return RegistryRequest(TRANSITION_STAGE, {"name": name, "version": version, "stage": to})
+
+
+def alias(name: str, version: str, to: str) -> RegistryRequest:
+    return RegistryRequest(SET_ALIAS, {"name": name, "version": version, "alias": to})
 
 
 # -- the decision logic ---------------------------------------------------------------------------------------------
@@ -48,20 +91,39 @@ def gate_over(version_tags: Mapping[str, str] | None, policy: str = "default.yam
 
 def test_backdoored_version_is_refused_production_and_champion() -> None:
     gate = gate_over(scan_tags_for(scanned(Verdict.BACKDOORED, 0.97)))
-    refusal = gate.check("POST", TRANSITION, {"name": "cnn", "version": "3", "stage": "Production"}, {}, {})
-    assert refusal is not None
+    refusal = gate.check(stage("cnn", "3", "Production"), {})
+    assert refusal is not None and refusal.status == 403
     assert "cnn version 3" in refusal.message and "verdict: backdoored" in refusal.message
     assert "block-backdoored" in refusal.message
-    assert gate.check("POST", ALIAS, {"name": "cnn", "version": "3", "alias": "champion"}, {}, {}) is not None
+    assert gate.check(alias("cnn", "3", "champion"), {}) is not None
     # Not protected by the default policy:
-    assert gate.check("POST", TRANSITION, {"name": "cnn", "version": "3", "stage": "Staging"}, {}, {}) is None
-    assert gate.check("POST", ALIAS, {"name": "cnn", "version": "3", "alias": "candidate"}, {}, {}) is None
+    assert gate.check(stage("cnn", "3", "Staging"), {}) is None
+    assert gate.check(alias("cnn", "3", "candidate"), {}) is None
 
 
 def test_clean_version_is_promoted() -> None:
     gate = gate_over(scan_tags_for(scanned(Verdict.CLEAN, 0.03)))
-    assert gate.check("POST", TRANSITION, {"name": "cnn", "version": "3", "stage": "production"}, {}, {}) is None
-    assert gate.check("POST", ALIAS, {"name": "cnn", "version": "3", "alias": "champion"}, {}, {}) is None
+    assert gate.check(stage("cnn", "3", "production"), {}) is None
+    assert gate.check(alias("cnn", "3", "champion"), {}) is None
+
+
+@pytest.mark.parametrize(
+    ("scanned_files", "files_now", "why"),
+    [
+        (FILES, "0e" * 32, "files changed since the scan"),
+        (FILES, None, "files cannot be read"),
+        (None, FILES, "recorded no digest of the version's files"),
+    ],
+    ids=["changed", "unreadable", "never-recorded"],
+)
+def test_a_clean_verdict_binds_only_the_files_it_was_made_on(
+    scanned_files: str | None, files_now: str | None, why: str
+) -> None:
+    clean = scan_tags_for(scanned(Verdict.CLEAN, 0.03), files=scanned_files)
+    refusal = gate_over(clean, files=files_now).check(alias("cnn", "3", "champion"), {})
+    assert refusal is not None and why in refusal.message and "fail-closed" in refusal.message
+    # Judged as never scanned: a policy that lets unscanned models through lets it through.
+    assert gate_over(clean, policy="audit.yaml", files=files_now).check(alias("cnn", "3", "champion"), {}) is None
 
 
 @pytest.mark.parametrize(
@@ -70,43 +132,78 @@ def test_clean_version_is_promoted() -> None:
     ids=["unscanned", "pending", "errored"],
 )
 def test_unscanned_or_errored_version_is_refused_when_failing_closed(version_tags: dict[str, str]) -> None:
-    refusal = gate_over(version_tags).check("POST", ALIAS, {"name": "cnn", "version": "1", "alias": "champion"}, {}, {})
+    refusal = gate_over(version_tags).check(alias("cnn", "1", "champion"), {})
     assert refusal is not None and "fail-closed" in refusal.message
 
 
 def test_audit_policy_lets_everything_through() -> None:
     gate = gate_over(scan_tags_for(scanned(Verdict.BACKDOORED, 0.97)), policy="audit.yaml")
-    assert gate.check("POST", TRANSITION, {"name": "cnn", "version": "3", "stage": "Production"}, {}, {}) is None
+    assert gate.check(stage("cnn", "3", "Production"), {}) is None
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body", "args"),
+    "request_",
     [
-        ("POST", "/api/2.0/mlflow/model-versions/set-tag", {"name": "m", "version": "1", "key": "scan.verdict"}, {}),
-        (
-            "DELETE",
-            "/api/2.0/mlflow/model-versions/delete-tag",
-            {},
-            {"name": "m", "version": "1", "key": "scan.status"},
-        ),
-        ("POST", "/api/2.0/mlflow/model-versions/create", {"name": "m", "tags": [{"key": "scan.verdict"}]}, {}),
+        RegistryRequest(SET_VERSION_TAG, {"name": "m", "version": "1", "key": "scan.verdict", "value": "clean"}),
+        RegistryRequest(DELETE_VERSION_TAG, {"name": "m", "version": "1", "key": "scan.status"}),
+        RegistryRequest(CREATE_VERSION, {"name": "m", "source": "s", "tags": [{"key": "scan.verdict"}]}),
+        RegistryRequest(SET_VERSION_TAG, {"name": "m", "version": "1", "key": "model_scanner.value_range"}),
+        RegistryRequest(DELETE_VERSION_TAG, {"name": "m", "version": "1", "key": "model_scanner.layout"}),
+        RegistryRequest(CREATE_VERSION, {"name": "m", "source": "s", "tags": [{"key": "model_scanner.layout"}]}),
     ],
-    ids=["set", "delete", "create-with-tag"],
+    ids=["set", "delete", "create-with-tag", "set-hint", "delete-hint", "create-with-hint"],
 )
-def test_scan_tags_need_the_scanner_token(method: str, path: str, body: dict[str, Any], args: dict[str, str]) -> None:
+def test_scan_tags_and_input_hints_need_the_scanner_token(request_: RegistryRequest) -> None:
     gate = gate_over({})
-    assert gate.check(method, path, body, args, {}) is not None
-    assert gate.check(method, path, body, args, {TOKEN_HEADER: "wrong"}) is not None
-    assert gate.check(method, path, body, args, {TOKEN_HEADER.lower(): "tok"}) is None
-    assert gate_over({}, token=None).check(method, path, body, args, {TOKEN_HEADER: "tok"}) is not None
+    assert gate.check(request_, {}) is not None
+    assert gate.check(request_, {TOKEN_HEADER: "wrong"}) is not None
+    assert gate.check(request_, {TOKEN_HEADER.lower(): "tok"}) is None
+    assert gate_over({}, token=None).check(request_, {TOKEN_HEADER: "tok"}) is not None
 
 
 def test_other_tags_and_requests_pass() -> None:
     gate = gate_over({})
-    assert gate.check("POST", "/api/2.0/mlflow/model-versions/set-tag", {"key": "team"}, {}, {}) is None
-    assert (
-        gate.check("GET", "/api/2.0/mlflow/registered-models/alias", {}, {"name": "m", "alias": "champion"}, {}) is None
-    )
+    assert gate.check(RegistryRequest(SET_VERSION_TAG, {"name": "m", "version": "1", "key": "team"}), {}) is None
+    assert gate.check(RegistryRequest("DeleteRegisteredModelAlias", {"name": "m", "alias": "champion"}), {}) is None
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        RegistryRequest(TRANSITION_STAGE, {"name": "m", "version": "1"}),
+        RegistryRequest(SET_ALIAS, {"name": "m", "alias": "champion"}),
+        RegistryRequest(SET_VERSION_TAG, {"name": "m", "version": "1"}),
+        RegistryRequest(RENAME_MODEL, {"name": "m"}),
+    ],
+    ids=["stage", "alias", "tag", "rename"],
+)
+def test_a_request_the_gate_cannot_resolve_is_refused(request_: RegistryRequest) -> None:
+    refusal = gate_over(scan_tags_for(scanned(Verdict.CLEAN, 0.03))).check(request_, {})
+    assert refusal is not None and refusal.status == 400 and "does not name its" in refusal.message
+
+
+def test_a_rename_is_judged_as_promoting_everything_the_model_holds_under_the_new_name(tmp_path: Path) -> None:
+    policy_file = tmp_path / "prod-only.yaml"
+    policy_file.write_text(PROD_ONLY_POLICY, encoding="utf-8")
+    backdoored = scan_tags_for(scanned(Verdict.BACKDOORED, 0.97))
+    held = [("3", PromotionTarget("lab-cnn", alias="champion"))]
+    gate = Gate(PolicySource(str(policy_file)), token="tok", registry=FakeRegistry(backdoored, held=held))
+    assert gate.check(alias("lab-cnn", "3", "champion"), {}) is None  # the lab's champion is not protected
+    refusal = gate.check(RegistryRequest(RENAME_MODEL, {"name": "lab-cnn", "new_name": "prod-cnn"}), {})
+    assert refusal is not None and "renaming lab-cnn to prod-cnn refused" in refusal.message
+    assert "alias champion" in refusal.message and "backdoored" in refusal.message
+    assert gate.check(RegistryRequest(RENAME_MODEL, {"name": "lab-cnn", "new_name": "lab-cnn-2"}), {}) is None
+
+
+PROD_ONLY_POLICY = """\
+version: 1
+name: prod-only
+rules:
+  - id: block-backdoored
+    match: {models: ["prod-*"], aliases: [champion]}
+    when: {verdict: [backdoored]}
+    action: block
+"""
 
 
 def test_policy_edits_are_picked_up_and_a_broken_edit_keeps_the_last_good_one(tmp_path: Path) -> None:
@@ -124,24 +221,29 @@ def test_policy_edits_are_picked_up_and_a_broken_edit_keeps_the_last_good_one(tm
 def test_no_valid_policy_refuses_every_promotion(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("this: is: not yaml")
-    gate = Gate(PolicySource(str(broken)), token="tok", read_tags=lambda name, version: {})
-    refusal = gate.check("POST", TRANSITION, {"name": "m", "version": "1", "stage": "Staging"}, {}, {})
+    gate = Gate(PolicySource(str(broken)), token="tok", registry=FakeRegistry({}))
+    refusal = gate.check(stage("m", "1", "Staging"), {})
     assert refusal is not None and "no valid policy" in refusal.message
 
 
 # -- the plugin in a real MLflow server ----------------------------------------------------------------------------
 
 
-def register_version(client: Any) -> tuple[str, str]:
-    """A registered model version (its content does not matter to the gate: only its scan tags do)."""
+def register_version(client: Any, tmp_path: Path) -> tuple[str, str, str]:
+    """A registered model version with one model file (its content does not matter to the gate: only its scan tags
+    and that its files are those scanned); returns its name, version and the digest of its files."""
     name = f"gate-model-{next(_names)}"
     client.create_registered_model(name)
     experiment = client.get_experiment_by_name("gate-tests") or client.get_experiment(
         client.create_experiment("gate-tests")
     )
     run = client.create_run(experiment.experiment_id)
+    model_dir = tmp_path / name
+    model_dir.mkdir(parents=True)
+    (model_dir / "model.onnx").write_bytes(name.encode())
+    client.log_artifacts(run.info.run_id, str(model_dir), "model")
     version = client.create_model_version(name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
-    return name, str(version.version)
+    return name, str(version.version), files_digest(model_dir)
 
 
 def refused(call: Any) -> str:
@@ -154,14 +256,14 @@ def refused(call: Any) -> str:
 
 
 @pytest.mark.server
-def test_gate_in_a_real_mlflow_server(gated_server: Any) -> None:
+def test_gate_in_a_real_mlflow_server(gated_server: Any, tmp_path: Path) -> None:
     client = gated_server.client()
     scanner = RegistryClient(gated_server.url, token=gated_server.token)
-    clean_name, clean_v = register_version(client)
-    bad_name, bad_v = register_version(client)
-    unscanned_name, unscanned_v = register_version(client)
-    scanner.set_scan_tags(clean_name, clean_v, scan_tags_for(scanned(Verdict.CLEAN, 0.02)))
-    scanner.set_scan_tags(bad_name, bad_v, scan_tags_for(scanned(Verdict.BACKDOORED, 0.98)))
+    clean_name, clean_v, clean_files = register_version(client, tmp_path)
+    bad_name, bad_v, bad_files = register_version(client, tmp_path)
+    unscanned_name, unscanned_v, _ = register_version(client, tmp_path)
+    scanner.set_scan_tags(clean_name, clean_v, scan_tags_for(scanned(Verdict.CLEAN, 0.02), clean_files))
+    scanner.set_scan_tags(bad_name, bad_v, scan_tags_for(scanned(Verdict.BACKDOORED, 0.98), bad_files))
 
     client.set_registered_model_alias(clean_name, "champion", clean_v)
     client.transition_model_version_stage(clean_name, clean_v, "Production")
@@ -185,11 +287,11 @@ def test_gate_in_a_real_mlflow_server(gated_server: Any) -> None:
 
 
 @pytest.mark.server
-def test_gate_rereads_the_policy_file(gated_server: Any) -> None:
+def test_gate_rereads_the_policy_file(gated_server: Any, tmp_path: Path) -> None:
     client = gated_server.client()
     scanner = RegistryClient(gated_server.url, token=gated_server.token)
-    name, version = register_version(client)
-    scanner.set_scan_tags(name, version, scan_tags_for(scanned(Verdict.BACKDOORED, 0.98)))
+    name, version, files = register_version(client, tmp_path)
+    scanner.set_scan_tags(name, version, scan_tags_for(scanned(Verdict.BACKDOORED, 0.98), files))
     original = gated_server.policy_file.read_text()
     try:
         gated_server.policy_file.write_text((POLICIES / "audit.yaml").read_text())
@@ -218,8 +320,9 @@ def test_gate_under_gunicorn(tmp_path: Path, repo_root: Path) -> None:
     with server:
         assert "gunicorn" in server.log_file.read_text(errors="replace").lower()
         client = MlflowClient(server.url, registry_uri=server.url)
-        name, version = register_version(client)
+        name, version, files = register_version(client, tmp_path)
         assert "never scanned" in refused(lambda: client.set_registered_model_alias(name, "champion", version))
         refused(lambda: client.set_model_version_tag(name, version, "scan.verdict", "clean"))
-        RegistryClient(server.url, token="tok").set_scan_tags(name, version, scan_tags_for(scanned(Verdict.CLEAN, 0.1)))
+        clean = scan_tags_for(scanned(Verdict.CLEAN, 0.1), files)
+        RegistryClient(server.url, token="tok").set_scan_tags(name, version, clean)
         client.set_registered_model_alias(name, "champion", version)

@@ -51,7 +51,8 @@ def test_registered_models_are_scanned_and_gated(
         assert tags[scan_tags.STATUS] == "scanned", tags.get(scan_tags.ERROR)
         assert tags[scan_tags.VERDICT] == expected, tags
         assert set(tags) >= {scan_tags.SCORE, scan_tags.DECISION, scan_tags.POLICY, scan_tags.SCANNER_VERSION,
-                             scan_tags.SHA256, scan_tags.SCANNED_AT}  # fmt: skip
+                             scan_tags.SHA256, scan_tags.SCANNED_AT, scan_tags.FILES, scan_tags.INPUTS}  # fmt: skip
+        assert tags[scan_tags.INPUTS] == "{}" and len(tags[scan_tags.FILES]) == 64
     assert float(found["backdoored"][scan_tags.SCORE]) > float(found["clean"][scan_tags.SCORE])
 
     clean_name, clean_version, _ = models["clean"]

@@ -12,18 +12,17 @@ import pytest
 
 from scanner.detectors.one_pixel import OnePixelDetector
 from scanner.findings import ScanResult
-from scanner.policy import load_builtin_policy
+from scanner.policy import PromotionTarget, load_builtin_policy
 from scanner.registry import tags as scan_tags
 from scanner.registry import worker as worker_module
 from scanner.registry.client import RegistryClient, VersionInfo
 from scanner.registry.engine import CoreScanEngine
-from scanner.registry.gate import Gate, PolicySource
+from scanner.registry.gate import SET_ALIAS, Gate, PolicySource, RegistryRequest
 from scanner.registry.queue import WorkQueue
 from scanner.registry.source import FetchedModel
 from scanner.registry.worker import MAX_ATTEMPTS, Worker
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
-ALIAS = "/api/2.0/mlflow/registered-models/alias"
 
 
 class Clock:
@@ -60,9 +59,25 @@ class CrashingEngine(CoreScanEngine):
         raise RecursionError("maximum recursion depth exceeded while decoding something deeply nested")
 
 
+class TagsOnly:
+    """A registry for the gate where every version has `tags` and no files can be read."""
+
+    def __init__(self, tags: Mapping[str, str]) -> None:
+        self.version_tags = tags
+
+    def tags(self, name: str, version: str) -> Mapping[str, str] | None:
+        return self.version_tags
+
+    def promotions(self, name: str) -> list[tuple[str, PromotionTarget]]:
+        return []
+
+    def files_digest(self, name: str, version: str) -> str | None:
+        return None
+
+
 def champion_refusal(tags: Mapping[str, str]) -> str | None:
-    gate = Gate(PolicySource(str(POLICIES / "default.yaml")), token="t", read_tags=lambda name, version: tags)
-    refusal = gate.check("POST", ALIAS, {"name": "m", "version": "1", "alias": "champion"}, {}, {})
+    gate = Gate(PolicySource(str(POLICIES / "default.yaml")), token="t", registry=TagsOnly(tags))
+    refusal = gate.check(RegistryRequest(SET_ALIAS, {"name": "m", "version": "1", "alias": "champion"}), {})
     return None if refusal is None else refusal.message
 
 
