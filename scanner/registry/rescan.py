@@ -36,6 +36,7 @@ class Staleness(str, enum.Enum):
 
     NEVER_SCANNED = "never_scanned"
     FAILED = "failed"
+    FILES_UNRECORDED = "files_unrecorded"  # scanned before verdicts were bound to the files: the gate refuses it
     DETECTOR_CHANGED = "detector_changed"
     POLICY_CHANGED = "policy_changed"
     SCANNER_CHANGED = "scanner_changed"
@@ -115,6 +116,8 @@ def staleness(
         return Staleness.NEVER_SCANNED  # no tags, "pending", or garbage
     if status == Status.ERROR.value:
         return Staleness.FAILED
+    if not tags.get(scan_tags.FILES):
+        return Staleness.FILES_UNRECORDED
     if tags.get(ENGINE_TAG) != stamp.engine_key:
         return _what_changed(tags, stamp)
     if tags.get(POLICY_TAG) != stamp.policy:

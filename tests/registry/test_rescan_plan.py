@@ -38,6 +38,7 @@ def tags(**overrides):
         "scan.scanner_version": "0.1.0",
         "scan.scanned_at": (NOW - timedelta(days=1)).isoformat(timespec="seconds"),
         "scan.engine": engine_key(),
+        "scan.files": "0" * 64,
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
@@ -51,6 +52,8 @@ def test_each_reason_for_a_new_scan():
     assert staleness({}, STAMP, now=NOW) is Staleness.NEVER_SCANNED
     assert staleness(tags(**{"scan.status": "pending"}), STAMP, now=NOW) is Staleness.NEVER_SCANNED
     assert staleness(tags(**{"scan.status": "error"}), STAMP, now=NOW) is Staleness.FAILED
+    # Scanned before the verdict was bound to the version's files: the gate judges it unscanned, so it is scanned.
+    assert staleness(tags(**{"scan.files": None}), STAMP, now=NOW) is Staleness.FILES_UNRECORDED
     old_detector = engine_key(detectors=(("ban", "1"), ("one_pixel", "1")))
     assert staleness(tags(**{"scan.engine": old_detector}), STAMP, now=NOW) is Staleness.DETECTOR_CHANGED
     fewer_detectors = engine_key(detectors=(("one_pixel", "2"),))
