@@ -7,7 +7,7 @@ Reads the BAN statistics cache that `python -m bench.ban_detection` fills (compu
 0.5 means the statistic is lower for backdoored models. Sets: the top-class share under noise alone (the second
 session's calibration), the statistics under noise plus those through the mask's complement (the third session's
 calibration), the targeted universal perturbations alone, both (the fourth session's calibration), both with
-whether they point at one class (the shipped calibration, scanner.detectors.ban_training.FEATURES), plus the clean
+whether they point at one class (the shipped calibration, scanner.calibration.ban.FEATURES), plus the clean
 ones. (The targeted-noise statistics of the
 first sessions were measured with commit 7f13f2d's version of this script and removed: bench/RESULTS-ban.md.)
 Prints lines.
@@ -22,16 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import leave_one_attack_out, leave_one_domain_out, mean_auc, random_split_auc
-from scanner.detectors.ban import settings_from
-from scanner.detectors.ban_training import (
+from scanner.calibration.ban import (
     FEATURES,
     NEURON_NOISE_FEATURES,
     UNIVERSAL_FEATURES,
     default_cache_dir,
     zoo_statistics,
 )
-from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
-from scanner.detectors.one_pixel_training import read_zoo, roc_auc
+from scanner.calibration.one_pixel import read_zoo, roc_auc
+from scanner.detectors.ban.detector import settings_from
+from scanner.detectors.one_pixel.classifier import fit_logistic, fit_trees
 
 CLEAN = ("clean_accuracy", "clean_top_share", "clean_error_top_share")
 SETS = {

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import SPLITS, tree_seed_cells
-from scanner.detectors.one_pixel_composite import composite_feature_names
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import default_cache_dir, read_zoo, zoo_features
+from scanner.calibration.one_pixel import default_cache_dir, read_zoo, zoo_features
+from scanner.detectors.one_pixel.composite import composite_feature_names
+from scanner.detectors.one_pixel.signature import SignatureSettings
 
 
 def main() -> None:

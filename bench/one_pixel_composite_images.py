@@ -24,18 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import SPLITS, split_aucs, tree_scorer
-from scanner.detectors.one_pixel_composite import (
-    HELD_OUT_IMAGES,
-    CompositeAnswers,
-    composite_answers,
-    composite_features,
-    held_out_images,
-    probed_scales,
-    rates_of,
-)
-from scanner.detectors.one_pixel_features import model_features
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import (
+from scanner.calibration.one_pixel import (
     BASE_KINDS,
     Zoo,
     artifact_for,
@@ -45,6 +34,17 @@ from scanner.detectors.one_pixel_training import (
     in_layout,
     read_zoo,
 )
+from scanner.detectors.one_pixel.composite import (
+    HELD_OUT_IMAGES,
+    CompositeAnswers,
+    composite_answers,
+    composite_features,
+    held_out_images,
+    probed_scales,
+    rates_of,
+)
+from scanner.detectors.one_pixel.features import model_features
+from scanner.detectors.one_pixel.signature import SignatureSettings
 from scanner.runtime import OnnxClassifier
 
 PerScale = list[CompositeAnswers]

@@ -20,9 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import Scorer, leave_one_attack_out, leave_one_domain_out, random_split
-from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import (
+from scanner.calibration.one_pixel import (
     BASE_KINDS,
     ZooFeatures,
     combined_features,
@@ -33,6 +31,8 @@ from scanner.detectors.one_pixel_training import (
     tpr_at_fpr,
     zoo_features,
 )
+from scanner.detectors.one_pixel.classifier import fit_logistic, fit_trees
+from scanner.detectors.one_pixel.signature import SignatureSettings
 
 HEADS = {"trees": fit_trees, "logistic": fit_logistic}
 FIT = fit_trees  # set by --head

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import default_cache_dir, random_folds, read_zoo, roc_auc, zoo_features
+from scanner.calibration.one_pixel import default_cache_dir, random_folds, read_zoo, roc_auc, zoo_features
+from scanner.detectors.one_pixel.classifier import fit_logistic, fit_trees
+from scanner.detectors.one_pixel.signature import SignatureSettings
 
 Head = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (x, y, train, test) -> scores
 

@@ -2,7 +2,7 @@
 
     python -m bench.one_pixel_patch_probes --zoo DIR [--seeds 5] [--images 8,16]
 
-The patch probes (scanner.detectors.one_pixel_patches) stamp small saturated squares on held-out clean images.
+The patch probes (scanner.detectors.one_pixel.patches) stamp small saturated squares on held-out clean images.
 Prints markdown: the clean-data head's features without them, with them computed on the first n of their images for
 each n in --images, and as shipped (PATCH_IMAGES["full"] images), as the mean AUC over --seeds tree seeds with its
 standard error on bench.splits' honest splits, and the passes the probes add per model. Features come from the
@@ -17,11 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import SPLITS, tree_seed_cells
-from scanner.detectors.one_pixel_classifier import COMBINED
-from scanner.detectors.one_pixel_composite import probe_images
-from scanner.detectors.one_pixel_patches import PATCH_FEATURE_NAMES, PATCH_IMAGES, PatchAnswers, patch_features
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import (
+from scanner.calibration.one_pixel import (
     Zoo,
     artifact_for,
     bases_for,
@@ -32,6 +28,10 @@ from scanner.detectors.one_pixel_training import (
     read_zoo,
     zoo_features,
 )
+from scanner.detectors.one_pixel.classifier import COMBINED
+from scanner.detectors.one_pixel.composite import probe_images
+from scanner.detectors.one_pixel.patches import PATCH_FEATURE_NAMES, PATCH_IMAGES, PatchAnswers, patch_features
+from scanner.detectors.one_pixel.signature import SignatureSettings
 
 
 def zoo_patch_answers(zoo: Zoo, settings: SignatureSettings, cache: Path) -> list[PatchAnswers]:

@@ -14,8 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import (
+from scanner.calibration.one_pixel import (
     BASE_KINDS,
     Zoo,
     artifact_for,
@@ -24,6 +23,7 @@ from scanner.detectors.one_pixel_training import (
     default_cache_dir,
     read_zoo,
 )
+from scanner.detectors.one_pixel.signature import SignatureSettings
 
 
 def _past(until: str | None) -> bool:

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import leave_one_attack_out, leave_one_domain_out, mean_auc, random_split_auc
-from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import default_cache_dir, read_zoo, roc_auc, zoo_features
+from scanner.calibration.one_pixel import default_cache_dir, read_zoo, roc_auc, zoo_features
+from scanner.detectors.one_pixel.classifier import fit_logistic, fit_trees
+from scanner.detectors.one_pixel.signature import SignatureSettings
 
 Fit = Callable[[np.ndarray, np.ndarray, np.ndarray], Callable[[np.ndarray], float]]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import SPLITS, tree_seed_cells
-from scanner.detectors.one_pixel_classifier import COMBINED, SPLIT_FEATURES, fit_trees
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import default_cache_dir, head_features, read_zoo, zoo_features
+from scanner.calibration.one_pixel import default_cache_dir, head_features, read_zoo, zoo_features
+from scanner.detectors.one_pixel.classifier import COMBINED, SPLIT_FEATURES, fit_trees
+from scanner.detectors.one_pixel.signature import SignatureSettings
 
 # (label, trees, split features: a count, or a share of the head's features)
 TREE_SETTINGS: tuple[tuple[str, int, int | float], ...] = (

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.detectors.one_pixel_features import any_class_map
-from scanner.detectors.one_pixel_signature import Signature, SignatureSettings
-from scanner.detectors.one_pixel_training import (
+from scanner.calibration.one_pixel import (
     artifact_for,
     bases_for,
     cached_signature,
     default_cache_dir,
     read_zoo,
 )
+from scanner.detectors.one_pixel.features import any_class_map
+from scanner.detectors.one_pixel.signature import Signature, SignatureSettings
 
 PATCH_ATTACKS = ("patch", "all_to_all")
 

@@ -67,9 +67,9 @@ def main() -> None:
 
     from scanner.policy import load_builtin_policy
     from scanner.registry.client import RegistryClient
-    from scanner.registry.executors import LocalExecutor
     from scanner.registry.local_server import LocalMlflowServer, entry_point_dir
-    from scanner.registry.rescanner import Rescanner
+    from scanner.registry.rescan.driver import Rescanner
+    from scanner.registry.rescan.executors import LocalExecutor
 
     with tempfile.TemporaryDirectory(prefix="rescan-bench-") as scratch:
         root = Path(scratch)

@@ -19,11 +19,8 @@ from typing import Any
 import numpy as np
 
 from scanner import __version__
-from scanner.detectors.ban import STATISTICS_VERSION, BanDetector, BanSettings
-from scanner.detectors.cache_files import store_atomically
-from scanner.detectors.calibration import LogisticCalibration, fit_logistic
-from scanner.detectors.interface import CleanData, DetectionContext, Progress, no_progress
-from scanner.detectors.one_pixel_training import (
+from scanner.calibration.cache_files import store_atomically
+from scanner.calibration.one_pixel import (
     Zoo,
     ZooModel,
     artifact_for,
@@ -32,9 +29,12 @@ from scanner.detectors.one_pixel_training import (
     roc_auc,
     tpr_at_fpr,
 )
-from scanner.detectors.universal import RADII, statistic_name
+from scanner.detectors.ban.detector import STATISTICS_VERSION, BanDetector, BanSettings
+from scanner.detectors.ban.universal import RADII, statistic_name
+from scanner.detectors.interface import CleanData, DetectionContext
+from scanner.detectors.logistic import LogisticCalibration, fit_logistic
 from scanner.errors import UsageError
-from scanner.findings import Layout
+from scanner.findings import Layout, Progress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 # top-class share, error concentration and accuracy, and the noise level (DESIGN.md's "top-class share and accuracy
 # under noise"); the same through the feature mask's complement, with and without noise (BAN's negative path); and
 # how easily one input-space perturbation per class sends held-out images to that class, at three radii
-# (scanner.detectors.universal); and whether the easiest perturbation's class is the class the noisy model collapses
+# (scanner.detectors.ban.universal); and whether the easiest perturbation's class is the class the noisy model collapses
 # onto (`target_agreement`). Class indices (`*_top_class`) are never features: they name a class, they do not
 # measure. Out-of-fold AUC of each part on the 220-model benchmark zoo: bench/RESULTS-ban.md.
 NEURON_NOISE_FEATURES = (

@@ -13,14 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from scanner import __version__
-from scanner.detectors.ban import BanSettings
-from scanner.detectors.ban_training import cross_validated, zoos_statistics
-from scanner.detectors.calibration import LogisticCalibration, fit_logistic
-from scanner.detectors.fusion import FEATURE_OF, logit
-from scanner.detectors.interface import Progress, no_progress
-from scanner.detectors.one_pixel_classifier import COMBINED
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import (
+from scanner.calibration.ban import cross_validated, zoos_statistics
+from scanner.calibration.one_pixel import (
     combined_features,
     cross_validated_scores,
     head_features,
@@ -29,6 +23,12 @@ from scanner.detectors.one_pixel_training import (
     tpr_at_fpr,
     zoo_features,
 )
+from scanner.detectors.ban.detector import BanSettings
+from scanner.detectors.fusion import FEATURE_OF, logit
+from scanner.detectors.logistic import LogisticCalibration, fit_logistic
+from scanner.detectors.one_pixel.classifier import COMBINED
+from scanner.detectors.one_pixel.signature import SignatureSettings
+from scanner.findings import Progress, no_progress
 
 FEATURES = (FEATURE_OF["one_pixel"], FEATURE_OF["ban"])
 

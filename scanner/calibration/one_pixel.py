@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from scanner import __version__
-from scanner.detectors.cache_files import store_atomically
-from scanner.detectors.interface import CleanData, Progress, no_progress
-from scanner.detectors.one_pixel_classifier import COMBINED, Head, SignatureClassifier, fit_trees
-from scanner.detectors.one_pixel_composite import (
+from scanner.calibration.cache_files import store_atomically
+from scanner.detectors.interface import CleanData
+from scanner.detectors.one_pixel.classifier import COMBINED, Head, SignatureClassifier, fit_trees
+from scanner.detectors.one_pixel.composite import (
     BLENDS,
     FRACTIONS,
     CompositeRates,
@@ -31,14 +31,14 @@ from scanner.detectors.one_pixel_composite import (
     probe_images,
     probed_scales,
 )
-from scanner.detectors.one_pixel_features import model_features
-from scanner.detectors.one_pixel_patches import (
+from scanner.detectors.one_pixel.features import model_features
+from scanner.detectors.one_pixel.patches import (
     GRID,
     RANDOM_PATTERNS,
     PatchAnswers,
     patch_answers,
 )
-from scanner.detectors.one_pixel_signature import (
+from scanner.detectors.one_pixel.signature import (
     Signature,
     SignatureSettings,
     clean_bases,
@@ -46,7 +46,7 @@ from scanner.detectors.one_pixel_signature import (
     synthetic_bases,
 )
 from scanner.errors import UsageError
-from scanner.findings import InputSpec, Layout, ModelArtifact
+from scanner.findings import InputSpec, Layout, ModelArtifact, Progress, no_progress
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from scanner.detectors.onnx_torch.graph import Node, TorchGraph, UnsupportedGraph
+from scanner.torchview.graph import Node, TorchGraph, UnsupportedGraph
 
 # Ops that only summarise a feature map over space (or pass it through): the cut goes before them.
 _POOLING = {

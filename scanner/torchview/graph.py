@@ -16,8 +16,8 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from scanner.detectors.onnx_torch.ops import OPS
 from scanner.errors import DetectorError
+from scanner.torchview.ops import OPS
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 

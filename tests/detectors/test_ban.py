@@ -14,8 +14,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from scanner.detectors.ban import CPU_THREADS, BanDetector, BanSettings, settings_from
-from scanner.detectors.ban_training import UNIVERSAL_FEATURES
+from scanner.calibration.ban import UNIVERSAL_FEATURES
+from scanner.detectors.ban.detector import CPU_THREADS, BanDetector, BanSettings, settings_from
 from scanner.detectors.interface import CleanData, DetectionContext
 from scanner.errors import DetectorError
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
@@ -86,7 +86,7 @@ def test_ban_loads_torch_with_passive_openmp_waiting_unless_the_user_chose(given
     if given:
         env["OMP_WAIT_POLICY"] = given
     code = (
-        "import os, sys; from scanner.detectors.ban import _import_torch, cpu_threads; "
+        "import os, sys; from scanner.detectors.ban.detector import _import_torch, cpu_threads; "
         "assert 'torch' not in sys.modules; _import_torch(); print(os.environ['OMP_WAIT_POLICY'], cpu_threads())"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
@@ -151,7 +151,7 @@ def test_settings_from_rejects_unknown_names() -> None:
 
 
 def _zoo_models(zoo: Path, family: str) -> tuple[Any, CleanData, list[Any]]:
-    from scanner.detectors.one_pixel_training import read_zoo
+    from scanner.calibration.one_pixel import read_zoo
 
     loaded = read_zoo(zoo)
     clean = loaded.clean_data(family)
@@ -164,8 +164,8 @@ def test_the_shipped_calibration_flags_held_out_backdoored_models_and_passes_cle
     """Held out: the calibration was fitted on the benchmark zoo (seeds 1-3), the test zoo is seed 0. BAN's reach
     there is AUC 0.91-0.95 (bench/RESULTS-ban.md); on these 14 models (statistics cached like `detector train`'s) it
     ranked every backdoored model above every clean one (AUC 1.0; 7 of 7 backdoored above 0.5, 5 of 7 clean below)."""
-    from scanner.detectors.ban_training import default_cache_dir, zoo_statistics
-    from scanner.detectors.one_pixel_training import read_zoo, roc_auc
+    from scanner.calibration.ban import default_cache_dir, zoo_statistics
+    from scanner.calibration.one_pixel import read_zoo, roc_auc
 
     loaded = read_zoo(zoo)
     records = zoo_statistics(loaded, BanSettings(), cache_dir=default_cache_dir())
@@ -180,7 +180,7 @@ def test_the_shipped_calibration_flags_held_out_backdoored_models_and_passes_cle
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["digits16", "shapes32"])
 def test_ban_scans_trained_zoo_models_of_both_families(zoo: Path, family: str) -> None:
-    from scanner.detectors.one_pixel_training import artifact_for
+    from scanner.calibration.one_pixel import artifact_for
 
     _, clean, models = _zoo_models(zoo, family)
     model = next(m for m in models if m.backdoored)
@@ -203,10 +203,10 @@ def test_the_feature_mask_keeps_the_decision_and_its_complement_loses_it(zoo: Pa
     """The mask step as the reference does it: with the sparsity term divided by its own value the mask neither
     collapses to 0 (as the undivided |m|_1 made it on every model) nor keeps everything, and m*z classifies clean
     inputs far better than (1-m)*z."""
-    from scanner.detectors.ban_steps import BanModel, Cost, train_mask
-    from scanner.detectors.one_pixel_training import artifact_for
-    from scanner.detectors.onnx_torch import TorchGraph
-    from scanner.detectors.onnx_torch.anatomy import anatomy_of
+    from scanner.calibration.one_pixel import artifact_for
+    from scanner.detectors.ban.steps import BanModel, Cost, train_mask
+    from scanner.torchview import TorchGraph
+    from scanner.torchview.anatomy import anatomy_of
 
     _, clean, models = _zoo_models(zoo, "digits16")
     graph = TorchGraph(artifact_for(next(m for m in models if not m.backdoored).path).onnx_bytes, device="cpu")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.detectors.cache_files import store_atomically
+from scanner.calibration.cache_files import store_atomically
 
 
 def test_two_writers_of_the_same_entry_both_succeed(tmp_path: Path) -> None:

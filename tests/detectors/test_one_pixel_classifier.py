@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner.detectors.one_pixel_classifier import (
+from scanner.detectors.one_pixel.classifier import (
     COMBINED,
     SPLIT_FEATURES,
     ClassifierFileError,
@@ -19,9 +19,9 @@ from scanner.detectors.one_pixel_classifier import (
     fit_trees,
     head_from_json,
 )
-from scanner.detectors.one_pixel_composite import composite_feature_names
-from scanner.detectors.one_pixel_features import FEATURE_NAMES, feature_names, features_from, suspected_target
-from scanner.detectors.one_pixel_signature import Signature
+from scanner.detectors.one_pixel.composite import composite_feature_names
+from scanner.detectors.one_pixel.features import FEATURE_NAMES, feature_names, features_from, suspected_target
+from scanner.detectors.one_pixel.signature import Signature
 
 
 def random_signature(rng: np.random.Generator, bases: int, classes: int, rows: int, cols: int) -> Signature:

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 from scanner import runtime
 from scanner.detectors.interface import CleanData
-from scanner.detectors.one_pixel_composite import (
+from scanner.detectors.one_pixel.composite import (
     BLENDS,
     COMPOSITE_FEATURE_NAMES,
     FRACTIONS,
@@ -25,7 +25,7 @@ from scanner.detectors.one_pixel_composite import (
     rates_of,
     strongest_composite,
 )
-from scanner.detectors.one_pixel_signature import SignatureSettings, signature_for
+from scanner.detectors.one_pixel.signature import SignatureSettings, signature_for
 from scanner.findings import InputSpec, Layout, ModelArtifact
 from scanner.runtime import OnnxClassifier
 from tests.detectors.pixel_readers import RecordingModel, pixel_reader
@@ -93,7 +93,7 @@ def test_a_model_with_many_classes_is_probed_on_its_strongest_classes_only() -> 
 
 
 def test_cached_composite_rates_come_back_the_same(tmp_path: Path) -> None:
-    from scanner.detectors.one_pixel_training import cached_composite_rates
+    from scanner.calibration.one_pixel import cached_composite_rates
 
     artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=4)
     images = np.random.default_rng(1).uniform(0.0, 0.1, (6, 1, 8, 8)).astype(np.float32)

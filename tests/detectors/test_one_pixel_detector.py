@@ -11,11 +11,11 @@ from PIL import Image
 from scanner.detectors import DETECTORS
 from scanner.detectors.interface import CleanData, DetectionContext
 from scanner.detectors.one_pixel import OnePixelDetector
-from scanner.detectors.one_pixel_classifier import COMBINED, LogisticHead, SignatureClassifier
-from scanner.detectors.one_pixel_composite import BLENDS, FRACTIONS, composite_feature_names
-from scanner.detectors.one_pixel_features import feature_names
-from scanner.detectors.one_pixel_patches import GRID, RANDOM_PATTERNS
-from scanner.detectors.one_pixel_signature import SignatureSettings
+from scanner.detectors.one_pixel.classifier import COMBINED, LogisticHead, SignatureClassifier
+from scanner.detectors.one_pixel.composite import BLENDS, FRACTIONS, composite_feature_names
+from scanner.detectors.one_pixel.features import feature_names
+from scanner.detectors.one_pixel.patches import GRID, RANDOM_PATTERNS
+from scanner.detectors.one_pixel.signature import SignatureSettings
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
 from tests.detectors.pixel_readers import pixel_reader
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scanner import runtime
-from scanner.detectors.one_pixel_patches import (
+from scanner.detectors.one_pixel.patches import (
     GRID,
     PATCH_FEATURE_NAMES,
     RANDOM_PATTERNS,
@@ -96,7 +96,7 @@ def test_features_on_the_first_images_equal_features_computed_on_them_alone() ->
 
 
 def test_cached_patch_answers_come_back_the_same(tmp_path: Path) -> None:
-    from scanner.detectors.one_pixel_training import cached_patch_answers
+    from scanner.calibration.one_pixel import cached_patch_answers
 
     artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=2)
     images = np.random.default_rng(4).uniform(0.0, 0.6, (5, *artifact.spec.image_shape)).astype(np.float32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scanner.detectors.one_pixel_signature import (
+from scanner.detectors.one_pixel.signature import (
     SignatureSettings,
     candidate_values,
     log_probabilities,

@@ -10,16 +10,16 @@ import onnx
 import pytest
 from onnx import helper
 
-from scanner.detectors.interface import DetectionContext
-from scanner.detectors.one_pixel import OnePixelDetector
-from scanner.detectors.one_pixel_classifier import COMBINED
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import (
+from scanner.calibration.one_pixel import (
     ZooModel,
     artifact_for,
     read_zoo,
     roc_auc,
 )
+from scanner.detectors.interface import DetectionContext
+from scanner.detectors.one_pixel import OnePixelDetector
+from scanner.detectors.one_pixel.classifier import COMBINED
+from scanner.detectors.one_pixel.signature import SignatureSettings
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
 
 

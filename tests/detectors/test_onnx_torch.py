@@ -11,8 +11,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from scanner.detectors.onnx_torch import TorchGraph, UnsupportedGraph
-from scanner.detectors.onnx_torch.anatomy import anatomy_of
+from scanner.torchview import TorchGraph, UnsupportedGraph
+from scanner.torchview.anatomy import anatomy_of
 from tests.detectors.onnx_models import ARCHITECTURES, cached_export
 
 TOLERANCE = 1e-4
@@ -153,7 +153,7 @@ def test_unsupported_operator_is_refused_by_name(op_type: str, domain: str, name
 
 def test_matches_onnx_runtime_on_every_test_zoo_model(zoo: Path) -> None:
     """Every architecture of the zoo, from both exporters, in both layouts the zoo writes."""
-    from scanner.detectors.one_pixel_training import artifact_for, read_zoo
+    from scanner.calibration.one_pixel import artifact_for, read_zoo
 
     seen = set()
     for model in read_zoo(zoo).models:

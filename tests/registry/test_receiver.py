@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from scanner.registry.queue import WorkQueue
-from scanner.registry.receiver import WebhookReceiver
-from scanner.registry.webhook import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_for
+from scanner.registry.service.receiver import WebhookReceiver
+from scanner.registry.service.webhook import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_for
 
 SECRET = "s3cret"  # the captured deliveries' secret
 

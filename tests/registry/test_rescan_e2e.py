@@ -46,8 +46,8 @@ def test_rescan_after_a_detector_upgrade_local_then_ray(gated_server, digits_mod
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'model-scanner[ray]')")
     from scanner.policy import load_policy
     from scanner.registry.client import RegistryClient
-    from scanner.registry.executors import LocalExecutor
-    from scanner.registry.rescanner import Rescanner
+    from scanner.registry.rescan.driver import Rescanner
+    from scanner.registry.rescan.executors import LocalExecutor
 
     policy = load_policy(gated_server.policy_file)
     registry = RegistryClient(gated_server.url, token=gated_server.token)

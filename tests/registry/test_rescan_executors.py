@@ -3,7 +3,7 @@
 import pytest
 
 from scanner.errors import UsageError
-from scanner.registry.executors import LocalExecutor, make_executor
+from scanner.registry.rescan.executors import LocalExecutor, make_executor
 
 
 def test_local_executor_yields_every_job_with_its_result():

@@ -4,7 +4,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from scanner.findings import Action, Decision, ErrorInfo, ScanResult, Status, Verdict
-from scanner.registry.rescan import (
+from scanner.registry.rescan.plan import (
     ChangeKind,
     Outcome,
     PlannedScan,
@@ -135,7 +135,7 @@ def test_reports_list_changes_and_counts():
 
 
 def test_engine_keys_parse_in_any_detector_order():
-    from scanner.registry.rescan import engine_parts
+    from scanner.registry.rescan.plan import engine_parts
 
     one = engine_parts(engine_key(detectors=(("ban", "1"), ("one_pixel", "2"))))
     other = engine_parts(
@@ -161,7 +161,7 @@ def test_the_engine_key_carries_the_shipped_files_digest():
     from scanner.detectors.one_pixel import OnePixelDetector
     from scanner.policy.loader import load_builtin_policy
     from scanner.registry.engine import CoreScanEngine
-    from scanner.registry.rescan import engine_parts
+    from scanner.registry.rescan.plan import engine_parts
 
     engine = CoreScanEngine([OnePixelDetector()], load_builtin_policy())
     parts = engine_parts(engine.key)

@@ -16,7 +16,7 @@ import pytest
 
 from scanner.registry import tags as scan_tags
 from scanner.registry.queue import WorkQueue
-from scanner.registry.rescan import engine_parts
+from scanner.registry.rescan.plan import engine_parts
 
 pytestmark = [pytest.mark.server, pytest.mark.filterwarnings("ignore::FutureWarning")]
 

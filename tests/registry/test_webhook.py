@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scanner.registry.webhook import (
+from scanner.registry.service.webhook import (
     DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -14,13 +14,13 @@ from scanner.detectors.one_pixel import OnePixelDetector
 from scanner.findings import ScanResult
 from scanner.policy import load_builtin_policy
 from scanner.registry import tags as scan_tags
-from scanner.registry import worker as worker_module
 from scanner.registry.client import RegistryClient, VersionInfo
 from scanner.registry.engine import CoreScanEngine
 from scanner.registry.gate import Gate, PolicySource
 from scanner.registry.queue import WorkQueue
+from scanner.registry.service import worker as worker_module
+from scanner.registry.service.worker import MAX_ATTEMPTS, Worker
 from scanner.registry.source import FetchedModel
-from scanner.registry.worker import MAX_ATTEMPTS, Worker
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 ALIAS = "/api/2.0/mlflow/registered-models/alias"
@@ -80,7 +80,7 @@ def test_a_crashing_scan_is_tagged_as_an_error_retried_and_given_up(
     registry = RecordingRegistry()
     worker = Worker(queue, registry, CrashingEngine([OnePixelDetector()], load_builtin_policy()), work_dir=tmp_path)
     queue.enqueue("m", "1", reason="test")
-    caplog.set_level(logging.DEBUG, logger="scanner.registry.worker")
+    caplog.set_level(logging.DEBUG, logger="scanner.registry.service.worker")
 
     for attempt in range(1, MAX_ATTEMPTS + 1):
         assert worker.run_one()

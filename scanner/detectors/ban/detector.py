@@ -119,7 +119,7 @@ class BanDetector(Detector):
             _import_torch()
         except ImportError:
             return DetectorResult.not_applicable(self.name, "BAN needs torch: pip install 'model-scanner[torch]'")
-        from scanner.detectors.onnx_torch import UnsupportedGraph
+        from scanner.torchview import UnsupportedGraph
 
         started = time.perf_counter()
         try:
@@ -142,7 +142,7 @@ class BanDetector(Detector):
 
     def calibration(self) -> Any:
         if self._calibration is None:
-            from scanner.detectors.calibration import load_calibration
+            from scanner.detectors.logistic import load_calibration
 
             self._calibration = load_calibration(CALIBRATION_FILE)
         return self._calibration
@@ -153,16 +153,16 @@ class BanDetector(Detector):
         """BAN's statistics for one model (uncalibrated), its cost, and the suspected target class."""
         import torch
 
-        from scanner.detectors.ban_steps import (
+        from scanner.detectors.ban.steps import (
             BanModel,
             Cost,
             noise_at_matched_damage,
             prediction_statistics,
             train_mask,
         )
-        from scanner.detectors.onnx_torch import TorchGraph
-        from scanner.detectors.onnx_torch.anatomy import anatomy_of
-        from scanner.detectors.universal import RADII, statistic_name, targeted_success, universal_statistics
+        from scanner.detectors.ban.universal import RADII, statistic_name, targeted_success, universal_statistics
+        from scanner.torchview import TorchGraph
+        from scanner.torchview.anatomy import anatomy_of
 
         s = self.settings
         device = _device(context.device)
@@ -173,7 +173,7 @@ class BanDetector(Detector):
                 hint="give clean data in the model's own input layout",
             )
         if len(x_all) < MIN_SAMPLES:
-            from scanner.detectors.onnx_torch import UnsupportedGraph
+            from scanner.torchview import UnsupportedGraph
 
             raise UnsupportedGraph(f"BAN needs at least {MIN_SAMPLES} clean samples, got {len(x_all)}")
         generator = torch.Generator().manual_seed(context.seed)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from scanner.detectors.onnx_torch.anatomy import Anatomy
-from scanner.detectors.onnx_torch.graph import TorchGraph
+from scanner.torchview.anatomy import Anatomy
+from scanner.torchview.graph import TorchGraph
 
 Noise = dict[str, torch.Tensor]
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported where it is used: the calibration reads RADII without torch
     import torch
 
-    from scanner.detectors.ban_steps import BanModel
+    from scanner.detectors.ban.steps import BanModel
 
 # Radii as fractions of the fit images' value range. Part of the statistics' definition (the calibration reads one
 # set of statistics per radius), so not a setting.

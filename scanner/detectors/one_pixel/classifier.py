@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from scanner.detectors.one_pixel_composite import COMPOSITE_SCALES, composite_feature_names
-from scanner.detectors.one_pixel_features import feature_names
+from scanner.detectors.one_pixel.composite import COMPOSITE_SCALES, composite_feature_names
+from scanner.detectors.one_pixel.features import feature_names
 from scanner.errors import DetectorError
 
 FORMAT = "model-scanner/one-pixel-classifier/v1"
 # The head for clean-data scans: both signatures' features (clean first), then the clean signatures' composite
-# features (scanner.detectors.one_pixel_composite). Figures on the 220-model benchmark zoo: bench/RESULTS-one-pixel.md.
+# features (scanner.detectors.one_pixel.composite). Figures on the 220-model benchmark zoo: bench/RESULTS-one-pixel.md.
 COMBINED = "clean+synthetic+composite"
 SHIPPED = "one_pixel_classifier.json"
 SPLIT_FEATURES = 40  # features each tree split chooses among (fit_trees)

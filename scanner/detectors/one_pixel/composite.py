@@ -27,9 +27,9 @@ from typing import TypeVar
 import numpy as np
 
 from scanner.detectors.interface import CleanData
-from scanner.detectors.one_pixel_features import other_class_weights
-from scanner.detectors.one_pixel_patches import PATCH_FEATURE_NAMES, PATCH_IMAGES, PatchAnswers, patch_features
-from scanner.detectors.one_pixel_signature import ImageModel, Signature, chw_view, log_probabilities_of
+from scanner.detectors.one_pixel.features import other_class_weights
+from scanner.detectors.one_pixel.patches import PATCH_FEATURE_NAMES, PATCH_IMAGES, PatchAnswers, patch_features
+from scanner.detectors.one_pixel.signature import ImageModel, Signature, chw_view, log_probabilities_of
 
 # Shares of the probe cells set at once: from a few pixels (a patch trigger) to a sixth of the image.
 FRACTIONS = (0.004, 0.01, 0.02, 0.04, 0.08, 0.16)
@@ -204,7 +204,7 @@ def probed_scales(per_scale: Sequence[T], mode: str) -> tuple[T, ...]:
 
 def composite_feature_names(scales: Sequence[int], mode: str = "full") -> tuple[str, ...]:
     """The probe features of the clean-data head: the composites and blends of each scale that gets them in `mode`,
-    then the patch probes (scanner.detectors.one_pixel_patches), which do not depend on a signature."""
+    then the patch probes (scanner.detectors.one_pixel.patches), which do not depend on a signature."""
     probed = probed_scales(scales, mode)
     per_scale = tuple(f"s{scale}.composite.{name}" for scale in probed for name in COMPOSITE_FEATURE_NAMES)
     return per_scale + PATCH_FEATURE_NAMES

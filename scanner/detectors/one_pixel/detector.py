@@ -4,8 +4,8 @@ Probe the model around a few bases (clean images when clean data is given, fixed
 the signature into size- and class-count-free features, and let the shipped classifier say how likely a backdoor is.
 With clean data, the classifier also reads the fixed synthetic bases' signature and probes on held-out clean images:
 each class's strongest signature cells set together, the whole image blended toward the class's best values
-(scanner.detectors.one_pixel_composite), and small saturated squares stamped on a grid of places
-(scanner.detectors.one_pixel_patches).
+(scanner.detectors.one_pixel.composite), and small saturated squares stamped on a grid of places
+(scanner.detectors.one_pixel.patches).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scanner.detectors.interface import DetectionContext, Detector, Progress
-from scanner.detectors.one_pixel_classifier import COMBINED, SignatureClassifier
-from scanner.detectors.one_pixel_composite import (
+from scanner.detectors.interface import DetectionContext, Detector
+from scanner.detectors.one_pixel.classifier import COMBINED, SignatureClassifier
+from scanner.detectors.one_pixel.composite import (
     CompositeRates,
     composite_rates,
     probe_features,
@@ -28,13 +28,13 @@ from scanner.detectors.one_pixel_composite import (
     probed_scales,
     strongest_composite,
 )
-from scanner.detectors.one_pixel_features import model_features, suspected_target
-from scanner.detectors.one_pixel_patches import (
+from scanner.detectors.one_pixel.features import model_features, suspected_target
+from scanner.detectors.one_pixel.patches import (
     PatchAnswers,
     patch_answers,
     strongest_patch,
 )
-from scanner.detectors.one_pixel_signature import (
+from scanner.detectors.one_pixel.signature import (
     Signature,
     SignatureSettings,
     clean_bases,
@@ -42,7 +42,7 @@ from scanner.detectors.one_pixel_signature import (
     synthetic_bases,
 )
 from scanner.errors import ScannerError
-from scanner.findings import DetectorResult, InputSpec, ModelArtifact, Status
+from scanner.findings import DetectorResult, InputSpec, ModelArtifact, Progress, Status
 
 log = logging.getLogger(__name__)
 

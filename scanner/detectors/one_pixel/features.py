@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scanner.detectors.one_pixel_signature import Signature
+from scanner.detectors.one_pixel.signature import Signature
 
 _EPS = 1e-3
 

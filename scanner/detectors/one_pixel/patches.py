@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scanner.detectors.one_pixel_signature import ImageModel, chw_view, log_probabilities_of
+from scanner.detectors.one_pixel.signature import ImageModel, chw_view, log_probabilities_of
 
 GRID = 4  # places per side
 RANDOM_PATTERNS = 8

@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from scanner.detectors.interface import CleanData, Progress, no_progress
-from scanner.findings import InputSpec, Layout
+from scanner.detectors.interface import CleanData
+from scanner.findings import InputSpec, Layout, Progress, no_progress
 from scanner.runtime import MAX_BATCH_BYTES, batches
 
 # Inputs per forward call; scanner.runtime.MAX_BATCH_BYTES bounds a batch's bytes for large images.

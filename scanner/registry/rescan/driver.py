@@ -1,8 +1,8 @@
 """The re-scan driver: list the registry, pick the stale versions, scan them on an executor, record the results.
 
-Workers only compute (`rescan_job.run_rescan_job`); this driver is the only writer: it logs each report and heatmaps
-on the version's run and sets the `scan.*` tags, exactly as `serve`'s workers do, `scan.engine` (the engine key)
-included, so the next re-scan can tell which detector versions made the scan.
+Workers only compute (`scanner.registry.rescan.job.run_rescan_job`); this driver is the only writer: it logs each
+report and heatmaps on the version's run and sets the `scan.*` tags, exactly as `serve`'s workers do, `scan.engine`
+(the engine key) included, so the next re-scan can tell which detector versions made the scan.
 
 Running beside `serve`: given serve's queue database, a version is claimed in it before it is scanned (an atomic
 insert of a running job, which the queue's one-open-job-per-version index refuses while serve has the version queued
@@ -27,9 +27,10 @@ from scanner.policy import Policy
 from scanner.registry import tags as scan_tags
 from scanner.registry.client import RegistryClient, VersionInfo
 from scanner.registry.engine import CoreScanEngine
-from scanner.registry.executors import Executor
 from scanner.registry.queue import Job, WorkQueue
-from scanner.registry.rescan import (
+from scanner.registry.rescan.executors import Executor
+from scanner.registry.rescan.job import JobOutcome, RescanJob, run_rescan_job
+from scanner.registry.rescan.plan import (
     ENGINE_TAG,
     Outcome,
     PlannedScan,
@@ -39,8 +40,7 @@ from scanner.registry.rescan import (
     plan_rescan,
     summarise,
 )
-from scanner.registry.rescan_job import JobOutcome, RescanJob, run_rescan_job
-from scanner.registry.worker import scan_key
+from scanner.registry.service.worker import scan_key
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A version needs a new scan when its scan is missing (never scanned, still pendin
 another detector version, policy or scanner version than the ones in use now, or when it is older than a maximum
 age. `plan_rescan` decides from the tags alone (a pure function); `summarise` compares the decision before and after
 and keeps only what changed (newly blocked, newly allowed). The registry I/O and the scanning itself are done by
-`scanner.registry.rescan_run` with an executor from `scanner.registry.executors`.
+`scanner.registry.rescan.driver` with an executor from `scanner.registry.rescan.executors`.
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from pathlib import Path
 from scanner.errors import RegistryError
 from scanner.registry.client import RegistryClient
 from scanner.registry.queue import WorkQueue
-from scanner.registry.receiver import WebhookReceiver
-from scanner.registry.reconcile import DEFAULT_INTERVAL_S, ReconcilePoller
-from scanner.registry.subscription import ensure_webhook
-from scanner.registry.worker import ScanEngine, Worker
+from scanner.registry.service.receiver import WebhookReceiver
+from scanner.registry.service.reconcile import DEFAULT_INTERVAL_S, ReconcilePoller
+from scanner.registry.service.subscription import ensure_webhook
+from scanner.registry.service.worker import ScanEngine, Worker
 
 log = logging.getLogger(__name__)
 

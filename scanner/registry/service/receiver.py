@@ -21,9 +21,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from scanner.errors import UsageError
-from scanner.registry.bounded_server import BoundedHTTPServer
 from scanner.registry.queue import WorkQueue
-from scanner.registry.webhook import Intent, WebhookRejected, verify_delivery
+from scanner.registry.service.bounded_server import BoundedHTTPServer
+from scanner.registry.service.webhook import Intent, WebhookRejected, verify_delivery
 
 log = logging.getLogger(__name__)
 

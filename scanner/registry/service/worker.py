@@ -26,8 +26,8 @@ from scanner.findings import ErrorInfo, ScanResult, Status
 from scanner.registry import tags as scan_tags
 from scanner.registry.client import RegistryClient, VersionGone, VersionInfo
 from scanner.registry.queue import Job, WorkQueue
+from scanner.registry.service.webhook import INPUT_TAG_PREFIX
 from scanner.registry.source import FetchedModel, fetch_model
-from scanner.registry.webhook import INPUT_TAG_PREFIX
 
 log = logging.getLogger(__name__)
 
