@@ -40,7 +40,7 @@ from scanner.registry.rescan.plan import (
     plan_rescan,
     summarise,
 )
-from scanner.registry.service.worker import scan_key
+from scanner.registry.scan_key import scan_key
 
 log = logging.getLogger(__name__)
 

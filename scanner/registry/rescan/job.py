@@ -19,7 +19,7 @@ from scanner.errors import IntakeError, RegistryError, ScannerError
 from scanner.findings import ErrorInfo, ScanResult, Status
 from scanner.policy import Policy
 from scanner.registry.engine import CoreScanEngine
-from scanner.registry.service.worker import sha256_of
+from scanner.registry.scan_key import sha256_of
 from scanner.registry.source import fetch_model, mlflow_client
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scanner.errors import RegistryError, shortened
+from scanner.registry.tags import INPUT_TAG_PREFIX
 
 SIGNATURE_HEADER = "X-MLflow-Signature"
 DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
@@ -26,9 +27,6 @@ TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 # cannot be replayed later (and within the window its delivery id is already recorded).
 DEFAULT_MAX_AGE_S = 300
 MAX_FUTURE_SKEW_S = 60
-
-# Tags on a model version that change how it must be scanned (a producer may set them after registering).
-INPUT_TAG_PREFIX = "model_scanner."
 
 
 class WebhookRejected(RegistryError):

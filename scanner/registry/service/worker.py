@@ -10,13 +10,10 @@ running and no crashed version goes untagged.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +23,7 @@ from scanner.findings import ErrorInfo, ScanResult, Status
 from scanner.registry import tags as scan_tags
 from scanner.registry.client import RegistryClient, VersionGone, VersionInfo
 from scanner.registry.queue import Job, WorkQueue
-from scanner.registry.service.webhook import INPUT_TAG_PREFIX
+from scanner.registry.scan_key import scan_key, sha256_of
 from scanner.registry.source import FetchedModel, fetch_model
 
 log = logging.getLogger(__name__)
@@ -58,20 +55,6 @@ class ScanEngine(Protocol):
     def report(self, result: ScanResult) -> str:
         """The JSON report (schema model-scanner/report/v1) of one result."""
         ...
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def scan_key(model_digest: str, engine_key: str, version_tags: Mapping[str, str]) -> str:
-    hints = {k: v for k, v in sorted(version_tags.items()) if k.startswith(INPUT_TAG_PREFIX)}
-    text = json.dumps([model_digest, engine_key, hints], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class Worker:
