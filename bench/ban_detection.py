@@ -24,15 +24,10 @@ import numpy as np
 from bench.splits import Scorer, leave_one_attack_out, leave_one_domain_out, random_split
 from scanner.calibration.ban import FEATURES, default_cache_dir, zoo_statistics
 from scanner.calibration.fusion import FEATURES as FUSION_FEATURES
+from scanner.calibration.metrics import random_folds, roc_auc, tpr_at_fpr
 from scanner.calibration.one_pixel import default_cache_dir as signature_cache_dir
-from scanner.calibration.one_pixel import (
-    head_features,
-    random_folds,
-    read_zoo,
-    roc_auc,
-    tpr_at_fpr,
-    zoo_features,
-)
+from scanner.calibration.one_pixel import head_features, zoo_features
+from scanner.calibration.zoos import read_zoo
 from scanner.detectors.ban.detector import settings_from
 from scanner.detectors.fusion import logit
 from scanner.detectors.logistic import fit_logistic

@@ -29,7 +29,8 @@ from scanner.calibration.ban import (
     default_cache_dir,
     zoo_statistics,
 )
-from scanner.calibration.one_pixel import read_zoo, roc_auc
+from scanner.calibration.metrics import roc_auc
+from scanner.calibration.zoos import read_zoo
 from scanner.detectors.ban.detector import settings_from
 from scanner.detectors.one_pixel.classifier import fit_logistic, fit_trees
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import SPLITS, tree_seed_cells
-from scanner.calibration.one_pixel import default_cache_dir, read_zoo, zoo_features
+from scanner.calibration.one_pixel import default_cache_dir, zoo_features
+from scanner.calibration.zoos import read_zoo
 from scanner.detectors.one_pixel.composite import composite_feature_names
 from scanner.detectors.one_pixel.signature import SignatureSettings
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import SPLITS, tree_seed_cells
-from scanner.calibration.one_pixel import default_cache_dir, head_features, read_zoo, zoo_features
+from scanner.calibration.one_pixel import default_cache_dir, head_features, zoo_features
+from scanner.calibration.zoos import read_zoo
 from scanner.detectors.one_pixel.classifier import COMBINED
 from scanner.detectors.one_pixel.signature import SignatureSettings
 

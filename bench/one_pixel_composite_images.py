@@ -24,16 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import SPLITS, split_aucs, tree_scorer
-from scanner.calibration.one_pixel import (
-    BASE_KINDS,
-    Zoo,
-    artifact_for,
-    bases_for,
-    cached_signature,
-    default_cache_dir,
-    in_layout,
-    read_zoo,
-)
+from scanner.calibration.one_pixel import BASE_KINDS, bases_for, cached_signature, default_cache_dir
+from scanner.calibration.zoos import Zoo, artifact_for, in_layout, read_zoo
 from scanner.detectors.one_pixel.composite import (
     HELD_OUT_IMAGES,
     CompositeAnswers,

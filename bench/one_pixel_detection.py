@@ -20,17 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import Scorer, leave_one_attack_out, leave_one_domain_out, random_split
+from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.one_pixel import (
     BASE_KINDS,
     ZooFeatures,
     combined_features,
     default_cache_dir,
     head_features,
-    read_zoo,
-    roc_auc,
-    tpr_at_fpr,
     zoo_features,
 )
+from scanner.calibration.zoos import read_zoo
 from scanner.detectors.one_pixel.classifier import fit_logistic, fit_trees
 from scanner.detectors.one_pixel.signature import SignatureSettings
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.calibration.one_pixel import default_cache_dir, random_folds, read_zoo, roc_auc, zoo_features
+from scanner.calibration.metrics import random_folds, roc_auc
+from scanner.calibration.one_pixel import default_cache_dir, zoo_features
+from scanner.calibration.zoos import read_zoo
 from scanner.detectors.one_pixel.classifier import fit_logistic, fit_trees
 from scanner.detectors.one_pixel.signature import SignatureSettings
 

@@ -18,16 +18,13 @@ import numpy as np
 
 from bench.splits import SPLITS, tree_seed_cells
 from scanner.calibration.one_pixel import (
-    Zoo,
-    artifact_for,
     bases_for,
     cached_patch_answers,
     default_cache_dir,
     head_features,
-    in_layout,
-    read_zoo,
     zoo_features,
 )
+from scanner.calibration.zoos import Zoo, artifact_for, in_layout, read_zoo
 from scanner.detectors.one_pixel.classifier import COMBINED
 from scanner.detectors.one_pixel.composite import probe_images
 from scanner.detectors.one_pixel.patches import PATCH_FEATURE_NAMES, PATCH_IMAGES, PatchAnswers, patch_features

@@ -14,15 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from scanner.calibration.one_pixel import (
-    BASE_KINDS,
-    Zoo,
-    artifact_for,
-    bases_for,
-    cached_signature,
-    default_cache_dir,
-    read_zoo,
-)
+from scanner.calibration.one_pixel import BASE_KINDS, bases_for, cached_signature, default_cache_dir
+from scanner.calibration.zoos import Zoo, artifact_for, read_zoo
 from scanner.detectors.one_pixel.signature import SignatureSettings
 
 

@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     args = parser.parse_args()
 
-    from scanner.calibration.one_pixel import artifact_for
+    from scanner.calibration.zoos import artifact_for
     from scanner.detectors.graph_cost import flops_per_forward
     from scanner.detectors.one_pixel.signature import SignatureSettings, signature_for, synthetic_bases
     from scanner.runtime import OnnxClassifier

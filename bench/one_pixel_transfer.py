@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import leave_one_attack_out, leave_one_domain_out, mean_auc, random_split_auc
-from scanner.calibration.one_pixel import default_cache_dir, read_zoo, roc_auc, zoo_features
+from scanner.calibration.metrics import roc_auc
+from scanner.calibration.one_pixel import default_cache_dir, zoo_features
+from scanner.calibration.zoos import read_zoo
 from scanner.detectors.one_pixel.classifier import fit_logistic, fit_trees
 from scanner.detectors.one_pixel.signature import SignatureSettings
 

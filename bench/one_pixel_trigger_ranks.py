@@ -18,13 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.calibration.one_pixel import (
-    artifact_for,
-    bases_for,
-    cached_signature,
-    default_cache_dir,
-    read_zoo,
-)
+from scanner.calibration.one_pixel import bases_for, cached_signature, default_cache_dir
+from scanner.calibration.zoos import artifact_for, read_zoo
 from scanner.detectors.one_pixel.features import any_class_map
 from scanner.detectors.one_pixel.signature import Signature, SignatureSettings
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from scanner.calibration.one_pixel import ZooModel, random_folds, roc_auc
+from scanner.calibration.metrics import random_folds, roc_auc
+from scanner.calibration.zoos import ZooModel
 from scanner.detectors.one_pixel.classifier import fit_trees
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]

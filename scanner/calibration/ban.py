@@ -20,15 +20,8 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
-from scanner.calibration.one_pixel import (
-    Zoo,
-    ZooModel,
-    artifact_for,
-    random_folds,
-    read_zoo,
-    roc_auc,
-    tpr_at_fpr,
-)
+from scanner.calibration.metrics import random_folds, roc_auc, tpr_at_fpr
+from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, read_zoo
 from scanner.detectors.ban.detector import STATISTICS_VERSION, BanDetector, BanSettings
 from scanner.detectors.ban.universal import RADII, statistic_name
 from scanner.detectors.interface import CleanData, DetectionContext

@@ -14,15 +14,8 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.ban import cross_validated, zoos_statistics
-from scanner.calibration.one_pixel import (
-    combined_features,
-    cross_validated_scores,
-    head_features,
-    random_folds,
-    roc_auc,
-    tpr_at_fpr,
-    zoo_features,
-)
+from scanner.calibration.metrics import random_folds, roc_auc, tpr_at_fpr
+from scanner.calibration.one_pixel import combined_features, cross_validated_scores, head_features, zoo_features
 from scanner.detectors.ban.detector import BanSettings
 from scanner.detectors.fusion import FEATURE_OF, logit
 from scanner.detectors.logistic import LogisticCalibration, fit_logistic

@@ -7,7 +7,6 @@ the result is the numpy-only JSON the detector loads.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -20,6 +19,8 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
+from scanner.calibration.metrics import random_folds, roc_auc, tpr_at_fpr
+from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel.classifier import COMBINED, Head, SignatureClassifier, fit_trees
 from scanner.detectors.one_pixel.composite import (
@@ -46,7 +47,7 @@ from scanner.detectors.one_pixel.signature import (
     synthetic_bases,
 )
 from scanner.errors import UsageError
-from scanner.findings import InputSpec, Layout, ModelArtifact, Progress, no_progress
+from scanner.findings import InputSpec, ModelArtifact, Progress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -58,75 +59,6 @@ COMPOSITE = "composite"
 SIGNATURE_CACHE_VERSION = "1"
 COMPOSITE_CACHE_VERSION = "4"
 PATCH_CACHE_VERSION = "1"
-
-
-@dataclass(frozen=True)
-class ZooModel:
-    """One model of a zoo, as its manifest describes it."""
-
-    path: Path
-    family: str
-    backdoored: bool
-    attack: str  # "clean" for clean models
-    architecture: str
-    target: int | None = None
-    trigger: dict[str, Any] | None = None  # the attack's parameters, as the zoo recorded them
-    clean_data: str | None = None  # the family's clean sample .npz, relative to the zoo directory
-
-
-@dataclass(frozen=True)
-class Zoo:
-    directory: Path
-    models: tuple[ZooModel, ...]
-    manifest: dict[str, Any]
-
-    def clean_data(self, family: str) -> CleanData | None:
-        named = next((m.clean_data for m in self.models if m.family == family and m.clean_data), None)
-        path = self.directory / (named or f"clean_{family}.npz")
-        if not path.exists():
-            return None
-        with np.load(path) as data:
-            return CleanData(x=np.asarray(data["x"], dtype=np.float32), y=data.get("y", None))
-
-
-def read_zoo(directory: Path) -> Zoo:
-    """The models listed in `directory`/manifest.json."""
-    manifest_path = Path(directory) / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except OSError as error:
-        raise UsageError(
-            f"cannot read the zoo manifest {manifest_path}: {error.strerror}",
-            hint="build a zoo with: model-scanner zoo build --out DIR",
-        ) from error
-    entries = manifest["models"] if isinstance(manifest, dict) else manifest
-    models = tuple(_zoo_model(Path(directory), entry) for entry in entries)
-    return Zoo(Path(directory), models, manifest if isinstance(manifest, dict) else {"models": entries})
-
-
-def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
-    """One manifest entry (scanner.zoo.manifest.ZooEntry's JSON; an older "backdoor" key is read too)."""
-    trigger = entry.get("trigger") or entry.get("backdoor")
-    attack = entry.get("attack") or (trigger or {}).get("attack") or "clean"
-    backdoored = bool(entry.get("backdoored", trigger is not None))
-    target = entry["target"] if "target" in entry else (trigger or {}).get("target")
-    return ZooModel(
-        path=directory / (entry.get("file") or entry["path"]),
-        family=str(entry["family"]),
-        backdoored=backdoored,
-        attack=str(attack) if backdoored else "clean",
-        architecture=str(entry.get("arch") or entry.get("architecture") or "unknown"),
-        target=target,
-        trigger=dict(trigger.get("params", {})) if isinstance(trigger, dict) else None,
-        clean_data=entry.get("clean_data") or None,
-    )
-
-
-def artifact_for(path: Path, value_range: tuple[float, float] = (0.0, 1.0)) -> ModelArtifact:
-    """A zoo model through the real intake (safety checks, input spec read from the graph)."""
-    from scanner.intake import load_model
-
-    return load_model(Path(path), value_range=value_range)
 
 
 def default_cache_dir() -> Path:
@@ -286,37 +218,6 @@ def bases_for(kind: str, spec: InputSpec, clean: CleanData | None, settings: Sig
     return clean_bases(in_layout(clean, spec), settings.clean_bases)
 
 
-def in_layout(clean: CleanData, spec: InputSpec) -> CleanData:
-    """The zoo's clean data (stored NCHW) in the model's layout."""
-    if tuple(clean.x.shape[1:]) != spec.image_shape and spec.layout is Layout.NHWC:
-        return CleanData(np.ascontiguousarray(clean.x.transpose(0, 2, 3, 1)), clean.y)
-    return clean
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties counted half); nan without both classes."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    positives, negatives = scores[labels], scores[~labels]
-    if len(positives) == 0 or len(negatives) == 0:
-        return float("nan")
-    greater = (positives[:, None] > negatives[None, :]).sum()
-    ties = (positives[:, None] == negatives[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
-
-
-def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
-    """Share of positives caught at the threshold that lets through at most `fpr` of the negatives."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    negatives = np.sort(scores[~labels])[::-1]
-    if len(negatives) == 0 or labels.sum() == 0:
-        return float("nan")
-    allowed = int(np.floor(fpr * len(negatives)))
-    threshold = negatives[allowed] if allowed < len(negatives) else -np.inf
-    return float((scores[labels] > threshold).mean())
-
-
 def cross_validated_scores(
     features: np.ndarray,
     labels: np.ndarray,
@@ -330,11 +231,6 @@ def cross_validated_scores(
         head = fit(features[train], labels[train])
         scores[test] = [head.probability(row) for row in features[test]]
     return scores
-
-
-def random_folds(count: int, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
-    order = np.random.default_rng(seed).permutation(count)
-    return [np.sort(order[i::folds]) for i in range(folds)]
 
 
 def head_features(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

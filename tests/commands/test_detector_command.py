@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scanner.calibration.ban import FEATURES
-from scanner.calibration.one_pixel import read_zoo
+from scanner.calibration.zoos import read_zoo
 from scanner.detectors.logistic import load_calibration
 from scanner.detectors.one_pixel.classifier import SignatureClassifier
 

@@ -151,7 +151,7 @@ def test_settings_from_rejects_unknown_names() -> None:
 
 
 def _zoo_models(zoo: Path, family: str) -> tuple[Any, CleanData, list[Any]]:
-    from scanner.calibration.one_pixel import read_zoo
+    from scanner.calibration.zoos import read_zoo
 
     loaded = read_zoo(zoo)
     clean = loaded.clean_data(family)
@@ -165,7 +165,8 @@ def test_the_shipped_calibration_flags_held_out_backdoored_models_and_passes_cle
     there is AUC 0.91-0.95 (bench/RESULTS-ban.md); on these 14 models (statistics cached like `detector train`'s) it
     ranked every backdoored model above every clean one (AUC 1.0; 7 of 7 backdoored above 0.5, 5 of 7 clean below)."""
     from scanner.calibration.ban import default_cache_dir, zoo_statistics
-    from scanner.calibration.one_pixel import read_zoo, roc_auc
+    from scanner.calibration.metrics import roc_auc
+    from scanner.calibration.zoos import read_zoo
 
     loaded = read_zoo(zoo)
     records = zoo_statistics(loaded, BanSettings(), cache_dir=default_cache_dir())
@@ -180,7 +181,7 @@ def test_the_shipped_calibration_flags_held_out_backdoored_models_and_passes_cle
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["digits16", "shapes32"])
 def test_ban_scans_trained_zoo_models_of_both_families(zoo: Path, family: str) -> None:
-    from scanner.calibration.one_pixel import artifact_for
+    from scanner.calibration.zoos import artifact_for
 
     _, clean, models = _zoo_models(zoo, family)
     model = next(m for m in models if m.backdoored)
@@ -203,7 +204,7 @@ def test_the_feature_mask_keeps_the_decision_and_its_complement_loses_it(zoo: Pa
     """The mask step as the reference does it: with the sparsity term divided by its own value the mask neither
     collapses to 0 (as the undivided |m|_1 made it on every model) nor keeps everything, and m*z classifies clean
     inputs far better than (1-m)*z."""
-    from scanner.calibration.one_pixel import artifact_for
+    from scanner.calibration.zoos import artifact_for
     from scanner.detectors.ban.steps import BanModel, Cost, train_mask
     from scanner.torchview import TorchGraph
     from scanner.torchview.anatomy import anatomy_of

@@ -10,12 +10,8 @@ import onnx
 import pytest
 from onnx import helper
 
-from scanner.calibration.one_pixel import (
-    ZooModel,
-    artifact_for,
-    read_zoo,
-    roc_auc,
-)
+from scanner.calibration.metrics import roc_auc
+from scanner.calibration.zoos import ZooModel, artifact_for, read_zoo
 from scanner.detectors.interface import DetectionContext
 from scanner.detectors.one_pixel import OnePixelDetector
 from scanner.detectors.one_pixel.classifier import COMBINED

@@ -153,7 +153,7 @@ def test_unsupported_operator_is_refused_by_name(op_type: str, domain: str, name
 
 def test_matches_onnx_runtime_on_every_test_zoo_model(zoo: Path) -> None:
     """Every architecture of the zoo, from both exporters, in both layouts the zoo writes."""
-    from scanner.calibration.one_pixel import artifact_for, read_zoo
+    from scanner.calibration.zoos import artifact_for, read_zoo
 
     seen = set()
     for model in read_zoo(zoo).models:

@@ -15,7 +15,7 @@ FULL_IMAGE_TRIGGERS = ("blend", "sinusoidal")
 
 
 def _success(model_path: Path, clean_x: np.ndarray, clean_y: np.ndarray) -> tuple[torch.Tensor, Cost]:
-    from scanner.calibration.one_pixel import artifact_for
+    from scanner.calibration.zoos import artifact_for
     from scanner.torchview import TorchGraph
     from scanner.torchview.anatomy import anatomy_of
 
@@ -37,7 +37,7 @@ def test_a_full_image_trigger_is_the_easiest_universal_perturbation_of_its_model
     Not "of every clean model": the statistic ranks models, it does not separate each pair (a fresh digits16 zoo
     has a clean model whose easiest class is reached from 0.589 of the images and a blend whose target is reached
     from 0.574), and a test must not assert more than the detector guarantees."""
-    from scanner.calibration.one_pixel import read_zoo
+    from scanner.calibration.zoos import read_zoo
 
     loaded = read_zoo(zoo)
     checked = 0
