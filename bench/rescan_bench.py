@@ -23,7 +23,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.registry.rescan_helpers import (  # noqa: E402 - after the path set-up
+from tests.registry.rescan.helpers import (  # noqa: E402 - after the path set-up
     judged,
     models_of,
     register_versions,

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from scanner.torchview import TorchGraph, UnsupportedGraph
 from scanner.torchview.anatomy import anatomy_of
-from tests.detectors.onnx_models import ARCHITECTURES, cached_export
+from tests.torchview.onnx_models import ARCHITECTURES, cached_export
 
 TOLERANCE = 1e-4
 

@@ -19,7 +19,7 @@ from scanner.detectors.ban.detector import CPU_THREADS, BanDetector, BanSettings
 from scanner.detectors.interface import CleanData, DetectionContext
 from scanner.errors import DetectorError
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
-from tests.detectors.onnx_models import cached_export
+from tests.torchview.onnx_models import cached_export
 
 # Small enough for a unit test on 2 shared cores; the shipped defaults are measured in bench/RESULTS-ban.md.
 QUICK = BanSettings(mask_epochs=1, mask_batches=4, noise_steps=2, probes=2, fit_samples=32, eval_samples=32,

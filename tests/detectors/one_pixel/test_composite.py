@@ -28,7 +28,7 @@ from scanner.detectors.one_pixel.composite import (
 from scanner.detectors.one_pixel.signature import SignatureSettings, signature_for
 from scanner.findings import InputSpec, Layout, ModelArtifact
 from scanner.runtime import OnnxClassifier
-from tests.detectors.pixel_readers import RecordingModel, pixel_reader
+from tests.detectors.one_pixel.pixel_readers import RecordingModel, pixel_reader
 
 
 @pytest.mark.parametrize("layout", [Layout.NCHW, Layout.NHWC])

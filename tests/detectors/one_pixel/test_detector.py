@@ -17,7 +17,7 @@ from scanner.detectors.one_pixel.features import feature_names
 from scanner.detectors.one_pixel.patches import GRID, RANDOM_PATTERNS
 from scanner.detectors.one_pixel.signature import SignatureSettings
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
-from tests.detectors.pixel_readers import pixel_reader
+from tests.detectors.one_pixel.pixel_readers import pixel_reader
 
 
 def neutral_classifier(mode: str = "full") -> SignatureClassifier:

@@ -19,7 +19,7 @@ from scanner.detectors.one_pixel.patches import (
 )
 from scanner.findings import Layout
 from scanner.runtime import OnnxClassifier
-from tests.detectors.pixel_readers import RecordingModel, pixel_reader
+from tests.detectors.one_pixel.pixel_readers import RecordingModel, pixel_reader
 
 FEATURE = {name: i for i, name in enumerate(PATCH_FEATURE_NAMES)}
 

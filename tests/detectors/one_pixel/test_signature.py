@@ -18,7 +18,7 @@ from scanner.detectors.one_pixel.signature import (
 )
 from scanner.findings import InputSpec, Layout, ModelArtifact
 from scanner.runtime import OnnxClassifier
-from tests.detectors.pixel_readers import pixel_reader
+from tests.detectors.one_pixel.pixel_readers import pixel_reader
 
 
 def two_bases(spec: InputSpec) -> np.ndarray:

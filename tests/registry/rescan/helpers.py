@@ -1,5 +1,5 @@
 """A registry of model versions for re-scan tests and benchmarks: register ONNX files, tag them as an older scanner
-would have, read the tags back. Imported by tests/registry/test_rescan_e2e.py and bench/rescan_bench.py."""
+would have, read the tags back. Imported by tests/registry/rescan/test_rescan_e2e.py and bench/rescan_bench.py."""
 
 from __future__ import annotations
 

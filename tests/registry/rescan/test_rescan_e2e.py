@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.registry.rescan_helpers import judged, register_versions, scan_tags_of, tag_as_older_scan
+from tests.registry.rescan.helpers import judged, register_versions, scan_tags_of, tag_as_older_scan
 
 COUNT = 20
 PREFIX = "rescan-e2e"
@@ -25,7 +25,7 @@ DETECTORS = "one-pixel"
 @pytest.fixture(scope="module")
 def digits_models(request: pytest.FixtureRequest) -> list[Path]:
     """A few clean and backdoored 16x16 digits models from the test zoo."""
-    from tests.registry.rescan_helpers import zoo_models
+    from tests.registry.rescan.helpers import zoo_models
 
     return zoo_models(request, family="digits16", count=4)
 

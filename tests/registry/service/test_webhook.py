@@ -19,7 +19,7 @@ from scanner.registry.service.webhook import (
     verify_delivery,
 )
 
-DELIVERIES = Path(__file__).resolve().parent.parent / "data" / "mlflow-webhooks"
+DELIVERIES = Path(__file__).resolve().parents[2] / "data" / "mlflow-webhooks"
 CAPTURED_SECRET = "s3cret"  # what the captured deliveries were signed with (INDEX.md there)
 ALL_CAPTURED = sorted(
     p.relative_to(DELIVERIES).as_posix() for p in DELIVERIES.rglob("*_*.json") if not p.name.startswith("rest_")

@@ -22,7 +22,7 @@ from scanner.registry.service import worker as worker_module
 from scanner.registry.service.worker import MAX_ATTEMPTS, Worker
 from scanner.registry.source import FetchedModel
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 ALIAS = "/api/2.0/mlflow/registered-models/alias"
 
 
