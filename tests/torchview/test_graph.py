@@ -36,7 +36,8 @@ MEMORY_FORMATS = (torch.contiguous_format, torch.channels_last)
 
 
 # Every architecture through the legacy exporter; through dynamo (seconds per export) the two whose ops differ
-# most from legacy's. The zoo's own architectures are checked from both exporters in test_ban.py's zoo tests.
+# most from legacy's. The zoo's own architectures are checked from both exporters in the zoo tests of
+# tests/detectors/ban/test_detector.py.
 EXPORTS = [(arch, "legacy") for arch in sorted(ARCHITECTURES)] + [("mobile", "dynamo"), ("vgg", "dynamo")]
 
 
