@@ -79,8 +79,8 @@ def train_mask(
 
     Minimises CE(head(m*z), y) - CE(head((1-m)*z), y) + lam * |m|_1 / sg(|m|_1) with Adam (lr 0.01), as the reference
     does: the sparsity term is divided by its own value without gradient, so its pull on each cell is lam / |m|_1,
-    of the order of the cross-entropy terms' whatever the feature map's size. Undivided (lam * |m|_1, the first two
-    sessions' reading) it outweighs them by orders of magnitude and the mask collapses to 0 on every model.
+    of the order of the cross-entropy terms' whatever the feature map's size. Undivided (lam * |m|_1, as an earlier
+    version read the reference) it outweighs them by orders of magnitude and the mask collapses to 0 on every model.
     """
     mask = torch.rand(z.shape[1:], generator=generator).to(z.device).requires_grad_(True)
     adam = _Adam(mask, lr=0.01)

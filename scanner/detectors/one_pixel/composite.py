@@ -38,7 +38,7 @@ BLENDS = (0.1, 0.2, 0.35, 0.5)
 # Per signature mode, the clean images the composites are applied to (rates are shares of these), and how many of
 # the scales' signatures (finest first; None: all) get them. Coarse-to-fine has the passes for 36 images at both
 # scales or 72 at the finest: the second scale's composites added nothing there, and twice the images bring its AUC
-# within 0.02 of full mode's at K=16 (bench/RESULTS-one-pixel.md, thirteenth session).
+# within 0.02 of full mode's at K=16 (bench/RESULTS-one-pixel.md).
 HELD_OUT_IMAGES = {"full": 128, "coarse-to-fine": 72}
 COMPOSITE_SCALES = {"full": None, "coarse-to-fine": 1}
 MAX_CLASSES = 16  # composites for at most this many classes

@@ -102,8 +102,8 @@ class Stopwatch:
 
 
 def zoo_models(request: Any, *, family: str, count: int) -> list[Path]:
-    """`count` models of `family` from the session test zoo, clean and backdoored alternately; backdoors with a
-    local trigger (a patch) first, the kind a one-pixel signature shows best."""
+    """`count` models of `family` from the test zoo (the session-scoped fixture), clean and backdoored alternately;
+    backdoors with a local trigger (a patch) first, the kind a one-pixel signature shows best."""
     return models_of(zoo_directory(request), family=family, count=count)
 
 
