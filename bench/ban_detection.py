@@ -22,22 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import Scorer, leave_one_attack_out, leave_one_domain_out, random_split
-from scanner.detectors.ban import settings_from
-from scanner.detectors.ban_training import FEATURES, default_cache_dir, zoo_statistics
-from scanner.detectors.calibration import fit_logistic
+from scanner.calibration.ban import FEATURES, default_cache_dir, zoo_statistics
+from scanner.calibration.fusion import FEATURES as FUSION_FEATURES
+from scanner.calibration.metrics import random_folds, roc_auc, tpr_at_fpr
+from scanner.calibration.one_pixel import default_cache_dir as signature_cache_dir
+from scanner.calibration.one_pixel import head_features, zoo_features
+from scanner.calibration.zoos import read_zoo
+from scanner.detectors.ban.detector import settings_from
 from scanner.detectors.fusion import logit
-from scanner.detectors.fusion_training import FEATURES as FUSION_FEATURES
-from scanner.detectors.one_pixel_classifier import COMBINED, fit_trees
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import default_cache_dir as signature_cache_dir
-from scanner.detectors.one_pixel_training import (
-    head_features,
-    random_folds,
-    read_zoo,
-    roc_auc,
-    tpr_at_fpr,
-    zoo_features,
-)
+from scanner.detectors.logistic import fit_logistic
+from scanner.detectors.one_pixel.classifier import COMBINED, fit_trees
+from scanner.detectors.one_pixel.signature import SignatureSettings
 
 
 def logistic_scorer(matrix: np.ndarray, labels: np.ndarray) -> Scorer:
@@ -52,7 +47,7 @@ def logistic_scorer(matrix: np.ndarray, labels: np.ndarray) -> Scorer:
 
 
 def trees_scorer(matrix: np.ndarray, labels: np.ndarray) -> Scorer:
-    """The one-pixel detector's own head (scanner.detectors.one_pixel_classifier.fit_trees)."""
+    """The one-pixel detector's own head (scanner.detectors.one_pixel.classifier.fit_trees)."""
 
     def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         head = fit_trees(matrix[train], labels[train])

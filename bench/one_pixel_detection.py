@@ -20,19 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from bench.splits import Scorer, leave_one_attack_out, leave_one_domain_out, random_split
-from scanner.detectors.one_pixel_classifier import fit_logistic, fit_trees
-from scanner.detectors.one_pixel_signature import SignatureSettings
-from scanner.detectors.one_pixel_training import (
+from scanner.calibration.metrics import roc_auc, tpr_at_fpr
+from scanner.calibration.one_pixel import (
     BASE_KINDS,
     ZooFeatures,
     combined_features,
     default_cache_dir,
     head_features,
-    read_zoo,
-    roc_auc,
-    tpr_at_fpr,
     zoo_features,
 )
+from scanner.calibration.zoos import read_zoo
+from scanner.detectors.one_pixel.classifier import fit_logistic, fit_trees
+from scanner.detectors.one_pixel.signature import SignatureSettings
 
 HEADS = {"trees": fit_trees, "logistic": fit_logistic}
 FIT = fit_trees  # set by --head

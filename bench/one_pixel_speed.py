@@ -61,9 +61,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     args = parser.parse_args()
 
+    from scanner.calibration.zoos import artifact_for
     from scanner.detectors.graph_cost import flops_per_forward
-    from scanner.detectors.one_pixel_signature import SignatureSettings, signature_for, synthetic_bases
-    from scanner.detectors.one_pixel_training import artifact_for
+    from scanner.detectors.one_pixel.signature import SignatureSettings, signature_for, synthetic_bases
     from scanner.runtime import OnnxClassifier
 
     artifact = artifact_for(args.model)

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.registry.rescan_helpers import (  # noqa: E402 - after the path set-up
+from tests.registry.rescan.helpers import (  # noqa: E402 - after the path set-up
     judged,
     models_of,
     register_versions,
@@ -67,9 +67,9 @@ def main() -> None:
 
     from scanner.policy import load_builtin_policy
     from scanner.registry.client import RegistryClient
-    from scanner.registry.executors import LocalExecutor
     from scanner.registry.local_server import LocalMlflowServer, entry_point_dir
-    from scanner.registry.rescanner import Rescanner
+    from scanner.registry.rescan.driver import Rescanner
+    from scanner.registry.rescan.executors import LocalExecutor
 
     with tempfile.TemporaryDirectory(prefix="rescan-bench-") as scratch:
         root = Path(scratch)

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from scanner.detectors.one_pixel_classifier import fit_trees
-from scanner.detectors.one_pixel_training import ZooModel, random_folds, roc_auc
+from scanner.calibration.metrics import random_folds, roc_auc
+from scanner.calibration.zoos import ZooModel
+from scanner.detectors.one_pixel.classifier import fit_trees
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 GroupResults = dict[str, tuple[np.ndarray, np.ndarray]]

@@ -43,6 +43,19 @@ class DetectorError(ScannerError):
     kind = "detector"
 
 
+class TimeLimitExceeded(DetectorError):
+    """A model's scan ran past its time limit: a graph that never ends (a Loop of 2^62 turns), or a model too big for
+    this machine."""
+
+    kind = "time_limit"
+    hint = "raise --time-limit, or scan on a faster machine (--device cuda); a model that never finishes is suspect"
+
+    @classmethod
+    def ran_past(cls, seconds: float) -> TimeLimitExceeded:
+        """Raised between batches once the scan's `scanner.findings.Deadline` has passed."""
+        return cls(f"the scan ran past its time limit of {seconds:g} s")
+
+
 class PolicyError(ScannerError):
     """A policy file that does not load or validate."""
 

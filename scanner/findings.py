@@ -7,9 +7,37 @@ Ray workers, compared in tests, and turned into JSON without surprises. This mod
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+# Called as progress(done, total) by long-running work; the CLI turns it into a progress bar.
+Progress = Callable[[int, int], None]
+
+
+def no_progress(done: int, total: int) -> None:
+    del done, total
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a model's scan must end. Detectors check it between batches (the scanner's progress raises
+    `scanner.errors.TimeLimitExceeded` once it has `passed`); the ONNX Runtime session stops a forward pass that is
+    still running when it passes."""
+
+    seconds: float
+    at: float  # on time.monotonic()'s clock
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(seconds, time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.remaining() <= 0
 
 
 class Status(str, enum.Enum):

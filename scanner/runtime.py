@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from scanner.detectors.interface import Deadline, Progress, TimeLimitExceeded, no_progress
-from scanner.errors import DetectorError, MissingDependency
-from scanner.findings import ModelArtifact
+from scanner.errors import DetectorError, MissingDependency, TimeLimitExceeded
+from scanner.findings import Deadline, ModelArtifact, Progress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +159,8 @@ class OnnxClassifier:
         run_options = self._ort.RunOptions()
         watchdog = None
         if self.deadline is not None:
-            self.deadline.check()
+            if self.deadline.passed():
+                raise TimeLimitExceeded.ran_past(self.deadline.seconds)
             # ONNX Runtime checks the flag between nodes and between a Loop's turns.
             watchdog = threading.Timer(self.deadline.remaining(), setattr, (run_options, "terminate", True))
             watchdog.daemon = True

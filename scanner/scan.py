@@ -21,17 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from scanner.detectors.interface import CleanData, Deadline, DetectionContext, Detector, Progress, no_progress
-from scanner.errors import ScannerError, UsageError
+from scanner.detectors.interface import CleanData, DetectionContext, Detector
+from scanner.errors import ScannerError, TimeLimitExceeded, UsageError
 from scanner.findings import (
+    Deadline,
     DetectorResult,
     ErrorInfo,
     InputSpec,
     Layout,
     ModelArtifact,
+    Progress,
     ScanResult,
     Status,
     Verdict,
+    no_progress,
 )
 from scanner.policy import Policy, PromotionTarget, evaluate
 
@@ -338,7 +341,8 @@ def _checking(deadline: Deadline | None, progress: Progress) -> Progress:
         return progress
 
     def checked(done: int, total: int) -> None:
-        deadline.check()
+        if deadline.passed():
+            raise TimeLimitExceeded.ran_past(deadline.seconds)
         progress(done, total)
 
     return checked

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# As the CLI runs BAN: torch loaded with OpenMP's workers waiting passively (scanner.detectors.ban.CPU_THREADS says
-# why). Set here, before any test module imports torch.
+# As the CLI runs BAN: torch loaded with OpenMP's workers waiting passively (scanner.detectors.ban.detector.CPU_THREADS
+# says why). Set here, before any test module imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

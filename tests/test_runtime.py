@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner.detectors.interface import Deadline, TimeLimitExceeded
-from scanner.errors import DetectorError
-from scanner.findings import ModelArtifact
+from scanner.errors import DetectorError, TimeLimitExceeded
+from scanner.findings import Deadline, ModelArtifact
 from scanner.intake import load_model
 from scanner.runtime import InputMismatch, ModelRuntimeError, OnnxClassifier, as_probabilities, batches, providers_for
 from tests.intake.builders import endless_cnn, save, tiny_cnn

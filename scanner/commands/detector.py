@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from scanner.commands.progress import progress_bar
-from scanner.detectors.ban import BanSettings, settings_from
-from scanner.detectors.one_pixel_signature import SignatureSettings
+from scanner.detectors.ban.detector import BanSettings, settings_from
+from scanner.detectors.one_pixel.signature import SignatureSettings
 from scanner.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _write_calibration(args: argparse.Namespace, detector: str, calibration: Any
 
 
 def _train_one_pixel(args: argparse.Namespace) -> dict[str, Any]:
-    from scanner.detectors.one_pixel_training import default_cache_dir, train_signature_classifier
+    from scanner.calibration.one_pixel import default_cache_dir, train_signature_classifier
 
     with progress_bar("signatures", quiet=args.quiet) as progress:
         classifier = train_signature_classifier(
@@ -85,7 +85,7 @@ def _ban_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_ban(args: argparse.Namespace) -> dict[str, Any]:
-    from scanner.detectors.ban_training import default_cache_dir, train_ban_calibration
+    from scanner.calibration.ban import default_cache_dir, train_ban_calibration
 
     with progress_bar("BAN statistics", quiet=args.quiet) as progress:
         calibration = train_ban_calibration(
@@ -104,9 +104,9 @@ def _fusion_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_fusion(args: argparse.Namespace) -> dict[str, Any]:
-    from scanner.detectors.ban_training import default_cache_dir
-    from scanner.detectors.fusion_training import train_fusion
-    from scanner.detectors.one_pixel_training import default_cache_dir as signature_cache_dir
+    from scanner.calibration.ban import default_cache_dir
+    from scanner.calibration.fusion import train_fusion
+    from scanner.calibration.one_pixel import default_cache_dir as signature_cache_dir
 
     with progress_bar("fusion", quiet=args.quiet) as progress:
         calibration = train_fusion(

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from scanner.detectors.interface import Progress, no_progress
+from scanner.findings import Progress, no_progress
 
 
 @contextmanager

@@ -91,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from scanner.detectors import DETECTORS
     from scanner.policy import BUILTIN_POLICIES, load_builtin_policy, load_policy
     from scanner.registry.client import RegistryClient
-    from scanner.registry.executors import make_executor
     from scanner.registry.queue import WorkQueue
-    from scanner.registry.rescan import summary_as_json, summary_as_markdown
-    from scanner.registry.rescanner import Rescanner, RescanRequest
+    from scanner.registry.rescan.driver import Rescanner, RescanRequest
+    from scanner.registry.rescan.executors import make_executor
+    from scanner.registry.rescan.plan import summary_as_json, summary_as_markdown
 
     detectors = [name.strip() for name in args.detectors.split(",") if name.strip()]
     unknown = [name for name in detectors if name not in DETECTORS]

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from functools import lru_cache
 
-from scanner.detectors.calibration import LogisticCalibration, load_calibration
+from scanner.detectors.logistic import LogisticCalibration, load_calibration
 from scanner.findings import DetectorResult, Status, Verdict
 
 FUSION_FILE = "fusion_v1.json"

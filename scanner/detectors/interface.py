@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import abc
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from scanner.errors import DetectorError
-from scanner.findings import DetectorResult, ModelArtifact
-
-# Called as progress(done, total) by long-running work; the CLI turns it into a progress bar.
-Progress = Callable[[int, int], None]
-
-
-def no_progress(done: int, total: int) -> None:
-    del done, total
+from scanner.findings import Deadline, DetectorResult, ModelArtifact, Progress, no_progress
 
 
 @dataclass(frozen=True)
@@ -28,34 +18,6 @@ class CleanData:
 
     x: np.ndarray
     y: np.ndarray | None = None
-
-
-class TimeLimitExceeded(DetectorError):
-    """A model's scan ran past its time limit: a graph that never ends (a Loop of 2^62 turns), or a model too big for
-    this machine."""
-
-    kind = "time_limit"
-    hint = "raise --time-limit, or scan on a faster machine (--device cuda); a model that never finishes is suspect"
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """When a model's scan must end. Detectors check it between batches (`check`); the ONNX Runtime session stops a
-    forward pass that is still running when it passes."""
-
-    seconds: float
-    at: float  # on time.monotonic()'s clock
-
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(seconds, time.monotonic() + seconds)
-
-    def remaining(self) -> float:
-        return self.at - time.monotonic()
-
-    def check(self) -> None:
-        if self.remaining() <= 0:
-            raise TimeLimitExceeded(f"the scan ran past its time limit of {self.seconds:g} s")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from scanner.policy.model import PromotionTarget
 from scanner.registry import tags as scan_tags
 from scanner.registry.client import TOKEN_HEADER
 from scanner.registry.model_files import files_digest
-from scanner.registry.webhook import INPUT_TAG_PREFIX
+from scanner.registry.tags import INPUT_TAG_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -46,6 +46,10 @@ ENGINE = "scan.engine"
 # scan.status while a version waits for or undergoes its scan (not a Status: no result exists yet).
 PENDING = "pending"
 
+# Tags on a model version that change how it must be scanned (a producer may set them after registering): not the
+# scanner's own, so not under PREFIX.
+INPUT_TAG_PREFIX = "model_scanner."
+
 # MLflow caps model version tag values at 5000 characters.
 MAX_TAG_VALUE = 5000
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.detectors.interface import Progress, no_progress
+from scanner.findings import Progress, no_progress
 from scanner.zoo.attacks import ATTACKS
 from scanner.zoo.datasets import FAMILIES, family_named, make_dataset
 from scanner.zoo.errors import ZooError

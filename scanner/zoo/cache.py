@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from scanner.detectors.interface import Progress, no_progress
+from scanner.findings import Progress, no_progress
 from scanner.zoo.errors import ZooError
 
 # (family, clean, backdoored): both families, all architectures and exporters, five attacks.

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from scanner.detectors.ban_training import FEATURES
-from scanner.detectors.calibration import load_calibration
-from scanner.detectors.one_pixel_classifier import SignatureClassifier
-from scanner.detectors.one_pixel_training import read_zoo
+from scanner.calibration.ban import FEATURES
+from scanner.calibration.zoos import read_zoo
+from scanner.detectors.logistic import load_calibration
+from scanner.detectors.one_pixel.classifier import SignatureClassifier
 
 
 def test_detector_train_writes_a_classifier_that_loads(zoo: Path, tmp_path: Path, repo_root: Path) -> None:

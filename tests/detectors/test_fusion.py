@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from scanner.detectors.calibration import LogisticCalibration
+from scanner.calibration.fusion import fit_fusion
 from scanner.detectors.fusion import FEATURE_OF, fuse, fuse_with, logit, shipped_fusion
-from scanner.detectors.fusion_training import fit_fusion
+from scanner.detectors.logistic import LogisticCalibration
 from scanner.findings import DetectorResult, Status, Verdict
 
 

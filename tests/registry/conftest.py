@@ -163,7 +163,7 @@ def register_model() -> Callable[..., str]:
 
 @pytest.fixture
 def serve(repo_root: Path, gated_server: GatedServer, tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
-    """Starts `model-scanner serve` subprocesses against the session's server; all are stopped at the end."""
+    """Starts `model-scanner serve` subprocesses against the session-scoped gated server; all are stopped at the end."""
     started: list[ServeProcess] = []
 
     def start(*extra: str, state_dir: Path | None = None) -> ServeProcess:

@@ -3,7 +3,7 @@
 MLflow sets version tags one request at a time; the gate, `rescan` and the tests take scan.status's presence to mean
 the whole set is there. The worker once added scan.engine after building the tags, so it landed after scan.status
 (a reader in between saw a scan without its engine). The HTTP layer is replaced by a recorder: the order of the
-requests is what is checked. The real server path: tests/registry/test_service.py, tests/registry/test_gate.py.
+requests is what is checked. The real server path: tests/registry/service/test_service.py, tests/registry/test_gate.py.
 """
 
 from __future__ import annotations

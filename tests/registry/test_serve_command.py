@@ -81,7 +81,7 @@ def test_serve_refuses_an_empty_webhook_secret(
 def test_the_receiver_refuses_an_empty_secret(tmp_path: Path) -> None:
     from scanner.errors import UsageError
     from scanner.registry.queue import WorkQueue
-    from scanner.registry.receiver import WebhookReceiver
+    from scanner.registry.service.receiver import WebhookReceiver
 
     for blank in ("", "  "):
         with pytest.raises(UsageError, match="empty"):

@@ -17,9 +17,9 @@ from scanner.detectors.one_pixel import OnePixelDetector
 from scanner.findings import Status
 from scanner.policy import load_builtin_policy
 from scanner.registry.engine import CoreScanEngine
-from scanner.registry.executors import LocalExecutor
-from scanner.registry.rescan_job import RescanJob, build_engine
-from scanner.registry.rescanner import Rescanner
+from scanner.registry.rescan.driver import Rescanner
+from scanner.registry.rescan.executors import LocalExecutor
+from scanner.registry.rescan.job import RescanJob, build_engine
 from scanner.registry.source import FetchedModel
 
 

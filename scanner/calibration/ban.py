@@ -1,0 +1,191 @@
+"""Calibrating BAN on a zoo: per-model statistics (cached on disk), a logistic fit, honest cross-validated metrics.
+
+Used by `model-scanner detector train --detector ban` and by bench/ban_*.py. Needs scikit-learn to fit; the result
+is the numpy-only JSON that BanDetector loads (scanner/detectors/data/ban_v1.json).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scanner import __version__
+from scanner.calibration.cache_files import store_atomically
+from scanner.calibration.metrics import random_folds, roc_auc, tpr_at_fpr
+from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, read_zoo
+from scanner.detectors.ban.detector import STATISTICS_VERSION, BanDetector, BanSettings
+from scanner.detectors.ban.universal import RADII, statistic_name
+from scanner.detectors.interface import CleanData, DetectionContext
+from scanner.detectors.logistic import LogisticCalibration, fit_logistic
+from scanner.errors import UsageError
+from scanner.findings import Layout, Progress, no_progress
+
+log = logging.getLogger(__name__)
+
+# The statistics the shipped calibration reads: under adversarial neuron noise at matched damage, the predictions'
+# top-class share, error concentration and accuracy, and the noise level (DESIGN.md's "top-class share and accuracy
+# under noise"); the same through the feature mask's complement, with and without noise (BAN's negative path); and
+# how easily one input-space perturbation per class sends held-out images to that class, at three radii
+# (scanner.detectors.ban.universal); and whether the easiest perturbation's class is the class the noisy model collapses
+# onto (`target_agreement`). Class indices (`*_top_class`) are never features: they name a class, they do not
+# measure. Out-of-fold AUC of each part on the 220-model benchmark zoo: bench/RESULTS-ban.md.
+NEURON_NOISE_FEATURES = (
+    "noisy_top_share",
+    "noisy_error_top_share",
+    "noisy_accuracy",
+    "log_eps",
+    "noisy_negative_top_share",
+    "noisy_negative_error_top_share",
+    "noisy_negative_accuracy",
+    "negative_clean_top_share",
+    "negative_clean_accuracy",
+    "negative_clean_error_top_share",
+    "mask_density",
+)
+UNIVERSAL_FEATURES = tuple(statistic_name(kind, radius) for radius in RADII for kind in ("max", "gap", "mean"))
+AGREEMENT_FEATURES = ("target_agreement",)
+FEATURES = NEURON_NOISE_FEATURES + UNIVERSAL_FEATURES + AGREEMENT_FEATURES
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("MODEL_SCANNER_CACHE") or str(Path.home() / ".cache" / "model-scanner")
+    return Path(root) / "ban-statistics"
+
+
+def _cache_key(sha256: str, settings: BanSettings, seed: int) -> str:
+    text = json.dumps({"model": sha256, "settings": asdict(settings), "version": STATISTICS_VERSION, "seed": seed})
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def model_statistics(
+    model: ZooModel, zoo: Zoo, settings: BanSettings, *, cache_dir: Path | None, seed: int = 0
+) -> dict[str, Any]:
+    """BAN's statistics for one zoo model, with cost and seconds, from the cache when there."""
+    artifact = artifact_for(model.path)
+    key = _cache_key(artifact.sha256, settings, seed)
+    path = cache_dir / f"{key}.json" if cache_dir else None
+    if path is not None and path.exists():
+        return dict(json.loads(path.read_text()))
+    clean = zoo.clean_data(model.family)
+    if clean is None:
+        raise UsageError(f"the zoo has no clean_{model.family}.npz", hint="rebuild the zoo with its clean data")
+    if tuple(clean.x.shape[1:]) != artifact.spec.image_shape and artifact.spec.layout is Layout.NHWC:
+        clean = CleanData(np.ascontiguousarray(clean.x.transpose(0, 2, 3, 1)), clean.y)  # the zoo stores NCHW
+    started = time.perf_counter()
+    statistics, cost, target = BanDetector(settings).statistics(artifact, clean, DetectionContext(seed=seed))
+    record = {"statistics": statistics, "cost": cost, "target_class": target,
+              "seconds": time.perf_counter() - started}  # fmt: skip
+    if path is not None:
+        store_atomically(path, lambda partial: Path(partial).write_text(json.dumps(record)))
+    return record
+
+
+def zoo_statistics(
+    zoo: Zoo,
+    settings: BanSettings,
+    *,
+    cache_dir: Path | None,
+    seed: int = 0,
+    progress: Progress = no_progress,
+    threads: int | None = 1,
+) -> list[dict[str, Any]]:
+    """Statistics for every zoo model. One torch thread by default: the zoo is many small models, and torch's
+    thread pool on an oversubscribed machine spins instead of working."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    records = []
+    for done, model in enumerate(zoo.models, start=1):
+        records.append(model_statistics(model, zoo, settings, cache_dir=cache_dir, seed=seed))
+        progress(done, len(zoo.models))
+    return records
+
+
+def fit_ban_calibration(
+    records: Sequence[dict[str, Any]], labels: Sequence[int], *, features: Sequence[str] = FEATURES, **provenance: Any
+) -> LogisticCalibration:
+    rows = [r["statistics"] for r in records]
+    return fit_logistic("ban", features, rows, labels, regularization=0.3, provenance=provenance)
+
+
+def cross_validated(
+    records: Sequence[dict[str, Any]],
+    labels: np.ndarray,
+    folds: Sequence[np.ndarray],
+    features: Sequence[str] = FEATURES,
+) -> np.ndarray:
+    """Out-of-fold probabilities: each fold scored by a calibration fitted on the other models."""
+    scores = np.full(len(labels), np.nan)
+    for test in folds:
+        train = np.setdiff1d(np.arange(len(labels)), test)
+        calibration = fit_ban_calibration([records[i] for i in train], labels[train].tolist(), features=features)
+        scores[test] = [calibration.probability(records[i]["statistics"]) for i in test]
+    return scores
+
+
+def zoos_statistics(
+    zoo_dirs: Sequence[Path],
+    settings: BanSettings,
+    *,
+    cache_dir: Path | None,
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> tuple[list[Zoo], list[dict[str, Any]], np.ndarray]:
+    """Statistics and labels of every model of several zoos, in order; refuses a set without both kinds."""
+    zoos = [read_zoo(Path(directory)) for directory in zoo_dirs]
+    labels = np.asarray([m.backdoored for zoo in zoos for m in zoo.models], dtype=np.int64)
+    if labels.min(initial=1) == labels.max(initial=0):
+        raise UsageError(
+            f"the zoo(s) {', '.join(map(str, zoo_dirs))} need both clean and backdoored models",
+            hint="build a larger zoo",
+        )
+    records: list[dict[str, Any]] = []
+    for zoo in zoos:
+        records += zoo_statistics(zoo, settings, cache_dir=cache_dir, seed=seed, progress=progress)
+    return zoos, records, labels
+
+
+def train_ban_calibration(
+    zoo_dirs: Sequence[Path],
+    settings: BanSettings | None = None,
+    *,
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    zoo_command: str | None = None,
+    progress: Progress = no_progress,
+) -> LogisticCalibration:
+    """Statistics for every zoo model (cached), a logistic fit on all of them, 5-fold CV metrics as provenance."""
+    settings = settings or BanSettings()
+    zoos, records, labels = zoos_statistics(zoo_dirs, settings, cache_dir=cache_dir, seed=seed, progress=progress)
+    models = [m for zoo in zoos for m in zoo.models]
+    scores = cross_validated(records, labels, random_folds(len(labels), seed=seed))
+    return fit_ban_calibration(
+        records,
+        labels.tolist(),
+        trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        scanner_version=__version__,
+        zoo=[str(directory) for directory in zoo_dirs],
+        zoo_command=zoo_command,
+        zoo_code_hash=[zoo.manifest.get("code_hash") or zoo.manifest.get("zoo_hash") for zoo in zoos],
+        models=len(labels),
+        backdoored=int(labels.sum()),
+        families=sorted({m.family for m in models}),
+        attacks=sorted({m.attack for m in models}),
+        architectures=sorted({m.architecture for m in models}),
+        settings=asdict(settings),
+        seed=seed,
+        cv5_auc=round(roc_auc(labels, scores), 4),
+        cv5_tpr_at_5pct_fpr=round(tpr_at_fpr(labels, scores), 4),
+        mean_seconds=round(float(np.mean([r["seconds"] for r in records])), 2),
+        mean_forward_equivalents=int(np.mean([r["cost"]["forward_equivalents"] for r in records])),
+    )
