@@ -4,6 +4,7 @@ verdict from the model's file name (their neighbour in this test); test_scan_zoo
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -200,3 +201,46 @@ def test_ban_alone_without_any_clean_data_is_a_usage_error(cli, models, tmp_path
     registry = cli("scan", "models:/fraud/1", "--detectors", "ban")
     assert registry.code == 2 and "needs clean sample data" not in registry.stderr
     assert "MLFLOW_TRACKING_URI is not set" in registry.stderr and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_terminal_gets_a_table_and_a_pipe_gets_json(cli, fake_detectors, models, monkeypatch):
+    piped = cli("scan", str(models / "nested" / "trojan.onnx"))
+    assert report_of(piped.stdout)["results"][0]["verdict"] == "backdoored"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # capsys's stdout, standing in for a terminal
+    shown = cli("scan", str(models / "nested" / "trojan.onnx"))
+    assert shown.code == 1
+    assert shown.stdout.startswith("DECISION") and "backdoored" in shown.stdout and "--format json" in shown.stdout
+    asked = cli("scan", str(models / "nested" / "trojan.onnx"), "--format", "json")
+    assert report_of(asked.stdout)["results"][0]["verdict"] == "backdoored"
+
+
+def test_a_real_terminal_gets_a_table(repo_root, tmp_path):
+    """`model-scanner scan` as a person runs it: stdout a pseudo-terminal."""
+    import os
+    import pty
+    import subprocess
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    main_end, terminal = pty.openpty()
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "scanner", "scan", str(broken), "--detectors", "one-pixel"],
+        cwd=repo_root,
+        stdout=terminal,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main_end, 4096)
+        except OSError:  # the terminal's other end closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main_end)
+    assert scan.wait(timeout=120) == 2
+    text = shown.decode()
+    assert text.startswith("DECISION") and "broken.onnx" in text and "error" in text
+    assert '"schema"' not in text
