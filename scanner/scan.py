@@ -154,6 +154,7 @@ class Scanner:
             progress=_checking(deadline, self.on_step),
             seed=self.options.seed,
             deadline=deadline,
+            model_name=target.model_name,
         )
         found = {detector.name: self._run(detector, model, context, target.label) for detector in self.detectors}
         score, verdict = self.fuse(found)

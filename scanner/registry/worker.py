@@ -10,6 +10,7 @@ running and no crashed version goes untagged.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -177,9 +178,12 @@ class Worker:
             return f"{result.status.value}: {result.verdict.value}"
 
     def _publish(self, info: VersionInfo, result: ScanResult, scratch_dir: Path) -> None:
+        # The pictures are logged beside the report, so the report names them relatively: the scratch folder they
+        # were written to is gone by the time anyone reads it (as `rescan_job` does).
+        pictures = [Path(p) for p in result.artifacts if Path(p).is_file()]
+        result = dataclasses.replace(result, artifacts=tuple(picture.name for picture in pictures))
         report = scratch_dir / "scan-report.json"
         report.write_text(self.engine.report(result), encoding="utf-8")
-        pictures = [Path(p) for p in result.artifacts if Path(p).is_file()]
         report_uri = self.registry.log_report(info, [report, *pictures])
         tags = scan_tags.tags_for(
             result, policy=self.engine.policy_label, scanner_version=__version__, report_uri=report_uri
