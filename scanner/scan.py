@@ -147,7 +147,7 @@ class Scanner:
             log.info("%s: %s", target.label, error.one_line())
             return ScanResult(target.label, None, status, error=ErrorInfo(error.kind, error.one_line()))
         try:
-            clean = self._clean_data_for(target, model, defaults.clean_data if defaults else None)
+            clean, clean_source = self._clean_data_for(target, model, defaults.clean_data if defaults else None)
         except ScannerError as error:
             return ScanResult(target.label, model.sha256, Status.ERROR, error=ErrorInfo(error.kind, error.one_line()))
         limit = self.options.time_limit_s
@@ -159,6 +159,7 @@ class Scanner:
             progress=_checking(deadline, self.on_step),
             seed=self.options.seed,
             deadline=deadline,
+            model_name=target.model_name,
         )
         found = {detector.name: self._run(detector, model, context, target.label) for detector in self.detectors}
         score, verdict = self.fuse(found)
@@ -171,6 +172,7 @@ class Scanner:
             error=_overall_error(found),
             detectors=found,
             artifacts=tuple(_artifacts(found.values())),
+            clean_data=clean_source,
         )
 
     def _run(self, detector: Detector, model: ModelArtifact, context: DetectionContext, label: str) -> DetectorResult:
@@ -188,19 +190,22 @@ class Scanner:
             result = dataclasses.replace(result, seconds=time.perf_counter() - started)
         return result
 
-    def _clean_data_for(self, target: ScanTarget, model: ModelArtifact, from_policy: Path | None) -> CleanData | None:
+    def _clean_data_for(
+        self, target: ScanTarget, model: ModelArtifact, from_policy: Path | None
+    ) -> tuple[CleanData | None, str | None]:
+        """The clean data for `target` and where it came from (recorded in the report)."""
         if self.options.clean_data is not None:
             clean = self.options.clean_data
             where = "--clean-data"
         else:
             path = target.clean_data or from_policy
             if path is None:
-                return None
+                return None, None
             if path not in self._clean_cache:
                 self._clean_cache[path] = load_clean_data(path)
             clean, where = self._clean_cache[path], str(path)
         _check_clean_data_fits(clean, where, target.label, model.spec)
-        return clean
+        return clean, where
 
 
 class CleanDataError(UsageError):
@@ -299,14 +304,43 @@ def expand_targets(
         if not files:
             message = f"{target} holds no model files"
             expanded.append(ScanResult(target, None, Status.ERROR, error=ErrorInfo("no_models", message)))
+        clean_by_file = zoo_clean_data(Path(target)) if Path(target).is_dir() else {}
         for entry in files:
             if isinstance(entry, Path):
-                expanded.append(ScanTarget.for_file(entry))
+                clean_data = clean_by_file.get(entry.resolve())
+                expanded.append(dataclasses.replace(ScanTarget.for_file(entry), clean_data=clean_data))
             else:
                 refusal = ErrorInfo(entry.error.kind, entry.error.one_line())
                 log.info("%s: %s", entry.path, refusal.message)
                 expanded.append(ScanResult(str(entry.path), None, Status.ERROR, error=refusal))
     return expanded
+
+
+def zoo_clean_data(folder: Path) -> dict[Path, Path]:
+    """Model file -> its clean data, as the zoo manifest directly in `folder` lists them (`model-scanner zoo build`
+    writes both); {} without one. Only the manifest's word counts, never a file's name, and only data inside the
+    folder: the report records what was used (ScanResult.clean_data)."""
+    from scanner.zoo.errors import ZooError
+    from scanner.zoo.manifest import MANIFEST_NAME, read_manifest
+
+    if not (folder / MANIFEST_NAME).is_file():
+        return {}
+    try:
+        entries = read_manifest(folder)
+    except (ZooError, ValueError, KeyError, TypeError) as error:
+        log.warning("%s: ignoring its zoo manifest: %s", folder, error)
+        return {}
+    root = folder.resolve()
+    found: dict[Path, Path] = {}
+    for entry in entries:
+        if not entry.clean_data:
+            continue
+        data = entry.clean_data_path(folder).resolve()
+        if not data.is_relative_to(root) or not data.is_file():
+            log.warning("%s: clean data %s of %s is not a file in the folder: not used", folder, data, entry.file)
+            continue
+        found[entry.path(folder).resolve()] = data
+    return found
 
 
 def _overall_status(found: Mapping[str, DetectorResult]) -> Status:

@@ -16,6 +16,24 @@ def test_help_lists_every_command(capsys):
         assert command in out
 
 
+def test_every_command_and_action_has_a_description():
+    import argparse
+
+    from scanner.cli import build_parser
+
+    def commands(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield f"{path} {name}", sub
+                    yield from commands(sub, f"{path} {name}")
+
+    found = dict(commands(build_parser(), "model-scanner"))
+    assert "model-scanner zoo" in found and "model-scanner zoo build" in found
+    missing = [name for name, parser in found.items() if not parser.description]
+    assert missing == []
+
+
 def test_import_scanner_loads_no_heavy_runtime(repo_root):
     code = "import sys, scanner, scanner.cli\nprint(sorted({'torch', 'onnxruntime', 'mlflow'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True).stdout

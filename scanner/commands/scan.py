@@ -83,8 +83,7 @@ def register(subparsers: Any) -> None:
         "--format",
         dest="report_format",
         choices=[f.value for f in ReportFormat],
-        default="json",
-        help="report format (default: json)",
+        help="report format (default: table when stdout is a terminal, json when it is a pipe or with --output)",
     )
     parser.add_argument("--output", metavar="FILE", type=Path, help="write the report here instead of stdout")
     parser.add_argument(
@@ -146,11 +145,18 @@ def run(args: argparse.Namespace) -> int:
             scanner = Scanner(detectors, policy, options=options, on_target=on_target, on_step=on_step)
             results = scanner.scan(targets)
     report = Report(results=tuple(results), policy=policy.label, scanner_version=__version__)
-    _write(render(report, args.report_format), args.output)
+    _write(render(report, report_format(args.report_format, args.output)), args.output)
     if args.summary is not None:
         _write(render_markdown(report), args.summary, append=True)
     _tell(results, quiet=quiet)
     return exit_code(results)
+
+
+def report_format(asked: str | None, output: Path | None) -> ReportFormat:
+    """What --format says; without it, a table for a person at a terminal, JSON for pipes, files and tools."""
+    if asked is not None:
+        return ReportFormat(asked)
+    return ReportFormat.TABLE if output is None and sys.stdout.isatty() else ReportFormat.JSON
 
 
 def _check_clean_data_reachable(args: argparse.Namespace, policy: Policy) -> None:

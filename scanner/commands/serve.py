@@ -10,10 +10,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanner.commands.options import add_max_model_size
-from scanner.errors import UsageError
+from scanner.errors import RegistryError, UsageError
+
+if TYPE_CHECKING:
+    from scanner.registry.service import ScannerService
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,13 @@ def register(subparsers: Any) -> None:
         "--reconcile-interval", type=float, default=60.0, help="seconds between registry polls (default: %(default)s)"
     )
     parser.add_argument("--no-webhook", action="store_true", help="do not create the MLflow webhook (poll only)")
+    parser.add_argument(
+        "--mlflow-wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="at start, how long to wait for an unreachable MLflow server before giving up (default: %(default)s)",
+    )
     add_max_model_size(parser)
     parser.set_defaults(run=run)
 
@@ -107,8 +117,42 @@ def _usable_secret(secret: str, source: str, *, hint: str) -> str:
     return secret
 
 
+class _StopRequested(BaseException):
+    """SIGTERM/SIGINT before the service runs: unwinds whatever start-up is doing (a BaseException, so that no
+    `except Exception` on the way, such as a retry loop's, swallows it)."""
+
+
 def run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    starting = True
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+        if starting:
+            raise _StopRequested
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    try:
+        service = _start(args, stop)
+        starting = False
+    except _StopRequested:
+        print("model-scanner serve: stopped before it started", file=sys.stderr, flush=True)
+        return 0
+    if service is None:  # asked to stop while waiting for MLflow
+        return 0
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        print("model-scanner serve: stopping", file=sys.stderr, flush=True)
+        service.stop()
+    return 0
+
+
+def _start(args: argparse.Namespace, stop: threading.Event) -> ScannerService | None:
     from scanner.registry.engine import build_engine
+    from scanner.registry.reachability import wait_until_reachable
     from scanner.registry.service import ScannerService, ServiceConfig
 
     # MLflow's download progress bars would flood the service's log, one per scanned version.
@@ -120,6 +164,26 @@ def run(args: argparse.Namespace) -> int:
     if token is None:
         log.warning("%s is not set: a server running the gate will refuse this service's scan tags", TOKEN_ENV)
     secret = webhook_secret(args.state_dir)  # before the slow engine: a bad secret fails at once
+    # Before the slow engine too, and without MLflow's minutes of retries: a server that is down is named at once.
+    unreachable = wait_until_reachable(
+        args.tracking_uri,
+        wait_s=max(0.0, args.mlflow_wait),
+        stop=stop,
+        on_failure=lambda reason: log.error(
+            "MLflow at %s is unreachable (%s); waiting up to %g s for it (--mlflow-wait)",
+            args.tracking_uri,
+            reason,
+            args.mlflow_wait,
+        ),
+    )
+    if stop.is_set():
+        print("model-scanner serve: stopped before it started", file=sys.stderr, flush=True)
+        return None
+    if unreachable is not None:
+        raise RegistryError(
+            f"MLflow at {args.tracking_uri} is unreachable: {unreachable}",
+            hint="start the MLflow server, or check --tracking-uri",
+        )
     names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else None
     engine = build_engine(args.policy, names, device=args.device, max_model_bytes=args.max_model_size)
     config = ServiceConfig(
@@ -135,20 +199,15 @@ def run(args: argparse.Namespace) -> int:
         register_webhook=not args.no_webhook,
     )
     service = ScannerService(config, engine)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    service.start()
+    try:
+        service.start()
+    except BaseException:  # a signal, or MLflow gone since the check: leave the queue and the port to the next start
+        service.stop(timeout_s=1)
+        raise
     print(
         f"model-scanner serve: webhooks on {service.webhook_url}, policy {engine.policy_label}, "
         f"queue {config.queue_path}",
         file=sys.stderr,
         flush=True,
     )
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        print("model-scanner serve: stopping", file=sys.stderr, flush=True)
-        service.stop()
-    return 0
+    return service

@@ -25,7 +25,14 @@ Re-running the same command resumes: models already in DIR/manifest.json are ski
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("zoo", help="build the reference zoo of clean and backdoored models")
+    parser = subparsers.add_parser(
+        "zoo",
+        help="build the reference zoo of clean and backdoored models",
+        description="Reference zoos: small ONNX image classifiers, clean and backdoored (several architectures and "
+        "attacks), trained here on procedurally generated data, with a manifest.json and held-out clean data. They "
+        "calibrate the detectors (model-scanner detector train) and feed the benchmarks.",
+        epilog="run 'model-scanner zoo build --help' for the options and examples",
+    )
     actions = parser.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
     build = actions.add_parser(
         "build",
@@ -58,7 +65,7 @@ def run_build(args: argparse.Namespace) -> int:
     if not 2 <= args.classes <= 10:
         raise UsageError(f"--classes {args.classes} is out of range", hint="use 2 to 10 classes")
     asked = args.clean + args.backdoored
-    with progress_bar(f"zoo {args.family}", quiet=args.quiet) as progress:
+    with progress_bar(f"zoo {args.family}", quiet=args.quiet, unit="model", lines=True) as progress:
         entries = build_zoo(
             args.family,
             args.clean,

@@ -28,6 +28,7 @@ class DetectionContext:
     progress: Progress = no_progress  # the scanner's progress also checks the deadline
     seed: int = 0
     deadline: Deadline | None = None  # None: no time limit
+    model_name: str = ""  # what people call the model (registered name or file stem): names and captions pictures
 
 
 class Detector(abc.ABC):

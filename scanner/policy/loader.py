@@ -103,11 +103,11 @@ def _read(path: Path) -> str:
         if len(data) > MAX_POLICY_BYTES:
             raise PolicyError(
                 f"policy file {path} is larger than {MAX_POLICY_BYTES // 2**20} MiB",
-                hint="a policy is a short YAML file: check the path given to --policy",
+                hint="a policy is a short YAML file: check the path",
             )
         return data.decode("utf-8")
     except FileNotFoundError:
-        raise PolicyError(f"policy file {path} does not exist", hint="check the path given to --policy") from None
+        raise PolicyError(f"policy file {path} does not exist", hint="check the path") from None
     except (OSError, UnicodeDecodeError) as error:
         raise PolicyError(f"cannot read policy file {path}: {error}", hint="it must be a UTF-8 YAML file") from None
 
@@ -372,6 +372,8 @@ def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
         match, when = rule.get("match", {}), rule.get("when", {})
         yield from _glob_problems(f"{where}.match.models", match.get("models", []))
         yield from _glob_problems(f"{where}.match.aliases", match.get("aliases", []))
+        for position, stage in enumerate(match.get("stages", [])):
+            yield from _stage_problems(f"{where}.match.stages[{position}]", stage)
         if "detector" in match and "verdict" in when:
             yield f"{where}.when.verdict: a verdict belongs to the fused result; drop match.detector or use a score"
         low, high = when.get("score_at_least"), when.get("score_below")
@@ -415,6 +417,22 @@ def _control_character_problems(value: Any, parts: list[Any]) -> Iterator[str]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _control_character_problems(item, [*parts, index])
+
+
+# MLflow's model version stages: a closed set (mlflow.entities.model_registry.model_version_stages). A rule for any
+# other stage would match no promotion, silently.
+MLFLOW_STAGES = ("None", "Staging", "Production", "Archived")
+
+
+def _stage_problems(where: str, stage: str) -> Iterator[str]:
+    if stage.lower() in {known.lower() for known in MLFLOW_STAGES}:
+        return
+    import difflib
+
+    closest = difflib.get_close_matches(stage.lower(), [known.lower() for known in MLFLOW_STAGES], n=1, cutoff=0.5)
+    guess = next((known for known in MLFLOW_STAGES if closest and known.lower() == closest[0]), None)
+    did_you_mean = f"; did you mean {guess}?" if guess else ""
+    yield f"{where}: unknown stage {_shown(stage)} (MLflow's stages: {', '.join(MLFLOW_STAGES)}){did_you_mean}"
 
 
 def _glob_problems(where: str, globs: Sequence[str]) -> Iterator[str]:

@@ -44,6 +44,7 @@ def _result(result: ScanResult) -> dict[str, Any]:
         if decision is None
         else {"action": decision.action.value, "reasons": list(decision.reasons), "rule": decision.rule},
         "artifacts": list(result.artifacts),
+        **({"clean_data": result.clean_data} if result.clean_data is not None else {}),
     }
 
 
@@ -103,6 +104,7 @@ def read_report(text: str) -> Report:
                 if decision
                 else None,
                 artifacts=tuple(entry.get("artifacts") or ()),
+                clean_data=entry.get("clean_data"),
             )
         )
     return Report(

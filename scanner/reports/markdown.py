@@ -1,26 +1,22 @@
 """A Markdown summary for a GitHub job summary or a pull-request comment: a table, then each flagged model's reasons
 and signature heatmap.
 
-Heatmaps: each PNG among a result's artifacts is linked by its path (upload the --artifacts folder to make the link
-useful) and, when small, also embedded as a `data:` URI image. Job summaries and most Markdown viewers show the
-embedded image; GitHub strips `data:` images from pull-request comments, where the path link remains. Pass
-`embed_images=False` to leave them out (smaller comments).
+Heatmaps: each picture among a result's artifacts is named by its file name only. GitHub strips `data:` images from
+job summaries and comments, and a local path means nothing to a reader elsewhere: the pictures travel as files (the
+--artifacts folder; the GitHub Action uploads it as a workflow artifact and links it under the summary).
 """
 
 from __future__ import annotations
 
-import base64
-from pathlib import Path
+from pathlib import PurePath
 
 from scanner.findings import Action, DetectorResult, ScanResult, Status
 from scanner.reports.interface import Report
 
-# Bigger images are linked, not embedded: a job summary is limited to 1 MiB, a PR comment to 65536 characters.
-MAX_EMBEDDED_BYTES = 48 * 1024
 ICON = {Action.BLOCK: "⛔ block", Action.WARN: "⚠️ warn", Action.ALLOW: "✅ allow"}
 
 
-def render_markdown(report: Report, *, embed_images: bool = True) -> str:
+def render_markdown(report: Report) -> str:
     lines = [
         f"## model-scanner: {_headline(report)}",
         "",
@@ -32,7 +28,9 @@ def render_markdown(report: Report, *, embed_images: bool = True) -> str:
     if flagged:
         lines += ["", "### Flagged models", ""]
         for result in flagged:
-            lines += _details(result, embed_images=embed_images)
+            lines += _details(result)
+        if any(result.artifacts for result in flagged):
+            lines += ["Heatmaps are PNG files named after their model, in the scan's artifacts (`--artifacts` folder)."]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -75,7 +73,7 @@ def _is_flagged(result: ScanResult) -> bool:
     return result.status is Status.ERROR or (result.decision is not None and result.decision.action is not Action.ALLOW)
 
 
-def _details(result: ScanResult, *, embed_images: bool) -> list[str]:
+def _details(result: ScanResult) -> list[str]:
     action = ICON[result.decision.action] if result.decision is not None else "no decision"
     lines = [f"#### `{_escape(result.target)}`: {action}", ""]
     if result.error is not None:
@@ -88,22 +86,10 @@ def _details(result: ScanResult, *, embed_images: bool) -> list[str]:
     if result.sha256:
         lines.append(f"- sha256 `{result.sha256}`")
     for artifact in result.artifacts:
-        lines += _image(Path(artifact), embed=embed_images)
+        name = _escape(PurePath(artifact).name).replace("`", "'")
+        kind = "signature heatmap" if name.lower().endswith(".png") else "artifact"
+        lines.append(f"- {kind}: `{name}`")
     lines.append("")
-    return lines
-
-
-def _image(path: Path, *, embed: bool) -> list[str]:
-    if path.suffix.lower() != ".png":
-        return [f"- artifact: `{path}`"]
-    lines = [f"- signature heatmap: [`{path.name}`]({path.as_posix()})"]
-    try:
-        data = path.read_bytes() if embed and path.stat().st_size <= MAX_EMBEDDED_BYTES else None
-    except OSError:
-        data = None
-    if data is not None:
-        encoded = base64.b64encode(data).decode("ascii")
-        lines += ["", f'<img alt="signature heatmap of {path.name}" src="data:image/png;base64,{encoded}">', ""]
     return lines
 
 

@@ -58,7 +58,11 @@ def test_a_pull_request_adding_a_backdoored_model_fails(git_repo, zoo_pair, repo
     assert "backdoored" in errors[0]
     assert (outputs["verdict"], outputs["decision"], outputs["models"]) == ("backdoored", "block", "1")
     assert "## model-scanner" in summary and "`models/digits.onnx`" in summary and "block" in summary
-    assert "data:image/png;base64," in summary  # the flagged model's signature heatmap
+    # the flagged model's signature heatmap, by its name (the Action uploads the folder as an artifact and links
+    # it); never a data: image, which GitHub strips, nor a path on the runner
+    (heatmap,) = (tmp_path / "runner" / "model-scanner-artifacts").glob("*.png")
+    assert f"- signature heatmap: `{heatmap.name}`" in summary and heatmap.name.startswith("digits-")
+    assert "data:" not in summary and str(tmp_path) not in summary
     sarif = json.loads((git_repo.root / "model-scanner.sarif").read_text())
     (result,) = [r for r in sarif["runs"][0]["results"] if r["level"] == "error"]
     location = result["locations"][0]["physicalLocation"]

@@ -43,3 +43,15 @@ def test_the_scripts_the_action_runs_exist_and_are_executable(repo_root):
     assert scripts == {"hooks/action/cache-key.sh", "hooks/action/install.sh", "hooks/action/action.py"}
     for script in scripts:
         assert os.access(repo_root / script, os.X_OK), script
+
+
+def test_heatmaps_are_uploaded_as_an_artifact_and_linked_from_the_summary(repo_root, action_script):
+    steps = {step.get("id") or step["name"]: step for step in load(repo_root)["runs"]["steps"]}
+    upload = steps["heatmaps"]
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert "!cancelled()" in upload["if"]  # also after the scan step failed the check
+    # the folder the script has the CLI write heatmaps to (RUNNER_TEMP/model-scanner-artifacts)
+    folder = action_script.Inputs.from_env({"RUNNER_TEMP": "/runner/temp"}).artifacts
+    assert upload["with"]["path"].replace("${{ runner.temp }}", "/runner/temp") == f"{folder}/*.png"
+    (link,) = [step for step in steps.values() if "steps.heatmaps.outputs.artifact-url" in str(step)]
+    assert "GITHUB_STEP_SUMMARY" in link["run"] and "$URL" in link["run"]

@@ -53,6 +53,7 @@ def test_validate_warns_about_an_expired_waiver(cli, tmp_path):
 def test_validate_a_missing_file_is_a_one_line_error(cli, tmp_path):
     run = cli("policy", "validate", str(tmp_path / "nope.yaml"))
     assert run.code == 2 and run.stderr.count("\n") == 1 and "does not exist" in run.stderr
+    assert "--policy" not in run.stderr  # validate takes the file as an argument
 
 
 @pytest.mark.parametrize("name", BUILTIN_POLICIES)

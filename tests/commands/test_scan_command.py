@@ -257,3 +257,46 @@ def test_a_scan_leaves_the_working_directory_and_home_unchanged(tmp_path, repo_r
 
 def _listing(tree: Path) -> list[tuple[str, int]]:
     return sorted((str(path.relative_to(tree)), path.stat().st_size) for path in tree.rglob("*"))
+
+
+def test_a_terminal_gets_a_table_and_a_pipe_gets_json(cli, fake_detectors, models, monkeypatch):
+    piped = cli("scan", str(models / "nested" / "trojan.onnx"))
+    assert report_of(piped.stdout)["results"][0]["verdict"] == "backdoored"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # capsys's stdout, standing in for a terminal
+    shown = cli("scan", str(models / "nested" / "trojan.onnx"))
+    assert shown.code == 1
+    assert shown.stdout.startswith("DECISION") and "backdoored" in shown.stdout and "--format json" in shown.stdout
+    asked = cli("scan", str(models / "nested" / "trojan.onnx"), "--format", "json")
+    assert report_of(asked.stdout)["results"][0]["verdict"] == "backdoored"
+
+
+def test_a_real_terminal_gets_a_table(repo_root, tmp_path):
+    """`model-scanner scan` as a person runs it: stdout a pseudo-terminal."""
+    import os
+    import pty
+    import subprocess
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    main_end, terminal = pty.openpty()
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "scanner", "scan", str(broken), "--detectors", "one-pixel"],
+        cwd=repo_root,
+        stdout=terminal,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main_end, 4096)
+        except OSError:  # the terminal's other end closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main_end)
+    assert scan.wait(timeout=120) == 2
+    text = shown.decode()
+    assert text.startswith("DECISION") and "broken.onnx" in text and "error" in text
+    assert '"schema"' not in text

@@ -106,3 +106,38 @@ def test_every_registered_detector_runs_on_a_zoo_model(zoo, cli_process):
         assert detector["status"] == "scanned" or "detector not available" in detector["reason"], (name, result)
     assert result["status"] == "scanned" and "Traceback" not in run.stderr
     assert run.code == {"allow": 0, "warn": 0, "block": 1}[result["decision"]["action"]]
+
+
+def small_zoo(zoo: Path, folder: Path, *, manifest: bool = True, clean_data_at: str | None = None) -> Path:
+    """One model of the test zoo with its clean data in `folder`, listed in a manifest of its own (or not)."""
+    from scanner.zoo.manifest import write_manifest
+
+    entry = next(entry for entry in read_manifest(zoo) if entry.clean_data)
+    folder.mkdir(parents=True)
+    shutil.copy2(entry.path(zoo), folder / entry.file)
+    shutil.copy2(entry.clean_data_path(zoo), folder / entry.clean_data)
+    if manifest:
+        import dataclasses
+
+        write_manifest(folder, [dataclasses.replace(entry, clean_data=clean_data_at or entry.clean_data)])
+    return folder / entry.file
+
+
+def test_a_folder_scan_uses_the_clean_data_its_zoo_manifest_lists_and_says_so(cli, zoo, tmp_path):
+    model = small_zoo(zoo, tmp_path / "zoo")
+    run = cli("scan", str(tmp_path / "zoo"), "--detectors", "one-pixel", "--format", "json")
+    (result,) = report_of(run.stdout)["results"]
+    assert result["target"] == str(model)
+    assert result["clean_data"].endswith(".npz") and Path(result["clean_data"]).parent == (tmp_path / "zoo").resolve()
+    assert result["status"] == "scanned"
+
+
+@pytest.mark.parametrize("case", ["no-manifest", "outside"])
+def test_clean_data_is_not_taken_from_a_file_name_or_from_outside_the_folder(cli, zoo, tmp_path, case):
+    outside = tmp_path / "elsewhere.npz"
+    if case == "outside":
+        shutil.copy2(next(zoo.glob("clean_*.npz")), outside)
+    small_zoo(zoo, tmp_path / "zoo", manifest=case != "no-manifest", clean_data_at="../elsewhere.npz")
+    run = cli("scan", str(tmp_path / "zoo"), "--detectors", "one-pixel", "--format", "json")
+    (result,) = report_of(run.stdout)["results"]
+    assert "clean_data" not in result and result["status"] == "scanned"

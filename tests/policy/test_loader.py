@@ -115,11 +115,22 @@ def test_the_schema_knows_exactly_the_registered_detectors():
             "waivers[0].sha256: missing (required: a waiver names the exact model file it waives",
         ),
         (("action: warn", "action: deny"), "rules[1].action: 'deny' is not allowed"),
+        (
+            ("stages: [Production]", "stages: [Producton]"),
+            "rules[0].match.stages[0]: unknown stage 'Producton' (MLflow's stages: None, Staging, Production,"
+            " Archived); did you mean Production?",
+        ),
+        (("stages: [Production]", "stages: [Production, qa]"), "rules[0].match.stages[1]: unknown stage 'qa'"),
     ],
 )
 def test_semantic_and_schema_problems_name_their_path(change, expected):
     errors = errors_of(VALID.replace(*change))
     assert any(e.startswith(expected) for e in errors), errors
+
+
+@pytest.mark.parametrize("stage", ["None", "staging", "PRODUCTION", "Archived"])
+def test_every_mlflow_stage_is_accepted_in_any_case(stage):
+    assert errors_of(VALID.replace("stages: [Production]", f"stages: [{stage}]")) == ()
 
 
 def test_a_duplicate_key_is_refused_with_its_line():

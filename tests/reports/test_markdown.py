@@ -1,5 +1,3 @@
-import base64
-
 from PIL import Image
 
 from scanner.reports import render
@@ -17,17 +15,15 @@ def test_summary_table_lists_every_target_with_its_decision():
     assert "`models/sub dir/trojan\\|1.onnx`" in text  # a pipe in a path does not break the table
 
 
-def test_flagged_models_get_reasons_and_an_embedded_heatmap(tmp_path):
-    heatmap = tmp_path / "trojan.png"
+def test_flagged_models_get_reasons_and_their_heatmap_by_name_only(tmp_path):
+    heatmap = tmp_path / "trojan-1a2b3c4d-one-pixel.png"
     Image.new("RGB", (8, 8), (255, 0, 0)).save(heatmap)
     text = render_markdown(sample_report(heatmap))
     flagged = text.split("### Flagged models", 1)[1]
     assert "#### `models/sub dir/trojan\\|1.onnx`: ⛔ block" in flagged
     assert "- rule block-backdoored: verdict backdoored -&gt; block" in flagged
     assert "- ban: not_applicable: no clean sample data (--clean-data)" in flagged
-    assert f"[`trojan.png`]({heatmap.as_posix()})" in flagged
-    encoded = flagged.split("data:image/png;base64,", 1)[1].split('"', 1)[0]
-    assert base64.b64decode(encoded) == heatmap.read_bytes()
+    assert "- signature heatmap: `trojan-1a2b3c4d-one-pixel.png`" in flagged
+    # GitHub strips data: images, and a path on the machine that scanned means nothing to the reader
+    assert "data:" not in text and str(tmp_path) not in text and "](/" not in text
     assert "#### `models/clean.onnx`" not in flagged
-    without = render_markdown(sample_report(heatmap), embed_images=False)
-    assert "data:image/png" not in without and "trojan.png" in without

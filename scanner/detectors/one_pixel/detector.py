@@ -42,7 +42,7 @@ from scanner.detectors.one_pixel.signature import (
     synthetic_bases,
 )
 from scanner.errors import ScannerError
-from scanner.findings import DetectorResult, InputSpec, ModelArtifact, Progress, Status
+from scanner.findings import DetectorResult, InputSpec, Layout, ModelArtifact, Progress, Status
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,17 @@ class OnePixelDetector(Detector):
             details["patch"] = strongest_patch(patches)
         details["settings"] = asdict(self.settings)
         if context.artifacts_dir is not None:
-            details["heatmap"] = str(write_signature_heatmap(signature, target, model, context.artifacts_dir, score))
+            details["heatmap"] = str(
+                write_signature_heatmap(
+                    signature,
+                    target,
+                    model,
+                    context.artifacts_dir,
+                    score,
+                    name=context.model_name,
+                    sample=sample_image(model.spec, context),
+                )
+            )
         return DetectorResult(
             detector=NAME,
             status=Status.SCANNED,
@@ -208,18 +218,41 @@ def _details(signature: Signature, target: int, spec: InputSpec) -> dict[str, An
     }
 
 
+def sample_image(spec: InputSpec, context: DetectionContext) -> np.ndarray:
+    """One input for people to look at under the heatmap, (H, W) or (H, W, 3) in [0, 1]: the first clean image when
+    the clean data fits the model, else the first synthetic base."""
+    clean = context.clean_data
+    fits = clean is not None and len(clean.x) and tuple(clean.x.shape[1:]) == spec.image_shape
+    image = np.asarray(clean.x[0] if fits and clean is not None else synthetic_bases(spec)[0], dtype=np.float64)
+    if spec.layout is Layout.NCHW:
+        image = image.transpose(1, 2, 0)
+    low, high = spec.value_range
+    image = (image - low) / (high - low)
+    return image if image.shape[2] == 3 else image.mean(axis=2)
+
+
 def write_signature_heatmap(
-    signature: Signature, target: int, model: ModelArtifact, directory: Path, score: float
+    signature: Signature,
+    target: int,
+    model: ModelArtifact,
+    directory: Path,
+    score: float,
+    *,
+    name: str = "",
+    sample: np.ndarray | None = None,
 ) -> Path:
-    from scanner.detectors.heatmap import write_heatmap
+    """The target class's map as a PNG named after the model (`name`, else the file's stem) and its digest."""
+    from scanner.detectors.heatmap import file_stem, write_heatmap
 
     row, col = peak_of(signature, target)
-    name = Path(model.path).stem or "model"
-    path = Path(directory) / f"{name}-{model.sha256[:12]}-one-pixel.png"
+    name = name or Path(model.path).stem
+    path = Path(directory) / f"{file_stem(name)}-{model.sha256[:8]}-one-pixel.png"
     caption = (
-        f"one-pixel signature, class {target}",
+        # ASCII only: the default font draws nothing else, and a name's control characters must not reach it.
+        "model " + "".join(c if " " <= c <= "~" else "?" for c in name)[:60],
+        f"one-pixel signature, suspected class {target}",
         f"log-prob rise, mean of {signature.increase.shape[0]} {signature.base_kind} bases",
         f"peak at row {row * signature.cell[0]}, col {col * signature.cell[1]}; one-pixel score {score:.2f}",
     )
     target_map = signature.log_increase[:, target].mean(axis=0)
-    return write_heatmap(target_map, path, caption=caption, marker=(row, col))
+    return write_heatmap(target_map, path, caption=caption, marker=(row, col), sample=sample)

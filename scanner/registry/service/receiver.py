@@ -88,7 +88,8 @@ class WebhookReceiver:
         log.info("webhook receiver listening on %s", self.url)
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() waits for serve_forever, for ever if it never ran
+            self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -10,6 +10,7 @@ running and no crashed version goes untagged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -164,9 +165,12 @@ class Worker:
     def _publish(
         self, info: VersionInfo, result: ScanResult, scratch_dir: Path, fetched: FetchedModel | None = None
     ) -> None:
+        # The pictures are logged beside the report, so the report names them relatively: the scratch folder they
+        # were written to is gone by the time anyone reads it (as the re-scan job does).
+        pictures = [Path(p) for p in result.artifacts if Path(p).is_file()]
+        result = dataclasses.replace(result, artifacts=tuple(picture.name for picture in pictures))
         report = scratch_dir / "scan-report.json"
         report.write_text(self.engine.report(result), encoding="utf-8")
-        pictures = [Path(p) for p in result.artifacts if Path(p).is_file()]
         report_uri = self.registry.log_report(info, [report, *pictures])
         tags = scan_tags.tags_for(
             result, policy=self.engine.policy_label, scanner_version=__version__, report_uri=report_uri

@@ -148,3 +148,19 @@ def test_a_model_that_cannot_run_is_a_failed_result_not_an_exception() -> None:
     result = OnePixelDetector(classifier=neutral_classifier()).detect(broken, DetectionContext())
     assert result.status is Status.ERROR
     assert result.reason and "could not run" in result.reason
+
+
+def test_the_heatmap_is_named_after_the_model_and_shows_a_sample_input(tmp_path: Path) -> None:
+    artifact, _ = pixel_reader(3, 20, 20, 4, layout=Layout.NHWC, seed=11)
+    detector = OnePixelDetector(SignatureSettings(values=4), classifier=neutral_classifier(), threads=1)
+    named = detector.detect(
+        artifact, DetectionContext(artifacts_dir=tmp_path / "named", model_name="fraud/cnn v2\x1b[2J")
+    )
+    picture_path = Path(named.details["heatmap"])
+    assert picture_path.name.startswith("fraud_cnn_v2_2J-") and picture_path.name.endswith("-one-pixel.png")
+    assert picture_path.parent == tmp_path / "named"
+    with Image.open(picture_path) as picture:
+        # map, scale bar, caption, then the sample input at the map's size: twice as tall as wide, at least
+        assert picture.height >= 2 * picture.width
+        lower = np.asarray(picture.convert("RGB"))[-picture.width // 2 :]
+    assert (lower != 255).any(axis=-1).sum() > 10_000  # the sample (here a flat synthetic base), not a blank margin

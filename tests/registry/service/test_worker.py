@@ -142,3 +142,41 @@ def test_a_corrupt_clean_sample_blocks_the_version_in_a_real_registry(
     with pytest.raises(RestException) as refused:
         gated_server.client().set_registered_model_alias(name, "champion", version)
     assert refused.value.error_code == "PERMISSION_DENIED"
+
+
+class KeepingRegistry(RecordingRegistry):
+    """Keeps what a worker logs as the version's report, in one folder, as MLflow keeps a run's artifact path."""
+
+    def __init__(self, store: Path) -> None:
+        super().__init__()
+        self.store = store
+
+    def log_report(self, info: VersionInfo, files: list[Path]) -> str:
+        self.store.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            (self.store / path.name).write_bytes(path.read_bytes())
+        return self.store.as_uri()
+
+
+def test_the_stored_report_names_its_heatmap_beside_it_not_in_a_deleted_folder(
+    tmp_path: Path, service_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    fetched = FetchedModel(path=service_model, clean_data=None, name="fraud-cnn", version="3")
+    monkeypatch.setattr(worker_module, "fetch_model", lambda uri, dest, client=None: fetched)
+    queue = WorkQueue(tmp_path / "queue.db")
+    registry = KeepingRegistry(tmp_path / "stored")
+    worker = Worker(
+        queue, registry, CoreScanEngine([OnePixelDetector()], load_builtin_policy()), work_dir=tmp_path / "work"
+    )
+    (tmp_path / "work").mkdir()
+    queue.enqueue("fraud-cnn", "3", reason="test")
+    assert worker.run_one()
+
+    report = json.loads((registry.store / "scan-report.json").read_text(encoding="utf-8"))
+    (artifacts,) = [result["artifacts"] for result in report["results"]]
+    assert len(artifacts) == 1 and "/" not in artifacts[0]  # a name relative to the report
+    assert artifacts[0].startswith("fraud-cnn-") and artifacts[0].endswith(".png")  # named after the model
+    assert (registry.store / artifacts[0]).is_file()
+    assert list((tmp_path / "work").iterdir()) == []  # the scratch folder the picture was written in is gone
