@@ -15,7 +15,7 @@ from scanner.findings import Deadline, ModelArtifact, Progress, no_progress
 
 log = logging.getLogger(__name__)
 
-# Inputs per forward call. Measured on a 5.6 MFLOP CNN (bench/RESULTS-runtime.md): work per image is flat from
+# Inputs per forward call. Measured on a 5.6 MFLOP CNN (bench/RESULTS.md): work per image is flat from
 # batch 64 to 2048 and twice as high at batch 1; 512 sits in the middle of the flat part, at 6 MB of 32x32 input.
 DEFAULT_BATCH_SIZE = 512
 # Upper bound on one batch's input tensor whatever the image size (a 224x224x3 float32 image is 600 KB, so big
@@ -96,7 +96,7 @@ class OnnxClassifier:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         # Idle threads sleep instead of busy-waiting: the scanner shares its cores (CI runners, workers), and
-        # spinning cost 12% of the throughput per CPU second there (bench/RESULTS-runtime.md).
+        # spinning cost 12% of the throughput per CPU second there (bench/RESULTS.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.spec = model.spec
         providers = providers_for(device, ort.get_available_providers())

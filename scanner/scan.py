@@ -48,7 +48,7 @@ MAX_CLEAN_DATA_BYTES = 2**30
 VALUE_RANGE_SLACK = 0.05
 
 # How long one model's detectors may run, all together. A 32x32x3 zoo model takes seconds on 2 cores
-# (bench/RESULTS-scan.md); the limit is there for graphs that never end, so that a registry worker is not held for
+# (bench/RESULTS.md); the limit is there for graphs that never end, so that a registry worker is not held for
 # good, and is far above what the patch grid lets a 224x224 model cost. A scan that reaches it is an error, which a
 # fail-closed policy blocks.
 DEFAULT_TIME_LIMIT_S = 3600.0

@@ -32,12 +32,12 @@ from scanner.findings import Layout, Progress, no_progress
 log = logging.getLogger(__name__)
 
 # The statistics the shipped calibration reads: under adversarial neuron noise at matched damage, the predictions'
-# top-class share, error concentration and accuracy, and the noise level (DESIGN.md's "top-class share and accuracy
-# under noise"); the same through the feature mask's complement, with and without noise (BAN's negative path); and
-# how easily one input-space perturbation per class sends held-out images to that class, at three radii
-# (scanner.detectors.ban.universal); and whether the easiest perturbation's class is the class the noisy model collapses
-# onto (`target_agreement`). Class indices (`*_top_class`) are never features: they name a class, they do not
-# measure. Out-of-fold AUC of each part on the 220-model benchmark zoo: bench/RESULTS-ban.md.
+# top-class share, error concentration and accuracy, and the noise level (docs/detectors.md, "BAN": top-class share
+# and accuracy under noise); the same through the feature mask's complement, with and without noise (BAN's negative
+# path); and how easily one input-space perturbation per class sends held-out images to that class, at three radii
+# (scanner.detectors.ban.universal); and whether the easiest perturbation's class is the class the noisy model
+# collapses onto (`target_agreement`). Class indices (`*_top_class`) are never features: they name a class, they do
+# not measure. Out-of-fold AUC of each part on the 220-model benchmark zoo: bench/RESULTS.md.
 NEURON_NOISE_FEATURES = (
     "noisy_top_share",
     "noisy_error_top_share",

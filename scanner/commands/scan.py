@@ -173,7 +173,7 @@ def _check_clean_data_reachable(args: argparse.Namespace, policy: Policy) -> Non
 
 
 def exit_code(results: Sequence[ScanResult]) -> int:
-    """2 if any target could not be scanned, else 1 if any was blocked, else 0 (DESIGN.md)."""
+    """2 if any target could not be scanned, else 1 if any was blocked, else 0 (docs/interface.md)."""
     if any(result.status is Status.ERROR for result in results):
         return EXIT_ERROR
     if any(result.decision is not None and result.decision.action is Action.BLOCK for result in results):

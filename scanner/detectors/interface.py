@@ -14,7 +14,7 @@ from scanner.findings import Deadline, DetectorResult, ModelArtifact, Progress, 
 
 @dataclass(frozen=True)
 class CleanData:
-    """A little clean sample data, in the model's own input layout and value range (DESIGN.md)."""
+    """A little clean sample data, in the model's own input layout and value range (docs/interface.md)."""
 
     x: np.ndarray
     y: np.ndarray | None = None

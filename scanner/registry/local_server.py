@@ -1,6 +1,6 @@
 """A local `mlflow server` on loopback with the gate: for `make demo`, tests and benchmarks.
 
-Light settings measured on these machines (DESIGN.md): sqlite backend (webhooks need SQL), one worker, no job
+Light settings measured on these machines (bench/RESULTS.md): sqlite backend (webhooks need SQL), one worker, no job
 execution (5 s start, ~0.5 GB). Webhooks to loopback receivers need MLFLOW_WEBHOOK_ALLOWED_SCHEMES and
 MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS; a fixed MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY keeps stored secrets readable across
 restarts, and a short MLFLOW_WEBHOOK_CACHE_TTL makes a new webhook live at once.

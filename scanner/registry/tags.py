@@ -1,11 +1,11 @@
 """The `scan.*` tags on an MLflow model version: written by the scanner, read back by the gate and by re-scans.
 
-DESIGN.md's tags (status, verdict, score, decision, policy, scanner_version, sha256, scanned_at) plus those the
-gate and the UI need: `scan.detectors` (compact JSON: each detector's status, score and version, so a policy that
-requires a detector can be judged from the tags alone), `scan.error` (why a scan failed), `scan.report` (where the
-JSON report and heatmaps were logged), and from the registry's workers `scan.files` (the digest of the version's
-files), `scan.inputs` (the input hints used) and `scan.engine`. Only the scanner may write any `scan.*` tag: the
-gate enforces it.
+The core tags (docs/interface.md: status, verdict, score, decision, policy, scanner_version, sha256, scanned_at),
+plus those the gate and the UI need: `scan.detectors` (compact JSON: each detector's status, score and version, so a
+policy that requires a detector can be judged from the tags alone), `scan.error` (why a scan failed), `scan.report`
+(where the JSON report and heatmaps were logged), and from the registry's workers `scan.files` (the digest of the
+version's files), `scan.inputs` (the input hints used) and `scan.engine`. Only the scanner may write any `scan.*`
+tag: the gate enforces it.
 """
 
 from __future__ import annotations

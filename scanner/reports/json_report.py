@@ -1,6 +1,6 @@
-"""The JSON report, schema `model-scanner/report/v1` (DESIGN.md; JSON Schema: report.schema.json beside this file).
+"""The JSON report, schema `model-scanner/report/v1` (docs/interface.md; JSON Schema: report.schema.json here).
 
-Beyond DESIGN.md's keys, each detector entry carries `reason` (why it did not scan, else null) and each result
+Beyond the core keys, each detector entry carries `reason` (why it did not scan, else null) and each result
 `artifacts` (files written for it, such as signature heatmaps). Both are optional in the schema.
 """
 

@@ -1,7 +1,7 @@
 """`python -m scanner scan` end to end on really trained zoo models, with the real detectors and shipped policies.
 
 One command scans a directory of test-zoo models into one report (a policy's `inputs` give each family its clean
-data); then single scans check DESIGN.md's exit codes on a clean model the detector judges clean (0), a backdoored
+data); then single scans check the exit codes on a clean model the detector judges clean (0), a backdoored
 model it judges backdoored (1, and 0 with a warning under the audit policy). How often the detectors are right is
 the detectors' benchmark, not this test's: here a model is only picked among those judged correctly. To bound the
 time, these use the one-pixel detector (seconds per model); one more scan runs every registered detector on one model.

@@ -30,7 +30,7 @@ def test_shipped_fusion_combines_both_detectors_and_says_where_it_came_from() ->
 
 def test_fused_score_rises_with_each_detector_and_either_one_confident_decides_against_an_undecided_other() -> None:
     # On the benchmark zoo the fusion was fitted on, BAN separates better than one-pixel (AUC 0.95 vs 0.82;
-    # bench/RESULTS-ban.md) and its probabilities are more extreme, so per unit of logit the two weigh about the same.
+    # bench/RESULTS.md) and its probabilities are more extreme, so per unit of logit the two weigh about the same.
     scores = [fuse(both(p, 0.5))[0] for p in (0.1, 0.5, 0.9)]
     assert scores == sorted(scores) and scores[0] != scores[-1]  # type: ignore[type-var]
     by_ban = [fuse(both(0.5, p))[0] for p in (0.1, 0.5, 0.9)]

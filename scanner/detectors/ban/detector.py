@@ -36,7 +36,7 @@ STATISTICS_VERSION = "8"
 # torch threads for BAN on CPU. Two take 25-40% off an idle 2-core machine (ResNet 14.0 -> 8.6-10.7 s), but with
 # OpenMP's default busy waiting they take 3x longer while another process holds a core (CNN 28.5 s against 9.6 s on
 # one thread): each waits for the other spinning. With passive waiting (OMP_WAIT_POLICY=PASSIVE, read when torch loads)
-# the contended run takes 10.7 s. So two threads where waiting is passive, one otherwise (bench/RESULTS-ban.md).
+# the contended run takes 10.7 s. So two threads where waiting is passive, one otherwise (bench/RESULTS.md).
 CPU_THREADS = 2
 
 
@@ -47,10 +47,10 @@ class BanSettings:
     search and the sample caps are ours."""
 
     lam: float = 0.75
-    mask_epochs: int = 5  # the reference takes 20; bench/RESULTS-ban.md measures the cut
+    mask_epochs: int = 5  # the reference takes 20; bench/RESULTS.md measures the cut
     mask_batches: int = 20
     batch_size: int = 128
-    noise_steps: int = 10  # the reference takes 30; bench/RESULTS-ban.md measures the cut
+    noise_steps: int = 10  # the reference takes 30; bench/RESULTS.md measures the cut
     eps: float = 0.3
     eps_min: float = 0.005
     eps_max: float = 1.0
@@ -183,7 +183,7 @@ class BanDetector(Detector):
         x = torch.from_numpy(x_all[order]).to(device)
         if device == "cpu" and model.spec.layout is Layout.NCHW:  # x is 4-d: its shape was checked above
             # oneDNN's convolutions run faster on channels-last images, and the layout carries through the graph
-            # (bench/RESULTS-ban.md). An NHWC model's own transpose already gives its convolutions that layout.
+            # (bench/RESULTS.md). An NHWC model's own transpose already gives its convolutions that layout.
             x = x.contiguous(memory_format=torch.channels_last)
         anatomy = anatomy_of(graph, x[:2])
         ban = BanModel(graph, anatomy, cost)
@@ -276,7 +276,7 @@ class BanDetector(Detector):
         stats.update(universal_statistics(success))
         # The class one perturbation of a tenth of the value range reaches most easily: on the benchmark zoo the
         # target of 72 of 88 single-target backdoors; the class the noisy model collapses onto through the mask's
-        # complement, 58 (bench/RESULTS-ban.md).
+        # complement, 58 (bench/RESULTS.md).
         target_class = int(stats[statistic_name("top_class", 0.1)])
         # Do input space and neuron space point at one class (the class one perturbation reaches most easily, and the
         # class the noisy model collapses onto through the mask's complement)? They do for 45% of the benchmark zoo's

@@ -1,5 +1,5 @@
 """BAN's three steps on a torch view of an ONNX classifier: feature mask, adversarial neuron noise at matched
-damage, and the statistics under noise (DESIGN.md, "BAN").
+damage, and the statistics under noise (docs/detectors.md, "BAN").
 
 Differences from the reference code, on purpose: the noise is projected onto [-eps, eps] (PGD with sign steps);
 eps is searched per model so that every model is compared at the same damage (clean accuracy under noise falls to a

@@ -7,7 +7,7 @@ than any class of a clean model. Measured on held-out images, at three radii (fr
 range) fitted one after the other: each radius starts from the last one's perturbations.
 
 Why beside the neuron noise: one-pixel probes and neuron noise barely move models whose trigger covers the whole
-image (blend, sinusoidal, warps); a universal perturbation is one (bench/RESULTS-ban.md).
+image (blend, sinusoidal, warps); a universal perturbation is one (bench/RESULTS.md).
 """
 
 from __future__ import annotations

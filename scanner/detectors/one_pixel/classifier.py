@@ -244,7 +244,7 @@ def fit_trees(
     Each split is drawn from `split_features` features (a count, capped at the head's; a float is a share), however
     many the head has: the clean-data head has 384, the synthetic one 140. Against the previous 64 trees choosing
     among 30% of the features, 128 trees among 40 raised leave-one-architecture-out by 0.016 and
-    leave-one-family-out by 0.05 over tree seeds (bench/one_pixel_tree_settings.py). The three heads stay under 1 MB.
+    leave-one-family-out by 0.05 over tree seeds (docs/experiments.md). The three heads stay under 1 MB.
     """
     try:
         from sklearn.ensemble import ExtraTreesClassifier

@@ -1,14 +1,14 @@
 """Patch probes: small saturated squares stamped on held-out clean images, the multi-pixel trigger single pixels miss.
 
 A one-pixel probe does not set off a trigger of several pixels, such as an all-to-all colour patch in a ResNet
-(bench/one_pixel_trigger_ranks.py). So stamp squares of side height / 5 at a GRID x GRID grid of places, in every
+(docs/experiments.md). So stamp squares of side height / 5 at a GRID x GRID grid of places, in every
 saturated solid colour (2^channels) and RANDOM_PATTERNS random black-and-white patterns, and count how the answers
 move. A model trained on a patch trigger reacts to such squares otherwise than a clean one: some react more (a partial
 trigger), others less (they learned to ignore squares that are not their trigger); the classifier reads both.
 
 Forward passes: (2^channels + RANDOM_PATTERNS) x GRID^2 x PATCH_IMAGES[mode] (8 192 for a 32x32x3 model in full
 mode), on the first of the images the composites use. On the 220-model bench zoo they raise the clean-data head's
-AUC from 0.932 / 0.894 / 0.881 to 0.950 / 0.911 / 0.900 (bench/one_pixel_patch_probes.py).
+AUC from 0.932 / 0.894 / 0.881 to 0.950 / 0.911 / 0.900 (docs/experiments.md).
 """
 
 from __future__ import annotations

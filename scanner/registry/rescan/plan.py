@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from scanner.findings import Action, ScanResult, Status
 from scanner.registry import tags as scan_tags
 
-# Tag keys written by the scanner on each model version (DESIGN.md; scanner.registry.tags owns them).
+# Tag keys written by the scanner on each model version (docs/interface.md; scanner.registry.tags owns them).
 STATUS_TAG = "scan.status"
 DECISION_TAG = "scan.decision"
 POLICY_TAG = "scan.policy"

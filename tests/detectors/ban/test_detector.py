@@ -21,7 +21,7 @@ from scanner.errors import DetectorError
 from scanner.findings import InputSpec, Layout, ModelArtifact, Status
 from tests.torchview.onnx_models import cached_export
 
-# Small enough for a unit test on 2 shared cores; the shipped defaults are measured in bench/RESULTS-ban.md.
+# Small enough for a unit test on 2 shared cores; the shipped defaults are measured in bench/RESULTS.md.
 QUICK = BanSettings(mask_epochs=1, mask_batches=4, noise_steps=2, probes=2, fit_samples=32, eval_samples=32,
                     universal_steps=2, universal_samples=8, universal_eval_samples=16)  # fmt: skip
 
@@ -162,7 +162,7 @@ def _zoo_models(zoo: Path, family: str) -> tuple[Any, CleanData, list[Any]]:
 @pytest.mark.slow
 def test_the_shipped_calibration_flags_held_out_backdoored_models_and_passes_clean_ones(zoo: Path) -> None:
     """Held out: the calibration was fitted on the benchmark zoo (seeds 1-3), the test zoo is seed 0. BAN's reach
-    there is AUC 0.91-0.95 (bench/RESULTS-ban.md); on these 14 models (statistics cached like `detector train`'s) it
+    there is AUC 0.91-0.95 (bench/RESULTS.md); on these 14 models (statistics cached like `detector train`'s) it
     ranked every backdoored model above every clean one (AUC 1.0; 7 of 7 backdoored above 0.5, 5 of 7 clean below)."""
     from scanner.calibration.ban import default_cache_dir, zoo_statistics
     from scanner.calibration.metrics import roc_auc

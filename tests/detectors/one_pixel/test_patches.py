@@ -86,7 +86,7 @@ def test_a_model_that_ignores_its_input_never_changes_its_answer() -> None:
 
 
 def test_features_on_the_first_images_equal_features_computed_on_them_alone() -> None:
-    """What bench/one_pixel_patch_probes.py relies on to measure fewer images from one run."""
+    """What docs/experiments.md relies on to measure fewer images from one run."""
     artifact, _ = pixel_reader(1, 8, 8, 3, layout=Layout.NCHW, seed=2)
     runner = OnnxClassifier(artifact, threads=1)
     images = np.random.default_rng(4).uniform(0.0, 0.6, (10, *artifact.spec.image_shape)).astype(np.float32)
