@@ -198,7 +198,9 @@ class Scanner:
             clean = self.options.clean_data
             where = "--clean-data"
         else:
-            path = target.clean_data or from_policy
+            # The policy's data first: whoever writes the model (a registry user, a pull request) also writes the data
+            # beside it, and data chosen to hide a backdoor must not outrank the data the policy's owner chose.
+            path = from_policy or target.clean_data
             if path is None:
                 return None, None
             if path not in self._clean_cache:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import time
@@ -170,6 +171,27 @@ def test_input_settings_come_from_options_else_the_policy(tmp_path, policy_text=
     )
     assert intake.calls[-1][1:] == ((0.0, 255.0), Layout.NHWC)
     assert ban.contexts[-1].device == "cpu" and ban.contexts[-1].artifacts_dir == tmp_path
+
+
+def test_the_policys_clean_data_outranks_data_beside_the_model(tmp_path):
+    """Who writes a model also writes the data beside it (a registry version's clean_sample.npz, a zoo manifest in a
+    pull request): data chosen to hide a backdoor must not replace what the policy's owner chose."""
+    from scanner.policy import load_policy
+
+    policy_path = tmp_path / "p.yaml"
+    policy_path.write_text("version: 1\ninputs:\n  - models: ['cam-*']\n    clean_data: trusted.npz\n")
+    np.savez(tmp_path / "trusted.npz", x=np.zeros((4, 3, 8, 8), np.float32))
+    np.savez(tmp_path / "beside.npz", x=np.ones((2, 3, 8, 8), np.float32))
+    paths = write_models(tmp_path / "m", **{"cam-1": "good", "other": "good"})
+    ban = Scripted("ban", {"good": 0.1})
+    targets = [
+        dataclasses.replace(ScanTarget.for_file(paths[name]), clean_data=tmp_path / "beside.npz") for name in paths
+    ]
+
+    results = Scanner([ban], load_policy(policy_path), load_model=FakeIntake()).scan(targets)
+
+    assert [result.clean_data for result in results] == [str(tmp_path / "trusted.npz"), str(tmp_path / "beside.npz")]
+    assert [len(context.clean_data.x) for context in ban.contexts if context.clean_data is not None] == [4, 2]
 
 
 def test_clean_data_of_the_wrong_shape_is_an_error_for_that_target(tmp_path, default_policy):
