@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,8 @@ def _colourise(mask: np.ndarray, rng: np.random.Generator, channels: int) -> np.
     if channels == 1:
         foreground = np.where(np.abs(foreground - background) < 0.3, 1 - background, foreground)
     m = mask[:, None].astype(np.float32)
-    return background[:, :, None, None] * (1 - m) + foreground[:, :, None, None] * m
+    images: np.ndarray = background[:, :, None, None] * (1 - m) + foreground[:, :, None, None] * m
+    return images
 
 
 # ---- glyphs ----------------------------------------------------------------------------------------------------
@@ -87,7 +89,9 @@ def _glyph_bitmaps(num_classes: int, resolution: int) -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
 
     fonts = [FONT_DIRECTORY / name for name in FONT_FILES if (FONT_DIRECTORY / name).exists()]
-    loaded = [ImageFont.truetype(str(path), int(resolution * 0.8)) for path in fonts] or [ImageFont.load_default()]
+    loaded: list[Any] = [ImageFont.truetype(str(path), int(resolution * 0.8)) for path in fonts] or [
+        ImageFont.load_default()
+    ]
     out = np.zeros((len(loaded), num_classes, resolution, resolution), dtype=np.float32)
     for f, font in enumerate(loaded):
         for c, character in enumerate(GLYPH_CHARACTERS[:num_classes]):
