@@ -70,12 +70,12 @@ def model_statistics(
     model: ZooModel, zoo: Zoo, settings: BanSettings, *, cache_dir: Path | None, seed: int = 0
 ) -> dict[str, Any]:
     """BAN's statistics for one zoo model, with cost and seconds, from the cache when there."""
-    artifact = artifact_for(model.path)
+    artifact = artifact_for(model.path, model.value_range)
     key = _cache_key(artifact.sha256, settings, seed)
     path = cache_dir / f"{key}.json" if cache_dir else None
     if path is not None and path.exists():
         return dict(json.loads(path.read_text()))
-    clean = zoo.clean_data(model.family)
+    clean = zoo.clean_data_of(model)
     if clean is None:
         raise UsageError(f"the zoo has no clean_{model.family}.npz", hint="rebuild the zoo with its clean data")
     if tuple(clean.x.shape[1:]) != artifact.spec.image_shape and artifact.spec.layout is Layout.NHWC:

@@ -177,12 +177,13 @@ def zoo_features(
     started = time.perf_counter()
     rows: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
     passes = []
-    clean_by_family: dict[str, CleanData | None] = {}
+    clean_by_file: dict[str, CleanData | None] = {}
     for done, model in enumerate(zoo.models):
-        artifact = artifact_for(model.path)
-        if model.family not in clean_by_family:
-            clean_by_family[model.family] = zoo.clean_data(model.family)
-        clean = clean_by_family[model.family]
+        artifact = artifact_for(model.path, model.value_range)
+        key = model.clean_data or model.family
+        if key not in clean_by_file:
+            clean_by_file[key] = zoo.clean_data_of(model)
+        clean = clean_by_file[key]
         total = 0
         for kind in kinds:
             bases = bases_for(kind, artifact.spec, clean, settings)

@@ -27,6 +27,8 @@ class ZooModel:
     target: int | None = None
     trigger: dict[str, Any] | None = None  # the attack's parameters, as the zoo recorded them
     clean_data: str | None = None  # the family's clean sample .npz, relative to the zoo directory
+    value_range: tuple[float, float] = (0.0, 1.0)  # the model's inputs (the second zoo draws [0, 1] or [-1, 1])
+    recipe: dict[str, Any] | None = None  # how it was trained, where the zoo recorded it (the second zoo does)
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,19 @@ class Zoo:
         path = self.directory / (named or f"clean_{family}.npz")
         if not path.exists():
             return None
-        with np.load(path) as data:
-            return CleanData(x=np.asarray(data["x"], dtype=np.float32), y=data.get("y", None))
+        return _load_clean(path)
+
+    def clean_data_of(self, model: ZooModel) -> CleanData | None:
+        """The clean data the manifest names for `model` (the second zoo's differ per model: size, classes, range),
+        else its family's."""
+        if model.clean_data and (self.directory / model.clean_data).exists():
+            return _load_clean(self.directory / model.clean_data)
+        return self.clean_data(model.family)
+
+
+def _load_clean(path: Path) -> CleanData:
+    with np.load(path) as data:
+        return CleanData(x=np.asarray(data["x"], dtype=np.float32), y=data.get("y", None))
 
 
 def read_zoo(directory: Path) -> Zoo:
@@ -65,6 +78,7 @@ def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
     attack = entry.get("attack") or (trigger or {}).get("attack") or "clean"
     backdoored = bool(entry.get("backdoored", trigger is not None))
     target = entry["target"] if "target" in entry else (trigger or {}).get("target")
+    low, high = entry.get("value_range") or (0.0, 1.0)
     return ZooModel(
         path=directory / (entry.get("file") or entry["path"]),
         family=str(entry["family"]),
@@ -74,6 +88,8 @@ def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
         target=target,
         trigger=dict(trigger.get("params", {})) if isinstance(trigger, dict) else None,
         clean_data=entry.get("clean_data") or None,
+        value_range=(float(low), float(high)),
+        recipe=entry.get("recipe") or None,
     )
 
 

@@ -13,10 +13,17 @@ from scanner.errors import UsageError
 
 log = logging.getLogger(__name__)
 
+GENERATORS = ("first", "second")
+
 EXAMPLES = """\
 examples:
   model-scanner zoo build --family shapes32 --clean 10 --backdoored 10 --out /tmp/zoo
   model-scanner zoo build --family digits16 --clean 60 --backdoored 60 --out /tmp/zoo --seed 1
+  model-scanner zoo build --generator second --clean 20 --backdoored 20 --out /tmp/zoo2
+
+--generator second is a zoo written apart from the first (scanner/zoo/second/): glyphs, textures and cluttered scenes
+of 24-64 px, four other architectures, drawn recipes, triggers, input ranges and layouts; --family and --classes do
+not apply (every model draws its own), and each model's clean data is named in the manifest.
 
 Re-running the same command resumes: models already in DIR/manifest.json are skipped. Building both families
 (or several seeds) into one DIR merges them into one manifest.json. Each family also gets DIR/clean_<family>.npz
@@ -42,7 +49,10 @@ def register(subparsers: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    build.add_argument("--family", required=True, choices=("shapes32", "digits16"), help="dataset family")
+    build.add_argument(
+        "--generator", choices=GENERATORS, default="first", help="which zoo generator (default first: --family needed)"
+    )
+    build.add_argument("--family", choices=("shapes32", "digits16"), help="dataset family (first generator)")
     build.add_argument("--clean", type=_count, required=True, metavar="N", help="number of clean models")
     build.add_argument("--backdoored", type=_count, required=True, metavar="N", help="number of backdoored models")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="zoo directory (created; resumed)")
@@ -60,6 +70,10 @@ def _count(text: str) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    if args.generator == "second":
+        return _run_second(args)
+    if args.family is None:
+        raise UsageError("--family is required with the first generator", hint="add --family shapes32 or digits16")
     from scanner.zoo.build import build_zoo
 
     if not 2 <= args.classes <= 10:
@@ -82,6 +96,24 @@ def run_build(args: argparse.Namespace) -> int:
             f"zoo {args.family}: {len(entries) - backdoored} clean + {backdoored} backdoored models in {args.out}",
             file=sys.stderr,
         )
+    if len(entries) < asked:
+        log.error("%d of %d models missed the bar after every retry (see the log above)", asked - len(entries), asked)
+        return 2
+    return 0
+
+
+def _run_second(args: argparse.Namespace) -> int:
+    from scanner.zoo.second.build import build_second_zoo
+
+    asked = args.clean + args.backdoored
+    with progress_bar("zoo second", quiet=args.quiet, unit="model", lines=True) as progress:
+        entries = build_second_zoo(
+            args.clean, args.backdoored, args.out, seed=args.seed, progress=progress, threads=args.threads
+        )
+    backdoored = sum(entry.backdoored for entry in entries)
+    if not args.quiet:
+        print(f"zoo second: {len(entries) - backdoored} clean + {backdoored} backdoored models in {args.out}",
+              file=sys.stderr)  # fmt: skip
     if len(entries) < asked:
         log.error("%d of %d models missed the bar after every retry (see the log above)", asked - len(entries), asked)
         return 2

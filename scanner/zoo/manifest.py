@@ -24,8 +24,8 @@ SCHEMA = "model-scanner/zoo-manifest/v1"
 @dataclass(frozen=True)
 class ZooEntry:
     file: str  # ONNX file name, relative to the zoo directory
-    family: str  # shapes32 | digits16
-    arch: str  # cnn | cnn_bn | resnet
+    family: str  # shapes32 | digits16 (first zoo); glyphs | textures | scenes (second zoo)
+    arch: str  # cnn | cnn_bn | resnet (first zoo); vgg_gap | depthwise | avgpool_mlp | convmixer (second zoo)
     attack: str | None  # None for a clean model
     target: int | None  # the backdoor's target class; None for clean models and all-to-all attacks
     backdoored: bool
@@ -38,6 +38,10 @@ class ZooEntry:
     seed: int = 0
     trigger: Mapping[str, Any] | None = field(default=None, compare=False)  # Backdoor.to_json(), to re-create it
     train_seconds: float = field(default=0.0, compare=False)
+    # Added for the second zoo; entries without them (the first zoo's) read as [0, 1], NCHW, no recipe recorded.
+    value_range: tuple[float, float] = (0.0, 1.0)  # the inputs the model was trained on
+    layout: str = "NCHW"  # the ONNX input's layout; input_shape and the clean data stay NCHW
+    recipe: Mapping[str, Any] | None = field(default=None, compare=False)  # the drawn choices (scanner.zoo.second)
 
     def path(self, zoo_dir: Path | str) -> Path:
         return Path(zoo_dir) / self.file
@@ -49,6 +53,8 @@ class ZooEntry:
         data = asdict(self)
         data["input_shape"] = list(self.input_shape)
         data["trigger"] = dict(self.trigger) if self.trigger is not None else None
+        data["value_range"] = list(self.value_range)
+        data["recipe"] = dict(self.recipe) if self.recipe is not None else None
         return data
 
     @classmethod
@@ -56,6 +62,7 @@ class ZooEntry:
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
         values["input_shape"] = tuple(values.get("input_shape", (3, 32, 32)))
+        values["value_range"] = tuple(values.get("value_range", (0.0, 1.0)))
         return cls(**values)
 
 

@@ -1,0 +1,137 @@
+"""Every choice for one model of the second zoo, drawn from (build seed, index, clean or backdoored).
+
+The axes the transfer bench groups by (data family, architecture, attack) cycle through a seed-shuffled order, so that
+even a small zoo covers each; clean model i and backdoored model i share family and architecture, so neither kind is
+told apart by them. Everything else (size, channels, classes, width, BatchNorm, activation, optimiser, schedule, weight
+decay, augmentation, label smoothing, epochs, trigger parameters, poison rate, input range, layout, exporter) is drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from scanner.zoo.second.attacks import SECOND_ATTACKS
+from scanner.zoo.second.datasets import DATA_FAMILIES, data_family
+from scanner.zoo.second.models import ARCH_ACTIVATIONS, ARCHITECTURES, ArchChoice
+
+GENERATOR = "second"
+SIZES = (24, 28, 32, 40, 48, 64)
+VALUE_RANGES = ((0.0, 1.0), (-1.0, 1.0))
+OPTIMISERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "one_cycle", "step")
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    optimiser: str
+    learning_rate: float
+    schedule: str
+    weight_decay: float
+    augment: bool
+    flip: bool
+    label_smoothing: float
+    epochs: int
+    batch_size: int
+    train_images: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    file: str
+    index: int
+    build_seed: int
+    family: str
+    size: int
+    channels: int
+    num_classes: int
+    arch: ArchChoice
+    recipe: TrainingRecipe
+    attack: str | None
+    value_range: tuple[float, float]
+    nhwc: bool
+    exporter: str
+    seed: int  # initialisation, batch order, trigger
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    def summary(self) -> dict[str, Any]:
+        """The drawn choices as plain JSON (the manifest's `recipe`)."""
+        return {
+            "generator": GENERATOR,
+            "architecture": asdict(self.arch),
+            "training": self.recipe.to_json(),
+            "value_range": list(self.value_range),
+            "layout": "NHWC" if self.nhwc else "NCHW",
+        }
+
+
+def _cycled(names: tuple[str, ...], build_seed: int, salt: int, index: int) -> str:
+    order = np.random.default_rng([build_seed, salt]).permutation(len(names))
+    return names[int(order[index % len(names)])]
+
+
+def draw_model(build_seed: int, index: int, backdoored: bool, *, tiny: bool = False) -> ModelSpec:
+    """Model `index` of a build; `tiny` shrinks data and epochs (tests only: every axis drawn, nothing trained long)."""
+    rng = np.random.default_rng([build_seed, index, int(backdoored), 0x20])
+    family = _cycled(tuple(DATA_FAMILIES), build_seed, 1, index)
+    arch_name = _cycled(tuple(ARCHITECTURES), build_seed, 2, index)  # 3 and 4 are coprime: 12 models cover every pair
+    attack = _cycled(tuple(SECOND_ATTACKS), build_seed, 3, index) if backdoored else None
+    spec = data_family(family)
+    size = int(rng.choice(SIZES))
+    channels = int(rng.choice(spec.channels))
+    num_classes = int(rng.integers(spec.min_classes, spec.max_classes + 1))
+    arch = ArchChoice(
+        name=arch_name,
+        width=int(rng.choice((8, 12, 16))),
+        batch_norm=bool(rng.random() < 0.6) or arch_name == "convmixer",
+        activation=str(rng.choice(ARCH_ACTIVATIONS[arch_name])),
+        depth=int(rng.integers(1, 3)),
+    )
+    optimiser = str(rng.choice(OPTIMISERS))
+    recipe = TrainingRecipe(
+        optimiser=optimiser,
+        learning_rate=round(float(rng.uniform(0.02, 0.06) if optimiser == "sgd" else rng.uniform(1e-3, 4e-3)), 4),
+        schedule=str(rng.choice(SCHEDULES)),
+        weight_decay=float(rng.choice((0.0, 1e-4, 5e-4))),
+        augment=bool(rng.integers(2)),
+        flip=family != "glyphs" and bool(rng.integers(2)),
+        label_smoothing=float(rng.choice((0.0, 0.0, 0.05, 0.1))),
+        epochs=1 if tiny else int(rng.integers(4, 8)),
+        batch_size=int(rng.choice((32, 64, 128))),
+        train_images=64 if tiny else int(rng.choice((2000, 2500, 3000))) + 100 * num_classes,
+    )
+    return ModelSpec(
+        file=f"{GENERATOR}-s{build_seed}-{'bd' if backdoored else 'clean'}-{index:03d}.onnx",
+        index=index,
+        build_seed=build_seed,
+        family=family,
+        size=size,
+        channels=channels,
+        num_classes=num_classes,
+        arch=arch,
+        recipe=recipe,
+        attack=attack,
+        value_range=VALUE_RANGES[int(rng.random() < 0.4)],
+        nhwc=bool(rng.random() < 0.3),
+        exporter=str(rng.choice(("legacy", "dynamo"))),
+        seed=int(rng.integers(2**31)),
+    )
+
+
+def plan_second(n_clean: int, n_backdoored: int, *, seed: int = 0, tiny: bool = False) -> list[ModelSpec]:
+    """The build's models, clean and backdoored interleaved: a build stopped early is still balanced."""
+    models = []
+    for i in range(max(n_clean, n_backdoored)):
+        if i < n_clean:
+            models.append(draw_model(seed, i, False, tiny=tiny))
+        if i < n_backdoored:
+            models.append(draw_model(seed, i, True, tiny=tiny))
+    return models
