@@ -116,12 +116,12 @@ def staleness(
         return Staleness.NEVER_SCANNED  # no tags, "pending", or garbage
     if status == Status.ERROR.value:
         return Staleness.FAILED
-    if not tags.get(scan_tags.FILES):
-        return Staleness.FILES_UNRECORDED
     if tags.get(ENGINE_TAG) != stamp.engine_key:
         return _what_changed(tags, stamp)
     if tags.get(POLICY_TAG) != stamp.policy:
         return Staleness.POLICY_CHANGED  # same rules under another name
+    if not tags.get(scan_tags.FILES):
+        return Staleness.FILES_UNRECORDED  # nothing else changed, but the gate cannot bind this verdict to the files
     if max_age is not None:
         scanned_at = parse_scanned_at(tags.get(SCANNED_AT_TAG))
         if scanned_at is None or now - scanned_at > max_age:
