@@ -1,8 +1,9 @@
 """Where to cut a CNN classifier into backbone and head, and which parameters carry per-channel noise.
 
 Found from the graph and one traced forward pass, never from layer names: the feature map is the last tensor with
-spatial extent on the path into the first node that collapses an image-shaped tensor to (batch, features) (Flatten,
-a Reshape, a Gemm, a global pooling without keepdims); global pooling and 1x1 maps before it are walked back over.
+spatial extent on the path into the last node that collapses an image-shaped tensor (or a transformer's tokens) to
+(batch, features) (Flatten, a Reshape, a Gemm, a global pooling without keepdims, the class token's Gather); global
+pooling and 1x1 maps before it are walked back over.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ _POOLING = {
     "Flatten",
     "Reshape",
     "Squeeze",
+    "Unsqueeze",
 }
-_NOISY_LAYERS = {"Conv", "Gemm", "MatMul", "BatchNormalization"}
+# Normalisations whose per-channel scale and shift carry the noise (BAN's reference perturbs BatchNorm; LayerNorm's
+# scale and shift are its analogue in ConvNeXt and ViT, GroupNorm's and InstanceNorm's in the models that use them).
+_NORMS = {"BatchNormalization", "LayerNormalization", "GroupNormalization", "InstanceNormalization"}
+_NOISY_LAYERS = {"Conv", "Gemm", "MatMul"} | _NORMS
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,13 @@ def find_feature(graph: TorchGraph, env: dict[str, torch.Tensor]) -> str:
     """The feature map's value name, given every value of one traced forward pass (`env`)."""
     on_input_path = graph.downstream([graph.input_name])
     collapse: Node | None = None
+    # The last such node: attention reshapes tokens to (batch * tokens, features) inside the backbone, and the head
+    # starts after the last collapse (the class token's Gather, a mean over tokens, a CNN's Flatten).
     for node in graph.nodes:
         outputs = [env.get(name) for name in node.outputs if name]
         inputs = [name for name in node.inputs if name in on_input_path and name in env and _is_image(env[name])]
         if inputs and any(o is not None and o.is_floating_point() and o.dim() == 2 for o in outputs):
             collapse = node
-            break
     if collapse is None:
         raise UnsupportedGraph(
             "no node turns a feature map into a (batch, features) tensor",
@@ -105,9 +111,9 @@ def _channel_targets(graph: TorchGraph, node: Node) -> list[NoiseTarget]:
     params = graph.params
     inputs = list(node.inputs) + [""] * 3
     targets: list[NoiseTarget] = []
-    if node.op_type == "BatchNormalization":
+    if node.op_type in _NORMS:
         for name in inputs[1:3]:
-            if name in params:
+            if name in params and params[name].dim() <= 1:
                 targets.append(NoiseTarget(name, params[name].numel(), tuple(params[name].shape)))
         return targets
     weight, bias = inputs[1], inputs[2]
@@ -127,25 +133,26 @@ def _channel_targets(graph: TorchGraph, node: Node) -> list[NoiseTarget]:
 
 
 def noise_targets(graph: TorchGraph, feature: str) -> tuple[NoiseTarget, ...]:
-    """Backbone layers' parameters: BatchNorm scale and shift where present, else Conv/Gemm weight and bias."""
+    """Backbone layers' parameters: normalisations' scale and shift (BatchNorm, LayerNorm, GroupNorm, InstanceNorm),
+    and the weight and bias of every Conv/Gemm/MatMul whose output does not go straight into one."""
     backbone = _upstream(graph, feature)
     targets: list[NoiseTarget] = []
     for node in graph.nodes:
         if node.op_type not in _NOISY_LAYERS or node.outputs[0] not in backbone:
             continue
         consumers = graph.consumers.get(node.outputs[0], [])
-        if (
-            node.op_type != "BatchNormalization"
-            and consumers
-            and all(c.op_type == "BatchNormalization" for c in consumers)
-        ):
-            continue  # its BatchNorm carries the noise, as in the reference
+        if node.op_type not in _NORMS and consumers and all(c.op_type in _NORMS for c in consumers):
+            continue  # its normalisation carries the noise, as BatchNorm does in the reference
         targets.extend(_channel_targets(graph, node))
-    seen: set[str] = set()
+    # A parameter that something else reads too is left alone: exporters share equal constants between nodes (the
+    # dynamo exporter gave GroupNorm's unit scales and a Resize's scales one initializer), and noise meant for a
+    # layer must not move the other.
+    shared = {t.param for t in targets if any(c.op_type not in _NOISY_LAYERS for c in graph.consumers[t.param])}
+    seen: set[str] = set(shared)
     unique = [t for t in targets if not (t.param in seen or seen.add(t.param))]  # type: ignore[func-returns-value]
     if not unique:
         raise UnsupportedGraph(
-            "the backbone has no Conv, Gemm or BatchNorm parameters to perturb",
+            "the backbone has no Conv, Gemm, MatMul or normalisation parameters to perturb",
             hint="BAN needs a backbone whose weights are initializers",
         )
     return tuple(unique)

@@ -121,6 +121,7 @@ class TorchGraph:
                 continue
             attributes = {a.name: _attribute_value(a) for a in node.attribute}
             attributes["_opset"] = opset
+            attributes["_outputs"] = len(node.output)
             for key, value in attributes.items():
                 if isinstance(value, torch.Tensor):
                     attributes[key] = value.to(self.device)

@@ -1,8 +1,8 @@
 """The op table: each supported ONNX operator as a small torch function (inputs, attributes) -> outputs.
 
-Only operators that CNN image classifiers use are here, from both torch exporters (legacy: opset 9-17, BatchNorm
-folded into Conv; dynamo: opset 18+, Reshape with allowzero, axes as inputs). Anything else is refused by name
-before a single node runs, so nothing in a model file is ever executed, only interpreted.
+Only operators that image classifiers (CNNs, ConvNeXt, ViT) use are here, from both torch exporters (legacy: opset
+9-20, BatchNorm folded into Conv; dynamo: opset 18+, Reshape with allowzero, axes as inputs). Anything else is
+refused by name before a single node runs, so nothing in a model file is ever executed, only interpreted.
 """
 
 from __future__ import annotations
@@ -413,9 +413,122 @@ def _where(inputs: Sequence[torch.Tensor | None], attrs: Attributes) -> list[tor
     return [torch.where(condition.bool(), a, b)]
 
 
+def _output_count(attrs: Attributes) -> int:
+    """How many outputs the node names (graph.py records it): optional outputs nobody reads are not computed."""
+    return int(attrs.get("_outputs", 1))
+
+
+def _layer_norm(inputs: Sequence[torch.Tensor | None], attrs: Attributes) -> list[torch.Tensor]:
+    x, scale = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    assert x is not None and scale is not None
+    axis = int(attrs.get("axis", -1)) % x.dim()
+    eps = float(attrs.get("epsilon", 1e-5))
+    shape = tuple(x.shape[axis:])
+    if tuple(scale.shape) == shape and (bias is None or tuple(bias.shape) == shape):
+        y = F.layer_norm(x, shape, scale, bias, eps)
+    else:  # ONNX broadcasts scale and bias; F.layer_norm takes them only at the normalised shape
+        y = F.layer_norm(x, shape, eps=eps) * scale
+        y = y if bias is None else y + bias
+    if _output_count(attrs) == 1:
+        return [y]
+    dims = tuple(range(axis, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    inverse_std = torch.rsqrt(x.var(dim=dims, unbiased=False, keepdim=True) + eps)
+    return [y, mean, inverse_std]
+
+
+def _instance_norm(inputs: Sequence[torch.Tensor | None], attrs: Attributes) -> list[torch.Tensor]:
+    x, scale, bias = inputs[0], inputs[1], inputs[2]
+    assert x is not None and scale is not None and bias is not None
+    return [F.instance_norm(x, weight=scale, bias=bias, eps=float(attrs.get("epsilon", 1e-5)))]
+
+
+def _group_norm(inputs: Sequence[torch.Tensor | None], attrs: Attributes) -> list[torch.Tensor]:
+    x, scale, bias = inputs[0], inputs[1], inputs[2]
+    assert x is not None and scale is not None and bias is not None
+    groups, channels = int(attrs["num_groups"]), x.shape[1]
+    y = F.group_norm(x, groups, eps=float(attrs.get("epsilon", 1e-5)))
+    if scale.numel() != channels:  # opset 18: one scale and bias per group (opset 21: per channel)
+        scale, bias = scale.repeat_interleave(channels // groups), bias.repeat_interleave(channels // groups)
+    shape = [1, channels] + [1] * (x.dim() - 2)
+    return [y * scale.view(shape) + bias.view(shape)]
+
+
+def _split(inputs: Sequence[torch.Tensor | None], attrs: Attributes) -> list[torch.Tensor]:
+    x = inputs[0]
+    assert x is not None
+    axis = int(attrs.get("axis", 0)) % x.dim()
+    sizes = _ints(inputs[1]) if len(inputs) > 1 and inputs[1] is not None else list(attrs.get("split", []))
+    if not sizes:
+        # Equal parts; with num_outputs (opset 18) the last part may be smaller, as torch.split's.
+        count = int(attrs.get("num_outputs", _output_count(attrs)))
+        return list(torch.split(x, math.ceil(x.shape[axis] / count), dim=axis))
+    return list(torch.split(x, sizes, dim=axis))
+
+
+def _range(inputs: Sequence[torch.Tensor | None], attrs: Attributes) -> list[torch.Tensor]:
+    start, limit, delta = inputs[0], inputs[1], inputs[2]
+    assert start is not None and limit is not None and delta is not None
+    return [torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype, device=start.device)]
+
+
+def _mod(inputs: Sequence[torch.Tensor | None], attrs: Attributes) -> list[torch.Tensor]:
+    a, b = inputs[0], inputs[1]
+    assert a is not None and b is not None
+    # fmod=0 (integers only): the remainder takes the divisor's sign, as Python's; fmod=1: the dividend's, as C's.
+    return [torch.fmod(a, b) if int(attrs.get("fmod", 0)) else torch.remainder(a, b)]
+
+
+def _resize(inputs: Sequence[torch.Tensor | None], attrs: Attributes) -> list[torch.Tensor]:
+    """Resize as torch's interpolate computes it: nearest (asymmetric, floor), linear and cubic (half-pixel or
+    align-corners), on the spatial axes only."""
+    x = inputs[0]
+    assert x is not None
+    scales = inputs[2] if len(inputs) > 2 and inputs[2] is not None and inputs[2].numel() else None
+    sizes = inputs[3] if len(inputs) > 3 and inputs[3] is not None and inputs[3].numel() else None
+    axes = [a % x.dim() for a in attrs.get("axes", range(x.dim()))]
+    mode = attrs.get("mode", "nearest")
+    transform = attrs.get("coordinate_transformation_mode", "half_pixel")
+    per_axis_scale = dict(zip(axes, scales.tolist() if scales is not None else [1.0] * len(axes), strict=True))
+    per_axis_size = dict(zip(axes, _ints(sizes), strict=True)) if sizes is not None else {}
+    if any(per_axis_scale.get(a, 1.0) != 1.0 or per_axis_size.get(a, x.shape[a]) != x.shape[a] for a in (0, 1)):
+        raise ValueError("Resize of the batch or channel axis is not supported")
+    spatial = range(2, x.dim())
+    if mode == "nearest":
+        if transform != "asymmetric" or attrs.get("nearest_mode", "round_prefer_floor") != "floor":
+            raise ValueError(f"Resize nearest with {transform} coordinates is not supported")
+        interpolation, align_corners = "nearest", None
+    elif mode in ("linear", "cubic") and transform in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+        if mode == "cubic" and float(attrs.get("cubic_coeff_a", -0.75)) != -0.75:
+            raise ValueError("Resize cubic with a coefficient other than -0.75 is not supported")
+        interpolation = {"linear": {3: "linear", 4: "bilinear", 5: "trilinear"}[x.dim()], "cubic": "bicubic"}[mode]
+        align_corners = transform == "align_corners"
+    else:
+        raise ValueError(f"Resize mode {mode!r} with {transform} coordinates is not supported")
+    antialias = bool(int(attrs.get("antialias", 0)))
+    if per_axis_size:
+        size = [per_axis_size.get(a, x.shape[a]) for a in spatial]
+        return [F.interpolate(x, size=size, mode=interpolation, align_corners=align_corners, antialias=antialias)]
+    factors = [float(per_axis_scale.get(a, 1.0)) for a in spatial]
+    return [
+        F.interpolate(
+            x,
+            scale_factor=factors,
+            mode=interpolation,
+            align_corners=align_corners,
+            recompute_scale_factor=False,
+            antialias=antialias,
+        )
+    ]
+
+
 OPS: dict[str, OpFunction] = {
     "Conv": _conv,
     "BatchNormalization": _batch_norm,
+    "LayerNormalization": _layer_norm,
+    "InstanceNormalization": _instance_norm,
+    "GroupNormalization": _group_norm,
     "Gemm": _gemm,
     "MatMul": _binary(torch.matmul),
     "Add": _binary(torch.add),
@@ -467,4 +580,8 @@ OPS: dict[str, OpFunction] = {
     "Expand": _expand,
     "ConstantOfShape": _constant_of_shape,
     "Pad": _pad,
+    "Split": _split,
+    "Range": _range,
+    "Mod": _mod,
+    "Resize": _resize,
 }

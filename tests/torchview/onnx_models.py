@@ -131,8 +131,11 @@ def cached_export(arch: str, image_shape: tuple[int, int, int], exporter: str, s
     return model
 
 
-def export_onnx(module: nn.Module, image_shape: tuple[int, int, int], exporter: str) -> bytes:
-    """ONNX bytes from the legacy (opset 13, BatchNorm folded) or the dynamo (opset 18+) exporter."""
+def export_onnx(
+    module: nn.Module, image_shape: tuple[int, int, int], exporter: str, legacy_opset: int | None = 13
+) -> bytes:
+    """ONNX bytes from the legacy (opset 13 unless told, None for its default; BatchNorm folded) or the dynamo
+    (opset 18+) exporter."""
     example = (torch.rand(2, *image_shape),)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -146,7 +149,7 @@ def export_onnx(module: nn.Module, image_shape: tuple[int, int, int], exporter: 
             program.save(buffer)
         else:
             torch.onnx.export(
-                module, example, buffer, dynamo=False, opset_version=13, input_names=["x"], output_names=["logits"],
-                dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
+                module, example, buffer, dynamo=False, opset_version=legacy_opset, input_names=["x"],
+                output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
             )  # fmt: skip
     return buffer.getvalue()

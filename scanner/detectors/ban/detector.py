@@ -61,6 +61,10 @@ class BanSettings:
     universal_steps: int = 10  # signed-gradient steps per radius of the targeted universal perturbations
     universal_samples: int = 32  # clean images each universal perturbation is fitted to
     universal_eval_samples: int = 128  # held-out images its success is measured on
+    # Bounds (budget.py): memory beyond the model's own, and how many classes the universal perturbations probe
+    # (the most suspicious under noise first). 16 >= the 10 classes the shipped calibration was fitted on.
+    memory_gib: float = 4.0
+    probed_classes: int = 16
 
 
 def _device(requested: str) -> str:
@@ -149,10 +153,13 @@ class BanDetector(Detector):
 
     def statistics(
         self, model: ModelArtifact, clean: CleanData, context: DetectionContext
-    ) -> tuple[dict[str, float], dict[str, int], int]:
-        """BAN's statistics for one model (uncalibrated), its cost, and the suspected target class."""
+    ) -> tuple[dict[str, float], dict[str, Any], int]:
+        """BAN's statistics for one model (uncalibrated), its cost and bounds (forward-equivalents done and planned,
+        the classes the universal perturbations probed, the memory plan), and the suspected target class.
+        Raises budget.OverBound before any work when the model would pass the memory or time bound."""
         import torch
 
+        from scanner.detectors.ban.budget import GIB, bytes_per_sample, check_time, classes_to_probe, plan_batches
         from scanner.detectors.ban.steps import (
             BanModel,
             Cost,
@@ -188,17 +195,45 @@ class BanDetector(Detector):
         anatomy = anatomy_of(graph, x[:2])
         ban = BanModel(graph, anatomy, cost)
         classes = model.spec.num_classes
+        with torch.no_grad():
+            traced = graph.run({graph.input_name: x[:2]}, [graph.output_name], keep_all=True)
+        plan = plan_batches(
+            int(s.memory_gib * GIB), bytes_per_sample(traced, 2), min(s.universal_samples, len(x) // 2), classes
+        )
+        del traced
+        batch_size = min(s.batch_size, plan.max_batch)
+        probed_count = min(classes, s.probed_classes)
+        half = len(x) // 2
+        fit_count, eval_count = min(half, s.fit_samples), min(len(x) - half, s.eval_samples)
+        universal_count = min(s.universal_samples, fit_count)
+        noise_batch = min(batch_size, fit_count)
+        planned = (  # forward-equivalents, as Cost counts them (forward 1, forward and backward 3)
+            (len(x) if clean.y is None else 0)  # labels from the model itself
+            + fit_count  # features for the mask
+            + noise_batch * (1 + s.probes * (3 * s.noise_steps + 1))  # clean accuracy, noise at each eps tried
+            + 4 * eval_count  # clean and noisy, logits and features
+            + len(RADII)
+            * probed_count
+            * (3 * s.universal_steps * universal_count + min(s.universal_eval_samples, eval_count))
+        )
+        timed = x[: min(len(x), 8)]
+        with torch.no_grad():
+            began = time.perf_counter()
+            graph.run({graph.input_name: timed}, [graph.output_name])
+            seconds_per_forward = (time.perf_counter() - began) / len(timed)
+        remaining = context.deadline.remaining() if context.deadline is not None else None
+        expected_seconds = check_time(planned, seconds_per_forward, remaining)
+        log.debug("BAN on %s: %d forward-equivalents planned, about %.1f s", model.path, planned, expected_seconds)
 
         def batched(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                return torch.cat([function(inputs[i : i + s.batch_size]) for i in range(0, len(inputs), s.batch_size)])
+                return torch.cat([function(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
 
         if clean.y is not None:
             y = torch.from_numpy(np.asarray(clean.y, dtype=np.int64)[order]).to(device)
         else:
             y = batched(ban.logits, x).argmax(1)
-        half = len(x) // 2
-        fit, held = slice(0, min(half, s.fit_samples)), slice(half, half + min(len(x) - half, s.eval_samples))
+        fit, held = slice(0, fit_count), slice(half, half + eval_count)
         x_fit, y_fit, x_eval, y_eval = x[fit], y[fit], x[held], y[held]
         total_steps = s.mask_epochs + s.probes + len(RADII)
         done = 0
@@ -216,12 +251,12 @@ class BanDetector(Detector):
             y_fit,
             epochs=s.mask_epochs,
             batches=s.mask_batches,
-            batch_size=s.batch_size,
+            batch_size=batch_size,
             lam=s.lam,
             generator=generator,
             progress=step,
         )
-        x_noise, y_noise = x_fit[: s.batch_size], y_fit[: s.batch_size]
+        x_noise, y_noise = x_fit[:batch_size], y_fit[:batch_size]
         with torch.no_grad():
             clean_accuracy = float((ban.logits(x_noise).argmax(1) == y_noise).float().mean())
         matched = noise_at_matched_damage(
@@ -251,29 +286,34 @@ class BanDetector(Detector):
             with torch.no_grad():
                 return torch.cat(
                     [
-                        ban.head(x_eval[i : i + s.batch_size], negative * z[i : i + s.batch_size])
-                        for i in range(0, len(x_eval), s.batch_size)
+                        ban.head(x_eval[i : i + batch_size], negative * z[i : i + batch_size])
+                        for i in range(0, len(x_eval), batch_size)
                     ]
                 )
 
         z_eval = batched(ban.features, x_eval)
         stats.update(prediction_statistics("clean", batched(ban.logits, x_eval), y_eval, classes))
         stats.update(prediction_statistics("negative_clean", through_negative_mask(z_eval), y_eval, classes))
-        stats.update(
-            prediction_statistics("noisy", batched(lambda b: ban.logits(b, matched.noise), x_eval), y_eval, classes)
-        )
-        z_noisy = batched(lambda b: ban.features(b, matched.noise), x_eval)
-        stats.update(prediction_statistics("noisy_negative", through_negative_mask(z_noisy), y_eval, classes))
+        noisy_logits = batched(lambda b: ban.logits(b, matched.noise), x_eval)
+        stats.update(prediction_statistics("noisy", noisy_logits, y_eval, classes))
+        noisy_negative_logits = through_negative_mask(batched(lambda b: ban.features(b, matched.noise), x_eval))
+        stats.update(prediction_statistics("noisy_negative", noisy_negative_logits, y_eval, classes))
+        # The pre-screen, free: the probability mass the noisy model puts on each class, whole and through the
+        # mask's complement (a backdoored model collapses onto its target under noise).
+        suspicion = noisy_logits.softmax(1).mean(0) + noisy_negative_logits.softmax(1).mean(0)
+        probed = classes_to_probe(suspicion.cpu(), s.probed_classes)
         success = targeted_success(
             ban,
-            x_fit[: s.universal_samples],
+            x_fit[:universal_count],
             x_eval[: s.universal_eval_samples],
             y_eval[: s.universal_eval_samples],
-            classes=classes,
+            classes=probed,
             steps=s.universal_steps,
             progress=step,
+            classes_per_chunk=max(1, plan.max_batch // max(1, universal_count)),
+            eval_batch=batch_size,
         )
-        stats.update(universal_statistics(success))
+        stats.update(universal_statistics(success, probed))
         # The class one perturbation of a tenth of the value range reaches most easily: on the benchmark zoo the
         # target of 72 of 88 single-target backdoors; the class the noisy model collapses onto through the mask's
         # complement, 58 (bench/RESULTS.md).
@@ -283,11 +323,16 @@ class BanDetector(Detector):
         # backdoored models and 7% of its clean ones (about chance: 1 in 10 classes).
         stats["target_agreement"] = float(target_class == int(stats["noisy_negative_top_class"]))
         log.debug("BAN statistics for %s: %s", model.path, stats)
-        return (
-            stats,
-            {"forward_equivalents": cost.forward_equivalents, "head_equivalents": cost.head_equivalents},
-            target_class,
-        )
+        report: dict[str, Any] = {
+            "forward_equivalents": cost.forward_equivalents,
+            "head_equivalents": cost.head_equivalents,
+            "planned_forward_equivalents": planned,
+            "probed_classes": probed,
+            "memory_bound_bytes": plan.memory_bytes,
+            "bytes_per_sample": plan.sample_bytes,
+            "max_batch": plan.max_batch,
+        }
+        return stats, report, target_class
 
 
 def settings_from(values: Mapping[str, Any]) -> BanSettings:

@@ -1,7 +1,8 @@
 """Targeted universal perturbations: BAN's input-space companion statistic.
 
 For every class, one perturbation shared by all images, inside an L-inf ball, is fitted to send clean images to that
-class (signed-gradient steps on the cross-entropy towards the class, all classes in one batch). A backdoor is such a
+class (signed-gradient steps on the cross-entropy towards the class, as many classes in one batch as BAN's memory
+bound allows). A backdoor is such a
 perturbation by construction: its target class is reached from a smaller ball, and by more of the held-out images,
 than any class of a clean model. Measured on held-out images, at three radii (fractions of the fit images' value
 range) fitted one after the other: each radius starts from the last one's perturbations.
@@ -12,7 +13,7 @@ image (blend, sinusoidal, warps); a universal perturbation is one (bench/RESULTS
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where it is used: the calibration reads RADII without torch
@@ -36,47 +37,64 @@ def targeted_success(
     x_eval: torch.Tensor,
     y_eval: torch.Tensor,
     *,
-    classes: int,
+    classes: int | Sequence[int],
     steps: int,
     progress: Callable[[], None],
+    classes_per_chunk: int | None = None,
+    eval_batch: int | None = None,
 ) -> torch.Tensor:
-    """success[r, c]: the share of held-out images not of class c that class c's perturbation at RADII[r] sends
-    to c."""
+    """success[r, i]: the share of held-out images not of class c = probed[i] that class c's perturbation at
+    RADII[r] sends to c, where `classes` is the list of probed classes, or a count for all of them.
+
+    The perturbations are fitted `classes_per_chunk` classes at a time (all at once by default): each class's
+    perturbation gets the sign of its own gradient, so chunks change the batches, not the result."""
     import torch
     import torch.nn.functional as F
 
+    probed = list(range(classes)) if isinstance(classes, int) else list(classes)
+    chunk = classes_per_chunk or len(probed)
     low, high = float(x_fit.min()), float(x_fit.max())
     value_range = max(high - low, 1e-6)
-    delta = torch.zeros((classes, 1, *x_fit.shape[1:]), device=x_fit.device, requires_grad=True)
-    targets = torch.arange(classes, device=x_fit.device).repeat_interleave(len(x_fit))
-    success = torch.zeros((len(RADII), classes))
+    delta = torch.zeros((len(probed), 1, *x_fit.shape[1:]), device=x_fit.device)
+    success = torch.zeros((len(RADII), len(probed)))
     for r, radius in enumerate(RADII):
         bound = radius * value_range
-        for _ in range(steps):
-            batch = (x_fit.unsqueeze(0) + delta).clamp(low, high).reshape(-1, *x_fit.shape[1:])
-            loss = F.cross_entropy(model.logits(batch, backward=True), targets)
-            (grad,) = torch.autograd.grad(loss, [delta])
-            with torch.no_grad():
-                delta.sub_(2.5 * bound / steps * grad.sign()).clamp_(-bound, bound)
+        for start in range(0, len(probed), chunk):
+            part = delta[start : start + chunk].clone().requires_grad_(True)
+            targets = torch.tensor(probed[start : start + chunk], device=x_fit.device).repeat_interleave(len(x_fit))
+            for _ in range(steps):
+                batch = (x_fit.unsqueeze(0) + part).clamp(low, high).reshape(-1, *x_fit.shape[1:])
+                loss = F.cross_entropy(model.logits(batch, backward=True), targets)
+                (grad,) = torch.autograd.grad(loss, [part])
+                with torch.no_grad():
+                    part.sub_(2.5 * bound / steps * grad.sign()).clamp_(-bound, bound)
+            delta[start : start + chunk] = part.detach()
         with torch.no_grad():
-            for c in range(classes):
-                predicted = model.logits((x_eval + delta[c]).clamp(low, high)).argmax(1)
+            for i, c in enumerate(probed):
+                size = eval_batch or len(x_eval)
+                predicted = torch.cat(
+                    [
+                        model.logits((x_eval[j : j + size] + delta[i]).clamp(low, high)).argmax(1)
+                        for j in range(0, len(x_eval), size)
+                    ]
+                )
                 others = y_eval != c
-                success[r, c] = (predicted[others] == c).float().mean() if others.any() else 0.0
+                success[r, i] = (predicted[others] == c).float().mean() if others.any() else 0.0
         progress()
     return success
 
 
-def universal_statistics(success: torch.Tensor) -> dict[str, float]:
-    """Per radius: the easiest class's success, its lead over the second easiest, the mean over classes, and which
-    class is the easiest (an index, never a feature)."""
+def universal_statistics(success: torch.Tensor, probed: Sequence[int] | None = None) -> dict[str, float]:
+    """Per radius: the easiest class's success, its lead over the second easiest, the mean over the probed classes,
+    and which class is the easiest (a class id from `probed`, default 0..n-1; never a feature)."""
     import torch
 
     statistics: dict[str, float] = {}
     for r, radius in enumerate(RADII):
-        ranked, classes = torch.sort(success[r], descending=True)
+        ranked, order = torch.sort(success[r], descending=True)
+        easiest = int(order[0]) if probed is None else probed[int(order[0])]
         statistics[statistic_name("max", radius)] = float(ranked[0])
         statistics[statistic_name("gap", radius)] = float(ranked[0] - ranked[1]) if len(ranked) > 1 else 0.0
         statistics[statistic_name("mean", radius)] = float(ranked.mean())
-        statistics[statistic_name("top_class", radius)] = float(classes[0])
+        statistics[statistic_name("top_class", radius)] = float(easiest)
     return statistics

@@ -1,0 +1,82 @@
+"""BAN's bounds: how many images one batch may hold within its memory bound, which classes the universal
+perturbations probe when there are many, and whether the whole run fits the time left.
+
+Measured, not guessed: the bytes a sample needs come from the values of one traced forward pass (backward keeps about
+as much again), the seconds a forward-equivalent takes from one timed batch. A run that would pass a bound is refused
+before it starts, as an error result that says so, so that the process is never killed for memory mid-scan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from scanner.errors import DetectorError
+
+if TYPE_CHECKING:
+    import torch
+
+GIB = 1024**3
+
+
+class OverBound(DetectorError):
+    """BAN would pass its memory or time bound on this model: it does not start."""
+
+    kind = "ban_over_bound"
+
+
+def bytes_per_sample(values: Mapping[str, torch.Tensor], batch: int) -> int:
+    """Bytes one sample takes through a forward and backward pass: every floating value of a traced forward pass
+    of `batch` samples that carries the batch axis, twice (autograd keeps the values, the backward pass makes
+    gradients of the same size)."""
+    total = sum(
+        v.numel() * v.element_size()
+        for v in values.values()
+        if v.is_floating_point() and v.dim() > 0 and v.shape[0] == batch
+    )
+    return max(1, 2 * total // batch)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How BAN's batches are cut to stay within `memory_bytes`."""
+
+    memory_bytes: int
+    sample_bytes: int
+    max_batch: int  # images through the model with gradients at once
+    classes_per_chunk: int  # universal perturbations fitted together (each on universal_samples images)
+
+
+def plan_batches(memory_bytes: int, sample_bytes: int, universal_samples: int, classes: int) -> BatchPlan:
+    max_batch = memory_bytes // sample_bytes
+    if max_batch < universal_samples:
+        raise OverBound(
+            f"BAN needs {universal_samples * sample_bytes / GIB:.2f} GiB for its smallest batch "
+            f"({universal_samples} images at {sample_bytes / 2**20:.1f} MiB each), over its memory bound of "
+            f"{memory_bytes / GIB:.2f} GiB",
+            hint="raise BAN's memory bound (--ban-setting memory_gib=N) or scan on a machine with more memory",
+        )
+    return BatchPlan(memory_bytes, sample_bytes, max_batch, max(1, min(classes, max_batch // universal_samples)))
+
+
+def classes_to_probe(suspicion: torch.Tensor, cap: int) -> list[int]:
+    """The `cap` classes with the highest suspicion (all of them when there are no more than `cap`), ascending."""
+    if len(suspicion) <= cap:
+        return list(range(len(suspicion)))
+    import torch
+
+    return sorted(int(c) for c in torch.topk(suspicion, cap).indices)
+
+
+def check_time(planned_forward_equivalents: int, seconds_per_forward: float, remaining: float | None) -> float:
+    """The seconds the run is expected to take; OverBound when that is more than the `remaining` seconds."""
+    expected = planned_forward_equivalents * seconds_per_forward
+    if remaining is not None and expected > remaining:
+        raise OverBound(
+            f"BAN would take about {math.ceil(expected)} s ({planned_forward_equivalents} forward-equivalents at "
+            f"{seconds_per_forward * 1000:.2f} ms), over the {max(0, math.floor(remaining))} s left of the time limit",
+            hint="raise --time-limit, scan on a GPU (--device cuda), or lower BAN's probed_classes",
+        )
+    return expected
