@@ -1,6 +1,7 @@
-"""`model-scanner serve` when MLflow misbehaves: a version it answers 500 on, a download that never ends, the server
-going down while serve runs. Between serve (a real subprocess) and the real gated MLflow server sits a small proxy,
-the one stand-in: it passes every request through except those it is told to break."""
+"""`model-scanner serve` when MLflow misbehaves (a version it answers 500 on, a download that never ends, the server
+going down while serve runs), and SIGTERM in every state: idle, scanning, MLflow down, a job stuck in MLflow. Between
+serve (a real subprocess) and the real gated MLflow server sits a small proxy, the one stand-in: it passes every
+request through except those it is told to break."""
 
 from __future__ import annotations
 
@@ -209,3 +210,64 @@ def test_sigterm_stops_serve_within_10_s_while_a_job_is_stuck_in_mlflow(
         timeout_s=90,
         what="the version scanned after the restart",
     )
+
+
+def test_sigterm_stops_an_idle_serve_within_10_s(proxy: FaultyProxy, serve_through: Callable[..., Any]) -> None:
+    serve = serve_through("--detectors", "one-pixel", "--no-webhook")
+    time.sleep(1)
+    code, took_s = sigterm_and_wait(serve)
+    assert code == 0 and took_s < 10, (code, took_s)
+
+
+def slow_to_scan(path: Path) -> Path:
+    """A 224x224 RGB conv classifier: the one-pixel detector takes tens of seconds on it (on a shared 2-core VM)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Conv", ["x", "W1"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "W2"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow-conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 224, 224])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        [
+            numpy_helper.from_array((rng.normal(size=(16, 3, 3, 3)) * 0.1).astype(np.float32), "W1"),
+            numpy_helper.from_array(rng.normal(size=(10, 16)).astype(np.float32), "W2"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_sigterm_stops_serve_within_10_s_while_a_scan_runs(
+    gated_server: Any,
+    proxy: FaultyProxy,
+    serve_through: Callable[..., Any],
+    register_model: Callable[..., str],
+    wait_for_condition: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    name = "slow-scan"
+    register_model(gated_server.url, slow_to_scan(tmp_path / "slow.onnx"), name)
+    serve = serve_through("--detectors", "one-pixel", "--no-webhook", "--reconcile-interval", "1")
+    queue_db = tmp_path / "state" / "queue.db"
+
+    def scanning() -> bool:
+        with sqlite3.connect(f"file:{queue_db}?mode=ro", uri=True, timeout=10) as db:
+            row = db.execute("SELECT finished_at FROM scan_runs WHERE model_name = ?", (name,)).fetchone()
+        return row is not None and row[0] is None
+
+    wait_for_condition(scanning, timeout_s=90, what="the scan to start", every_s=0.2)
+    code, took_s = sigterm_and_wait(serve)
+    assert code == 0 and took_s < 10, (code, took_s)
+    assert scanning(), "the scan ended before serve did: the test did not catch serve mid-scan"
