@@ -24,6 +24,15 @@ TOKEN_ENV = "MODEL_SCANNER_TOKEN"
 SECRET_ENV = "MODEL_SCANNER_WEBHOOK_SECRET"
 STATE_ENV = "MODEL_SCANNER_STATE"
 
+# Each call to MLflow: 2 retries, 1 s and 2 s apart, 30 s per read (the operator's own settings win).
+MLFLOW_CALL_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+# SIGTERM to exit: a job still running then is requeued at the next start.
+SHUTDOWN_S = 8.0
+
 EPILOG = """\
 examples:
   # beside `mlflow server --app-name model-scanner-gate ...` (same MODEL_SCANNER_TOKEN for both)
@@ -59,7 +68,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--detectors", help="comma-separated, e.g. one-pixel,ban (default: every detector installed)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--workers", type=int, default=1, help="scans at a time (default: %(default)s)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="jobs at a time: a version MLflow fails on holds up one worker, not the queue (default: %(default)s, "
+        "from this machine's CPUs)",
+    )
     parser.add_argument(
         "--reconcile-interval", type=float, default=60.0, help="seconds between registry polls (default: %(default)s)"
     )
@@ -73,6 +88,12 @@ def register(subparsers: Any) -> None:
     )
     add_max_model_size(parser)
     parser.set_defaults(run=run)
+
+
+def default_workers() -> int:
+    """At least two, so that one stuck job never stalls the queue; one more per 4 CPUs, up to 4 (scans are CPU-bound
+    and each one already uses several threads)."""
+    return min(4, max(2, (os.cpu_count() or 1) // 4))
 
 
 def _listen_address(text: str) -> tuple[str, int]:
@@ -146,7 +167,14 @@ def run(args: argparse.Namespace) -> int:
             pass
     finally:
         print("model-scanner serve: stopping", file=sys.stderr, flush=True)
-        service.stop()
+        stopped = service.stop(timeout_s=SHUTDOWN_S)
+    if not stopped:
+        # A job's thread is still inside MLflow or a scan, and the interpreter's exit would wait for the thread pools
+        # it uses (an artifact download's, say). The queue is safe on a hard exit (WAL, synchronous writes) and the
+        # next start requeues the job.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
@@ -157,6 +185,11 @@ def _start(args: argparse.Namespace, stop: threading.Event) -> ScannerService | 
 
     # MLflow's download progress bars would flood the service's log, one per scanned version.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's client retries a failing call for minutes by default (7 retries, backoff factor 2, 120 s per read):
+    # a version it answers 500 on would hold a worker that long, and a server that is down would too. The service
+    # retries jobs itself (with backoff, MAX_ATTEMPTS) and the poller catches up, so each call is kept short.
+    for name, value in MLFLOW_CALL_BOUNDS.items():
+        os.environ.setdefault(name, value)
     host, port = _listen_address(args.listen)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")

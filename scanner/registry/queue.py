@@ -145,9 +145,19 @@ class WorkQueue:
                 self._enqueue(db, target[0], target[1], reason=f"webhook {event}")
             return True
 
-    def enqueue(self, model_name: str, model_version: str, *, reason: str) -> bool:
-        """Queues a version unless a job for it already waits or runs. True when a job was added."""
+    def enqueue(
+        self, model_name: str, model_version: str, *, reason: str, unless_failed_within_s: float | None = None
+    ) -> bool:
+        """Queues a version unless a job for it already waits or runs (or, with `unless_failed_within_s`, gave up
+        that recently: a poison job stays aside instead of coming back at every poll). True when a job was added."""
         with self._transaction() as db:
+            if unless_failed_within_s is not None:
+                failed = db.execute(
+                    "SELECT 1 FROM jobs WHERE model_name = ? AND model_version = ? AND state = ? AND finished_at > ?",
+                    (model_name, model_version, JobState.FAILED.value, self._clock() - unless_failed_within_s),
+                ).fetchone()
+                if failed:
+                    return False
             return self._enqueue(db, model_name, model_version, reason=reason)
 
     def _enqueue(self, db: sqlite3.Connection, model_name: str, model_version: str, *, reason: str) -> bool:

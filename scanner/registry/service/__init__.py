@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,14 +122,27 @@ class ScannerService:
         thread.start()
         self._threads.append(thread)
 
-    def stop(self, *, timeout_s: float = 30) -> None:
-        """Stops taking work, lets running scans finish (up to `timeout_s`), and closes the queue."""
-        self.receiver.stop()
+    def stop(self, *, timeout_s: float = 30) -> bool:
+        """Stops taking work and lets running jobs finish, all within `timeout_s` together; False if some did not.
+
+        A job still running then (a long scan, a call to an MLflow server that does not answer) is left to die with
+        the process: its job stays `running` in the queue and the next start puts it back (`recover_abandoned`).
+        The queue is then left open too, so that the job's thread never meets a closed database.
+        """
+        give_up_at = time.monotonic() + timeout_s
         self._stop.set()
+        self.receiver.stop()
         for thread in self._threads:
-            thread.join(timeout=timeout_s)
-        self.queue.close()
+            thread.join(timeout=max(0.0, give_up_at - time.monotonic()))
+        busy = [thread.name for thread in self._threads if thread.is_alive()]
+        if busy:
+            log.warning(
+                "stopping with %s still busy after %g s: the next start picks up their jobs", ", ".join(busy), timeout_s
+            )
+        else:
+            self.queue.close()
         self.ownership.release()
+        return not busy
 
     def wait(self) -> None:
         self._stop.wait()

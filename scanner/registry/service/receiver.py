@@ -3,8 +3,9 @@
 POST /webhook: 200 once the event is committed to the queue (or was seen before: MLflow retries with the same
 delivery id), 401 bad signature / stale timestamp, 400 malformed body, 413 too large, 503 if the queue cannot store
 it (MLflow then retries). GET /healthz: 200 with the queue's counts. Scanning happens elsewhere (workers), so an
-answer never waits on a scan. Slow or stalled clients are cut off (a timeout per read, a deadline per connection,
-a bound on connections at once: see BoundedHTTPServer); a client that hangs up loses only its own answer.
+answer never waits on a scan. One request per connection. Slow or stalled clients are cut off (a timeout per read,
+a deadline for the whole request, a few stalled connections per address, stalled ones cut first when the slots run
+out: see BoundedHTTPServer); a client that hangs up loses only its own answer.
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhook"
 HEALTH_PATH = "/healthz"
 MAX_BODY_BYTES = 1 << 20
-# MLflow sends a delivery in one go: a client that pauses this long within a request is stalled or hostile.
-READ_TIMEOUT_S = 10.0
-CONNECTION_DEADLINE_S = 60.0
-MAX_CONNECTIONS = 32
+# MLflow sends a delivery in one go (milliseconds) and retries a failed one 3 times within about 10 s: a client that
+# pauses this long within a request is stalled or hostile, and must let go of its slot well within those retries.
+READ_TIMEOUT_S = 2.0
+REQUEST_DEADLINE_S = 5.0
+STALL_GRACE_S = 1.0
+MAX_CONNECTIONS = 64
+MAX_PER_CLIENT = 4  # stalled connections per address; MLflow's own deliveries never stall
 
 
 class WebhookReceiver:
@@ -49,8 +53,10 @@ class WebhookReceiver:
         max_age_s: float = 300,
         clock: Callable[[], float] = time.time,
         read_timeout_s: float = READ_TIMEOUT_S,
-        connection_deadline_s: float = CONNECTION_DEADLINE_S,
+        request_deadline_s: float = REQUEST_DEADLINE_S,
+        stall_grace_s: float = STALL_GRACE_S,
         max_connections: int = MAX_CONNECTIONS,
+        max_per_client: int = MAX_PER_CLIENT,
     ) -> None:
         if not secret.strip():
             raise UsageError("the webhook secret is empty: anyone could sign a webhook delivery")
@@ -64,7 +70,9 @@ class WebhookReceiver:
                 (host, port),
                 _handler_for(self),
                 max_connections=max_connections,
-                connection_deadline_s=connection_deadline_s,
+                max_per_client=max_per_client,
+                request_deadline_s=request_deadline_s,
+                stall_grace_s=stall_grace_s,
             )
         except (OSError, OverflowError) as error:
             raise UsageError(
@@ -162,18 +170,26 @@ def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
                 log.debug("%s hung up after %d of %d body bytes", self.address_string(), len(body), length)
                 self.close_connection = True
                 return
+            self._request_read()
             status, answer = receiver.handle(dict(self.headers.items()), body)
             self._answer(status, answer)
 
         def do_GET(self) -> None:
+            self._request_read()
             if self.path.split("?", 1)[0] != HEALTH_PATH:
                 self._answer(HTTPStatus.NOT_FOUND, {"error": "not found"})
                 return
             self._answer(HTTPStatus.OK, {"status": "ok", "jobs": receiver.queue.counts()})
 
+        def _request_read(self) -> None:
+            if isinstance(self.server, BoundedHTTPServer):
+                self.server.request_read(self.request)
+
         def _answer(self, status: int, answer: dict[str, Any]) -> None:
             payload = json.dumps(answer).encode()
+            self.close_connection = True  # one request per connection: an idle keep-alive holds no slot
             self.send_response(status)
+            self.send_header("Connection", "close")
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()

@@ -1,5 +1,7 @@
 """The reconcile poller: webhook delivery is best-effort (3 retries, then lost), so every so often it lists the
-registry and queues each version that carries no scan result yet. The queue drops versions that already wait."""
+registry and queues each version that carries no scan result yet. The queue drops versions that already wait, and
+versions whose job gave up within FAILED_ASIDE_S (a version MLflow keeps failing on is retried hourly, not at every
+poll; a new webhook event for it is still taken at once)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from scanner.registry.queue import WorkQueue
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 60.0
+FAILED_ASIDE_S = 3600.0
 
 
 def needs_scan(version_tags: Mapping[str, str]) -> bool:
@@ -27,7 +30,9 @@ def reconcile_once(registry: RegistryClient, queue: WorkQueue) -> int:
     """Queues every unscanned version; returns how many new jobs that made."""
     added = 0
     for info in registry.all_versions():
-        if needs_scan(info.tags) and queue.enqueue(info.name, info.version, reason="reconcile"):
+        if needs_scan(info.tags) and queue.enqueue(
+            info.name, info.version, reason="reconcile", unless_failed_within_s=FAILED_ASIDE_S
+        ):
             added += 1
     if added:
         log.info("reconcile: queued %d version(s) the webhooks missed", added)
