@@ -26,3 +26,16 @@ def test_a_sample_image_goes_under_the_map_with_the_marker(tmp_path: Path):
     reds = np.all(lower == (255, 0, 0), axis=-1).sum()
     cyan = np.all(lower == (0, 255, 255), axis=-1).sum()
     assert reds > 300 * 300 * 0.9 and cyan > 0  # the sample, scaled to the map, and the peak's cell outlined on it
+
+
+def test_without_clean_data_the_sample_is_a_base_with_texture_not_a_flat_one():
+    """The synthetic bases are black, grey, white and one smooth random image: only the last shows anything."""
+    from scanner.detectors.interface import DetectionContext
+    from scanner.detectors.one_pixel.detector import sample_image
+    from scanner.findings import InputSpec, Layout
+
+    spec = InputSpec("x", "y", Layout.NCHW, 3, 16, 16, 10)
+    image = sample_image(spec, DetectionContext())
+
+    assert image.shape == (16, 16, 3) and float(image.std()) > 0.05
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0

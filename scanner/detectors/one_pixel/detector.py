@@ -220,10 +220,14 @@ def _details(signature: Signature, target: int, spec: InputSpec) -> dict[str, An
 
 def sample_image(spec: InputSpec, context: DetectionContext) -> np.ndarray:
     """One input for people to look at under the heatmap, (H, W) or (H, W, 3) in [0, 1]: the first clean image when
-    the clean data fits the model, else the first synthetic base."""
+    the clean data fits the model, else the synthetic base with the most texture (the others are flat: black, grey,
+    white)."""
     clean = context.clean_data
     fits = clean is not None and len(clean.x) and tuple(clean.x.shape[1:]) == spec.image_shape
-    image = np.asarray(clean.x[0] if fits and clean is not None else synthetic_bases(spec)[0], dtype=np.float64)
+    if fits and clean is not None:
+        image = np.asarray(clean.x[0], dtype=np.float64)
+    else:
+        image = np.asarray(max(synthetic_bases(spec), key=lambda base: float(np.std(base))), dtype=np.float64)
     if spec.layout is Layout.NCHW:
         image = image.transpose(1, 2, 0)
     low, high = spec.value_range
