@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -97,6 +98,9 @@ class ScannerService:
             self.ownership.release()
             raise
         self.engine = engine
+        # Scans download and write here. A run killed mid-scan (or stopped past its deadline) leaves its scratch
+        # behind; the folder is this service's alone while it holds the queue's lock, so each start empties it.
+        self.scratch_dir = config.queue_path.with_name(config.queue_path.name + ".scratch")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -108,11 +112,13 @@ class ScannerService:
         recovered = self.queue.recover_abandoned()
         if recovered:
             log.info("requeued %d job(s) left running by a previous run", recovered)
+        shutil.rmtree(self.scratch_dir, ignore_errors=True)
+        self.scratch_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.receiver.start()
         if self.config.register_webhook:
             ensure_webhook(self.registry.mlflow, url=self.webhook_url, secret=self.config.webhook_secret)
         for index in range(self.config.workers):
-            worker = Worker(self.queue, self.registry, self.engine)
+            worker = Worker(self.queue, self.registry, self.engine, work_dir=self.scratch_dir)
             self._spawn(f"scan-worker-{index}", worker.run_forever)
         poller = ReconcilePoller(self.registry, self.queue, interval_s=self.config.reconcile_interval_s)
         self._spawn("reconcile", poller.run_forever)

@@ -59,6 +59,9 @@ def test_crash_with_queued_work_and_missed_webhooks(
     )
     service.kill()
     assert still_open >= 1, "every scan finished before the crash: the test did not exercise recovery"
+    # What a kill mid-scan leaves in the scratch folder (a download and a half-written report), made certain here.
+    scratch = state / "queue.db.scratch"
+    (scratch / "model-scanner-killed" / "model").mkdir(parents=True, exist_ok=True)
 
     # While the service is down: these webhooks fail and are lost; only the reconcile poller can find them.
     missed = [str(mlflow.register_model(source, name).version) for _ in range(3)]
@@ -88,6 +91,9 @@ def test_crash_with_queued_work_and_missed_webhooks(
     engines = {engine_parts(tags.get(scan_tags.ENGINE)) for tags in done.values()}
     assert len(engines) == 1 and None not in engines, engines
     assert [detector for detector, _ in next(iter(engines)).detectors] == ["one_pixel"]  # type: ignore[union-attr]
+    # Scratch lives in the state directory and the restart cleared what the crash left. (Not "empty": the service
+    # may be scanning another test's version of the shared server right now.)
+    assert scratch.is_dir() and not (scratch / "model-scanner-killed").exists()
     # Each start created or updated the one webhook: no pile-up.
     assert [hook.name for hook in client.list_webhooks()].count("model-scanner") == 1
 
