@@ -138,7 +138,7 @@ def shipped_ban_scores(zoos: Sequence[Zoo], cache: Path | None) -> tuple[np.ndar
             try:
                 record = model_statistics(model, zoo, BanSettings(), cache_dir=cache)
             except ScannerError as error:  # the op table lacks an operator, the data does not fit, ...
-                reason = type(error).__name__
+                reason = error.one_line().split(" (")[0]  # e.g. unsupported ONNX operator(s): Range
                 skipped[reason] = skipped.get(reason, 0) + 1
                 scores.append(float("nan"))
                 continue
@@ -184,7 +184,7 @@ def shipped_section(
         configurations["fused with clean data"] = shipped_fused(configurations["one-pixel with clean data"], ban_scores)
         notes.append(
             f"BAN scanned {len(seconds)} of {len(labels)} models"
-            + (f" (not applicable: {', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))})" if skipped else "")
+            + (f" (not scanned: {'; '.join(f'{v} x {k}' for k, v in sorted(skipped.items()))})" if skipped else "")
             + (f", {np.mean(seconds):.1f} s per model on one thread" if seconds else "")
             + f" ({time.perf_counter() - started:.0f} s in this run, cached statistics included); the fused score "
             "falls back to one-pixel alone where BAN did not scan."
@@ -233,12 +233,12 @@ def report(
     counted = [table_b] if table_a is None else [table_a, table_b]
     passes = np.concatenate([t.forward_passes for t in counted])
     described = [
-        f"zoo {name}: {', '.join(map(str, dirs))} ({len(t.labels)} models, {int(t.labels.sum())} backdoored)"
+        f"Zoo {name}: {', '.join(map(str, dirs))} ({len(t.labels)} models, {int(t.labels.sum())} backdoored)"
         for name, dirs, t in (("A", zoo_a, table_a), ("B", zoo_b, table_b))
         if t is not None
     ]
     lines = [
-        f"{'; '.join(described).capitalize()}. Threshold {THRESHOLD}. One-pixel features of {len(passes)} models in "
+        f"{'; '.join(described)}. Threshold {THRESHOLD}. One-pixel features of {len(passes)} models in "
         f"{time.perf_counter() - started:.0f} s ({np.mean(passes):.0f} forward passes per model; cached ones "
         "included).",
         "",
