@@ -191,4 +191,14 @@ ARCH_ACTIVATIONS: dict[str, tuple[str, ...]] = {
 
 
 def build_module(choice: ArchChoice, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    return ARCHITECTURES[choice.name](choice, in_channels, num_classes, image_size)
+    module = ARCHITECTURES[choice.name](choice, in_channels, num_classes, image_size)
+    if not choice.batch_norm:
+        # torch's default initialisation shrinks the signal by about sqrt(3) per layer; without BatchNorm to restore
+        # it, seven convolutions and global pooling left VGG-GAP and depthwise nets at chance. He initialisation,
+        # as VGG without BatchNorm is trained.
+        for layer in module.modules():
+            if isinstance(layer, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+    return module
