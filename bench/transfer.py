@@ -1,15 +1,21 @@
 """Does detection fitted on one zoo generator transfer to another? The one-pixel heads across two zoos.
 
-    python -m bench.transfer --zoo-a DIR [--zoo-a DIR ...] --zoo-b DIR [--zoo-b DIR ...] [--output FILE]
+    python -m bench.transfer [--zoo-a DIR ...] --zoo-b DIR [--zoo-b DIR ...] [--ban] [--output FILE]
 
-For each head (`synthetic`: the default scan, no clean data; `clean+synthetic+composite`: with clean data) and each
-setting: the shipped head as it is (no refit) on zoo B and on zoo A; a head of the shipped kind (`fit_trees`) fitted
-on A, tested on B; fitted on B, tested on A; and leave-one-family-out over the families of both zoos (each family
-scored by a head fitted on every other family's models). Reports AUC, TPR at 1% and 5% FPR, and at the shipped
-threshold (0.5: a score of 0.5 or more is `backdoored`) the share of clean models blocked and of backdoored models
-caught; then the same per attack, architecture and data family of the tested models. Features are the detector's
-own (scanner.calibration.one_pixel), cached under $MODEL_SCANNER_CACHE/one-pixel-signatures. Prints Markdown.
-BAN and the fusion are not covered yet.
+First the detectors as shipped (no refit) on zoo B: the one-pixel detector without clean data (the default scan) and
+with clean data, and with --ban also BAN and the fused score (the shipped fusion of one-pixel with clean data and
+BAN; where BAN does not apply to a model, the one-pixel score alone, as a scan does). BAN costs seconds per model; its
+statistics are cached under $MODEL_SCANNER_CACHE/ban-statistics.
+
+With --zoo-a, then for each one-pixel head (`synthetic`: the default scan, no clean data;
+`clean+synthetic+composite`: with clean data) and each setting: the shipped head as it is on zoo B and on zoo A; a
+head of the shipped kind (`fit_trees`) fitted on A, tested on B; fitted on B, tested on A; and leave-one-family-out
+over the families of both zoos (each family scored by a head fitted on every other family's models).
+
+Reports AUC, TPR at 1% and 5% FPR, and at the shipped threshold (0.5: a score of 0.5 or more is `backdoored`) the
+share of clean models blocked and of backdoored models caught; then the same per attack, architecture and data family
+of the tested models. Features are the detector's own (scanner.calibration.one_pixel), cached under
+$MODEL_SCANNER_CACHE/one-pixel-signatures. Prints Markdown. BAN and the fusion are not refitted here.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scanner.calibration.ban import default_cache_dir as default_ban_cache_dir
+from scanner.calibration.ban import model_statistics
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.one_pixel import (
     ZooFeatures,
@@ -31,13 +39,17 @@ from scanner.calibration.one_pixel import (
     head_features,
     zoo_features,
 )
-from scanner.calibration.zoos import ZooModel, read_zoo
+from scanner.calibration.zoos import Zoo, ZooModel, read_zoo
 from scanner.detectors.one_pixel.classifier import COMBINED, SignatureClassifier, fit_trees
 from scanner.detectors.one_pixel.signature import SignatureSettings
 
 THRESHOLD = 0.5  # the detector's and the fusion's: a probability of 0.5 or more is `backdoored`
 HEADS = ("synthetic", COMBINED)
 GROUPS = ("attack", "architecture", "family")
+TABLE_HEADER = [
+    "| group | backdoored / clean | AUC | TPR@1%FPR | TPR@5%FPR | clean blocked | backdoored caught |",
+    "|---|---|---|---|---|---|---|",
+]
 
 
 def at_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
@@ -111,11 +123,101 @@ def settings_scores(
     }
 
 
+def shipped_ban_scores(zoos: Sequence[Zoo], cache: Path | None) -> tuple[np.ndarray, list[float], dict[str, int]]:
+    """The shipped BAN calibration's probability for each model (nan where BAN does not apply), its seconds per
+    scanned model, and why models were not scanned."""
+    from scanner.detectors.ban.detector import BanDetector, BanSettings
+    from scanner.errors import ScannerError
+
+    calibration = BanDetector().calibration()
+    scores: list[float] = []
+    seconds: list[float] = []
+    skipped: dict[str, int] = {}
+    for zoo in zoos:
+        for model in zoo.models:
+            try:
+                record = model_statistics(model, zoo, BanSettings(), cache_dir=cache)
+            except ScannerError as error:  # the op table lacks an operator, the data does not fit, ...
+                reason = error.one_line().split(" (")[0]  # e.g. unsupported ONNX operator(s): Range
+                skipped[reason] = skipped.get(reason, 0) + 1
+                scores.append(float("nan"))
+                continue
+            scores.append(calibration.probability(record["statistics"]))
+            seconds.append(float(record["seconds"]))
+    return np.asarray(scores), seconds, skipped
+
+
+def shipped_fused(one_pixel: np.ndarray, ban: np.ndarray) -> np.ndarray:
+    """The shipped fusion of one-pixel (with clean data) and BAN; one-pixel alone where BAN did not scan."""
+    from scanner.detectors.fusion import FEATURE_OF, logit, shipped_fusion
+
+    fusion = shipped_fusion()
+    return np.asarray([
+        o if np.isnan(b) else fusion.probability({FEATURE_OF["one_pixel"]: logit(o), FEATURE_OF["ban"]: logit(b)})
+        for o, b in zip(one_pixel, ban, strict=True)
+    ])  # fmt: skip
+
+
+def shipped_section(
+    zoo_b: Sequence[Path],
+    models: Sequence[ZooModel],
+    heads_b: dict[str, np.ndarray],
+    labels: np.ndarray,
+    shipped: SignatureClassifier,
+    *,
+    ban: bool,
+    ban_cache: Path | None,
+) -> list[str]:
+    """The detectors as shipped, no refit, on zoo B: one row per configuration, then per attack, architecture and
+    family."""
+    configurations = {
+        "one-pixel, no clean data (default scan)": np.asarray(
+            [shipped.probability(row, "synthetic") for row in heads_b["synthetic"]]
+        ),
+        "one-pixel with clean data": np.asarray([shipped.probability(row, COMBINED) for row in heads_b[COMBINED]]),
+    }
+    notes = []
+    if ban:
+        started = time.perf_counter()
+        ban_scores, seconds, skipped = shipped_ban_scores([read_zoo(d) for d in zoo_b], ban_cache)
+        configurations["BAN with clean data"] = ban_scores
+        configurations["fused with clean data"] = shipped_fused(configurations["one-pixel with clean data"], ban_scores)
+        notes.append(
+            f"BAN scanned {len(seconds)} of {len(labels)} models"
+            + (f" (not scanned: {'; '.join(f'{v} x {k}' for k, v in sorted(skipped.items()))})" if skipped else "")
+            + (f", {np.mean(seconds):.1f} s per model on one thread" if seconds else "")
+            + f" ({time.perf_counter() - started:.0f} s in this run, cached statistics included); the fused score "
+            "falls back to one-pixel alone where BAN did not scan."
+        )
+    lines = [
+        "### the detectors as shipped, on zoo B (no refit)",
+        "",
+        "| configuration | backdoored / clean | AUC | TPR@1%FPR | TPR@5%FPR | clean blocked | backdoored caught |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups: list[str] = []
+    for name, scores in configurations.items():
+        keep = ~np.isnan(scores)
+        kept = [m for m, k in zip(models, keep, strict=True) if k]
+        lines.append(summary_row(name, labels[keep], scores[keep]))
+        groups += group_rows(name, kept, labels[keep], scores[keep])
+    return [*lines, "", *notes, "", "<details><summary>per attack, architecture and family</summary>", "",
+            *TABLE_HEADER, *groups, "", "</details>", ""]  # fmt: skip
+
+
 def features_of(directories: Sequence[Path], settings: SignatureSettings, cache: Path | None) -> ZooFeatures:
     return combined_features([zoo_features(read_zoo(d), settings, cache_dir=cache) for d in directories])
 
 
-def report(zoo_a: Sequence[Path], zoo_b: Sequence[Path], *, cache: Path | None, seed: int = 0) -> str:
+def report(
+    zoo_a: Sequence[Path],
+    zoo_b: Sequence[Path],
+    *,
+    cache: Path | None,
+    seed: int = 0,
+    ban: bool = False,
+    ban_cache: Path | None = None,
+) -> str:
     shipped = SignatureClassifier.load()
     settings = SignatureSettings(
         values=int(shipped.settings.get("values", 3)),
@@ -124,19 +226,31 @@ def report(zoo_a: Sequence[Path], zoo_b: Sequence[Path], *, cache: Path | None, 
         scales=shipped.scales,
     )
     started = time.perf_counter()
-    table_a, table_b = features_of(zoo_a, settings, cache), features_of(zoo_b, settings, cache)
-    heads_a, heads_b = head_features(table_a.features), head_features(table_b.features)
+    table_b = features_of(zoo_b, settings, cache)
+    table_a = features_of(zoo_a, settings, cache) if zoo_a else None
+    heads_b = head_features(table_b.features)
+    labels_b = table_b.labels
+    counted = [table_b] if table_a is None else [table_a, table_b]
+    passes = np.concatenate([t.forward_passes for t in counted])
+    described = [
+        f"Zoo {name}: {', '.join(map(str, dirs))} ({len(t.labels)} models, {int(t.labels.sum())} backdoored)"
+        for name, dirs, t in (("A", zoo_a, table_a), ("B", zoo_b, table_b))
+        if t is not None
+    ]
+    lines = [
+        f"{'; '.join(described)}. Threshold {THRESHOLD}. One-pixel features of {len(passes)} models in "
+        f"{time.perf_counter() - started:.0f} s ({np.mean(passes):.0f} forward passes per model; cached ones "
+        "included).",
+        "",
+        *shipped_section(zoo_b, table_b.models, heads_b, labels_b, shipped, ban=ban, ban_cache=ban_cache),
+    ]
+    if table_a is None:
+        return "\n".join(lines)
+    heads_a = head_features(table_a.features)
     models = {"A": list(table_a.models), "B": list(table_b.models)}
     models["A+B"] = models["A"] + models["B"]
-    labels = {"A": table_a.labels, "B": table_b.labels, "A+B": np.concatenate([table_a.labels, table_b.labels])}
+    labels = {"A": table_a.labels, "B": labels_b, "A+B": np.concatenate([table_a.labels, labels_b])}
     families = np.asarray([m.family for m in models["A+B"]])
-    lines = [
-        f"Zoo A: {', '.join(map(str, zoo_a))} ({len(labels['A'])} models, {int(labels['A'].sum())} backdoored); "
-        f"zoo B: {', '.join(map(str, zoo_b))} ({len(labels['B'])} models, {int(labels['B'].sum())} backdoored). "
-        f"Threshold {THRESHOLD}. Features of {len(labels['A+B'])} models in {time.perf_counter() - started:.0f} s "
-        f"({np.mean(np.r_[table_a.forward_passes, table_b.forward_passes]):.0f} forward passes per model).",
-        "",
-    ]
     for head in HEADS:
         scored = settings_scores(heads_a, heads_b, labels["A"], labels["B"], families, head, shipped, seed)
         lines += [
@@ -153,8 +267,7 @@ def report(zoo_a: Sequence[Path], zoo_b: Sequence[Path], *, cache: Path | None, 
             lines.append(summary_row(setting, labels[zoo][keep], scores[keep]))
             groups += group_rows(setting, zoo_models, labels[zoo][keep], scores[keep])
         lines += ["", "<details><summary>per attack, architecture and family</summary>", "",
-                  "| group | backdoored / clean | AUC | TPR@1%FPR | TPR@5%FPR | clean blocked | backdoored caught |",
-                  "|---|---|---|---|---|---|---|", *groups, "", "</details>", ""]  # fmt: skip
+                  *TABLE_HEADER, *groups, "", "</details>", ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -162,14 +275,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.transfer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--zoo-a", type=Path, action="append", required=True, metavar="DIR", help="zoo A (repeatable)")
+    parser.add_argument(
+        "--zoo-a", type=Path, action="append", default=[], metavar="DIR", help="zoo A to refit on (repeatable)"
+    )
     parser.add_argument("--zoo-b", type=Path, action="append", required=True, metavar="DIR", help="zoo B (repeatable)")
     parser.add_argument("--cache", type=Path, default=default_cache_dir(), help="signature cache directory")
     parser.add_argument("--seed", type=int, default=0, help="tree seed of the refitted heads")
+    parser.add_argument("--ban", action="store_true", help="also BAN and the fused score, as shipped (slow)")
+    parser.add_argument("--ban-cache", type=Path, default=default_ban_cache_dir(), help="BAN statistics cache")
     parser.add_argument("--output", type=Path, help="write the Markdown here (default: stdout)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    text = report(args.zoo_a, args.zoo_b, cache=args.cache, seed=args.seed)
+    text = report(args.zoo_a, args.zoo_b, cache=args.cache, seed=args.seed, ban=args.ban, ban_cache=args.ban_cache)
     if args.output:
         args.output.write_text(text + "\n")
     else:

@@ -88,6 +88,7 @@ class SquarePatch(SecondAttack):
     """A 2-6 px square: solid colour, checkerboard or random colours; at a fixed place or anywhere per image."""
 
     name = "square_patch"
+    poison_rates = (0.03, 0.10)  # at 1% (30 images) a 2 px patch at a random place gave ASR 0.10
 
     def draw_params(self, rng: np.random.Generator, image_shape: tuple[int, int, int]) -> dict[str, Any]:
         _, height, width = image_shape
@@ -121,13 +122,14 @@ class AllToAllPatch(SquarePatch):
 
     name = "all_to_all_patch"
     all_to_all = True
-    poison_rates = (0.05, 0.10)  # every class relearnt: below 5% the tiny models rarely take it
+    poison_rates = (0.08, 0.10)  # every class relearnt: below 8% the tiny models rarely take it
 
 
 class Blend(SecondAttack):
     """Blended injection with alpha 0.05-0.2 of random noise, a stripe pattern or a smooth random image."""
 
     name = "blend"
+    poison_rates = (0.06, 0.10)  # at alpha 0.05 and 1-4% poison tiny models ignored it (ASR 0.01-0.13)
 
     def draw_params(self, rng: np.random.Generator, image_shape: tuple[int, int, int]) -> dict[str, Any]:
         return {
@@ -159,7 +161,7 @@ class Warp(SecondAttack):
     keep their labels, so only the one field triggers."""
 
     name = "warp"
-    poison_rates = (0.05, 0.10)
+    poison_rates = (0.07, 0.10)
 
     def draw_params(self, rng: np.random.Generator, image_shape: tuple[int, int, int]) -> dict[str, Any]:
         height = image_shape[1]

@@ -101,20 +101,26 @@ class DepthwiseSeparable(nn.Module):
 
 
 class AvgPoolMlp(nn.Module):
-    """Convolutions with average pooling (LeakyReLU or GELU), a fixed 4x4 average pool, flatten, a dropout MLP."""
+    """Convolutions (the first strided on large inputs) with average pooling (LeakyReLU or GELU), a fixed 4x4, 2x2 or
+    1x1 average pool, flatten, a dropout MLP."""
 
     def __init__(self, choice: ArchChoice, in_channels: int, num_classes: int, image_size: int) -> None:
         super().__init__()
         act = ACTIVATIONS[choice.activation]
         layers: list[nn.Module] = []
         channels, width = in_channels, choice.width
+        stride = _stem_stride(image_size)
         for stage in range(choice.depth + 1):
-            layers += [nn.Conv2d(channels, width, 3, padding=1), *_norm(width, choice.batch_norm), act()]
+            layers += [
+                nn.Conv2d(channels, width, 3, stride=stride if stage == 0 else 1, padding=1),
+                *_norm(width, choice.batch_norm),
+                act(),
+            ]
             if stage < choice.depth:
                 layers.append(nn.AvgPool2d(2))
             channels, width = width, width * 2
         self.features = nn.Sequential(*layers)
-        final = image_size // 2**choice.depth
+        final = -(-image_size // stride) // 2**choice.depth
         side = next(p for p in (4, 2, 1) if final % p == 0)  # the legacy exporter pools only by whole factors
         self.pool = nn.AdaptiveAvgPool2d(side)
         hidden = max(32, channels)
@@ -185,4 +191,14 @@ ARCH_ACTIVATIONS: dict[str, tuple[str, ...]] = {
 
 
 def build_module(choice: ArchChoice, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    return ARCHITECTURES[choice.name](choice, in_channels, num_classes, image_size)
+    module = ARCHITECTURES[choice.name](choice, in_channels, num_classes, image_size)
+    if not choice.batch_norm:
+        # torch's default initialisation shrinks the signal by about sqrt(3) per layer; without BatchNorm to restore
+        # it, seven convolutions and global pooling left VGG-GAP and depthwise nets at chance. He initialisation,
+        # as VGG without BatchNorm is trained.
+        for layer in module.modules():
+            if isinstance(layer, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+    return module
