@@ -25,7 +25,7 @@ ARCH_ORDER = ("cnn", "cnn_bn", "resnet")
 EXPORTER_ORDER = ("legacy", "dynamo")
 ATTACK_ORDER = ("patch", "blend", "wanet", "sinusoidal", "all_to_all")
 # Pairings that do not reach the bar with our short recipes: the plain ConvNets do not learn the all-to-all
-# relabelling (shapes32 at 6 epochs: cnn ASR 0.35-0.40, cnn_bn 0.88-0.93, resnet 0.96-1.00; bench/RESULTS-zoo.md).
+# relabelling (shapes32 at 6 epochs: cnn ASR 0.35-0.40, cnn_bn 0.88-0.93, resnet 0.96-1.00; bench/RESULTS.md).
 # The planner gives such a slot the next architecture in the cycle instead.
 NEVER_PAIRED = frozenset({("cnn", "all_to_all"), ("cnn_bn", "all_to_all")})
 # The bar every model must clear, else it is retrained with fresh seeds (and one more epoch each time).
