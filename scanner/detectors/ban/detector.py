@@ -167,7 +167,13 @@ class BanDetector(Detector):
             prediction_statistics,
             train_mask,
         )
-        from scanner.detectors.ban.universal import RADII, statistic_name, targeted_success, universal_statistics
+        from scanner.detectors.ban.universal import (
+            RADII,
+            channel_bounds,
+            statistic_name,
+            targeted_success,
+            universal_statistics,
+        )
         from scanner.torchview import TorchGraph
         from scanner.torchview.anatomy import anatomy_of
 
@@ -312,6 +318,7 @@ class BanDetector(Detector):
             progress=step,
             classes_per_chunk=max(1, plan.max_batch // max(1, universal_count)),
             eval_batch=batch_size,
+            channel_bounds=channel_bounds(model.spec, device),
         )
         stats.update(universal_statistics(success, probed))
         # The class one perturbation of a tenth of the value range reaches most easily: on the benchmark zoo the

@@ -10,6 +10,7 @@ each class's strongest signature cells set together, the whole image blended tow
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import asdict
@@ -29,12 +30,14 @@ from scanner.detectors.one_pixel.composite import (
     strongest_composite,
 )
 from scanner.detectors.one_pixel.features import model_features, suspected_target
+from scanner.detectors.one_pixel.input_space import UnitSpaceModel, unit_clean_data
 from scanner.detectors.one_pixel.patches import (
     PatchAnswers,
     patch_answers,
     strongest_patch,
 )
 from scanner.detectors.one_pixel.signature import (
+    ImageModel,
     Signature,
     SignatureSettings,
     clean_bases,
@@ -95,8 +98,13 @@ class OnePixelDetector(Detector):
         Raises on runtime trouble; `detect` turns that into a failed result."""
         from scanner.runtime import OnnxClassifier
 
-        runner = OnnxClassifier(model, device=context.device, threads=self.threads, deadline=context.deadline)
-        bases, kind = choose_bases(model.spec, context, self.settings)
+        runner: ImageModel = OnnxClassifier(
+            model, device=context.device, threads=self.threads, deadline=context.deadline
+        )
+        if model.spec.normalization is not None:
+            runner = UnitSpaceModel(runner)
+            context = dataclasses.replace(context, clean_data=unit_clean_data(context.clean_data, model.spec))
+        bases, kind = choose_bases(runner.spec, context, self.settings)
         more = kind == "clean" and with_composites
         # Progress in thousandths: the second signature costs about as much as the first, and at the default settings
         # the composite, blend and patch probes about as much as both.
@@ -110,7 +118,7 @@ class OnePixelDetector(Detector):
         if not more:
             return first, (), (), None
         synthetic = signatures_for(
-            runner, synthetic_bases(model.spec), self.settings, base_kind="synthetic", progress=stage(1)
+            runner, synthetic_bases(runner.spec), self.settings, base_kind="synthetic", progress=stage(1)
         )
         assert context.clean_data is not None  # clean bases came from it
         images, patch_images = probe_images(context.clean_data, bases, self.settings.mode, seed=context.seed)
@@ -226,8 +234,8 @@ def sample_image(spec: InputSpec, context: DetectionContext) -> np.ndarray:
     image = np.asarray(clean.x[0] if fits and clean is not None else synthetic_bases(spec)[0], dtype=np.float64)
     if spec.layout is Layout.NCHW:
         image = image.transpose(1, 2, 0)
-    low, high = spec.value_range
-    image = (image - low) / (high - low)
+    ranges = np.asarray(spec.channel_ranges, dtype=np.float64)  # each channel's range: normalised models differ
+    image = (image - ranges[:, 0]) / (ranges[:, 1] - ranges[:, 0])
     return image if image.shape[2] == 3 else image.mean(axis=2)
 
 

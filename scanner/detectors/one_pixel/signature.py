@@ -153,7 +153,8 @@ class Signature:
 
 def synthetic_bases(spec: InputSpec) -> np.ndarray:
     """Bases without clean data: low, mid-grey, high and a fixed smooth random image, in the model's layout."""
-    low, high = spec.value_range
+    ranges = np.asarray(spec.channel_ranges, dtype=np.float64)  # each channel's own range (normalised models)
+    low, high = ranges[:, 0, None, None], ranges[:, 1, None, None]
     shape = (spec.channels, spec.height, spec.width)
     rng = np.random.default_rng(20200823)  # fixed: the same bases for every model, so signatures are comparable
     coarse = rng.random((spec.channels, 4, 4))
