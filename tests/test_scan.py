@@ -281,6 +281,18 @@ def test_clean_data_on_another_scale_or_with_foreign_labels_is_an_error_for_that
         assert re.search(expected, result.error.message), result.error.message
 
 
+def test_the_budget_is_shared_evenly_between_the_detectors(tmp_path, default_policy):
+    paths = write_models(tmp_path, good="good")
+    one, two = Scripted("one_pixel", {"good": 0.1}), Scripted("ban", {"good": 0.1})
+    Scanner([one, two], default_policy, load_model=FakeIntake()).scan([ScanTarget.for_file(paths["good"])])
+    assert one.contexts[0].budget_s == two.contexts[0].budget_s == scan_module.DEFAULT_BUDGET_S / 2
+    unbounded = ScanOptions(budget_s=None)
+    Scanner([one], default_policy, load_model=FakeIntake(), options=unbounded).scan(
+        [ScanTarget.for_file(paths["good"])]
+    )
+    assert one.contexts[-1].budget_s is None
+
+
 IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 

@@ -45,6 +45,7 @@ class Inputs:
     detectors: str
     mean: str
     std: str
+    budget: str
     fail_on: str
     sarif: str
     report: str
@@ -70,6 +71,7 @@ class Inputs:
             detectors=read("DETECTORS"),
             mean=mean,
             std=std,
+            budget=read("BUDGET"),
             fail_on=fail_on,
             sarif=read("SARIF"),
             report=read("REPORT", str(Path(temp) / "model-scanner-report.json")),
@@ -168,6 +170,8 @@ def scan_command(python: str, targets: Sequence[str], inputs: Inputs, summary: s
         command += ["--detectors", inputs.detectors]
     if inputs.mean:  # with '=': a normalised range may start with '-'; the CLI checks the values
         command += [f"--mean={inputs.mean}", f"--std={inputs.std}"]
+    if inputs.budget:
+        command += ["--budget", inputs.budget]
     return command
 
 

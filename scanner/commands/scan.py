@@ -31,7 +31,15 @@ from scanner.findings import (
 from scanner.policy import BUILTIN_POLICIES, DEFAULT_POLICY, Policy, load_builtin_policy, load_policy
 from scanner.reports import Report, ReportFormat, render
 from scanner.reports.markdown import render_markdown
-from scanner.scan import DEFAULT_TIME_LIMIT_S, Scanner, ScanOptions, ScanTarget, expand_targets, load_clean_data
+from scanner.scan import (
+    DEFAULT_BUDGET_S,
+    DEFAULT_TIME_LIMIT_S,
+    Scanner,
+    ScanOptions,
+    ScanTarget,
+    expand_targets,
+    load_clean_data,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +146,15 @@ def register(subparsers: Any) -> None:
         help=f"longest one model's detectors may run; past it the model is an error (default {DEFAULT_TIME_LIMIT_S:g}"
         ", 0 for none)",
     )
+    parser.add_argument(
+        "--budget",
+        metavar="SECONDS",
+        type=_time_limit,
+        default=DEFAULT_BUDGET_S,
+        help="seconds one model's detectors should take together (shared evenly); each fits its settings to its share "
+        "from the model's measured cost of a forward pass, and the report says when it reduced them (default "
+        f"{DEFAULT_BUDGET_S:g}, 0 for full settings always)",
+    )
     add_max_model_size(parser)
     # Also after the subcommand, as users type them; SUPPRESS keeps the global flags' values when absent here.
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors on stderr")
@@ -156,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         layout=None if args.layout is None else Layout(args.layout),
         max_model_bytes=args.max_model_size,
         time_limit_s=args.time_limit or None,
+        budget_s=args.budget or None,
     )
     detectors = build_detectors(args.detectors)
     _check_clean_data_reachable(args, policy)

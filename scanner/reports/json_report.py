@@ -67,7 +67,14 @@ def _detector(result: DetectorResult) -> dict[str, Any]:
         "forward_passes": None if result.forward_passes is None else int(result.forward_passes),
         "seconds": None if result.seconds is None else round(result.seconds, 3),
         "reason": result.reason,
+        **({"reduced": reduced} if (reduced := reduced_note(result)) else {}),
     }
+
+
+def reduced_note(result: DetectorResult) -> str:
+    """What a detector gave up to fit its budget ("" when it ran at full power)."""
+    budget = result.details.get("budget") if isinstance(result.details, Mapping) else None
+    return str(budget.get("note") or "") if isinstance(budget, Mapping) and budget.get("reduced") else ""
 
 
 def _number(value: float | None) -> float | None:
@@ -106,6 +113,7 @@ def read_report(text: str) -> Report:
                         forward_passes=found.get("forward_passes"),
                         seconds=found.get("seconds"),
                         reason=found.get("reason"),
+                        details={"budget": {"reduced": True, "note": found["reduced"]}} if found.get("reduced") else {},
                     )
                     for name, found in (entry.get("detectors") or {}).items()
                 },

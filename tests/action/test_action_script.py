@@ -47,7 +47,7 @@ def test_models_input_takes_paths_directories_and_globs(action_script, tmp_path)
     assert unmatched == ["missing/*.onnx"]
 
 
-def test_mean_and_std_go_to_the_scan_together(action_script):
+def test_mean_std_and_budget_go_to_the_scan(action_script):
     inputs = action_script.Inputs.from_env({"INPUT_MEAN": "0.485,0.456,0.406", "INPUT_STD": " 0.229,0.224,0.225 "})
     command = action_script.scan_command("python", ["m.onnx"], inputs, None)
     assert command[-2:] == ["--mean=0.485,0.456,0.406", "--std=0.229,0.224,0.225"]
@@ -55,6 +55,8 @@ def test_mean_and_std_go_to_the_scan_together(action_script):
         part.startswith("--mean")
         for part in action_script.scan_command("python", ["m.onnx"], action_script.Inputs.from_env({}), None)
     )
+    budgeted = action_script.Inputs.from_env({"INPUT_BUDGET": "120"})
+    assert action_script.scan_command("python", ["m.onnx"], budgeted, None)[-2:] == ["--budget", "120"]
     with pytest.raises(action_script.ActionMisuse, match="mean and std go together"):
         action_script.Inputs.from_env({"INPUT_MEAN": "0.5,0.5,0.5"})
 

@@ -408,3 +408,14 @@ def _write_probes(
         cs = slice(c * grid.cell_w, (c + 1) * grid.cell_w)
         target = slice(None) if channel < 0 else slice(int(channel), int(channel) + 1)
         chw[row, target, rs, cs] = value
+
+
+def signature_passes(spec: InputSpec, settings: SignatureSettings, bases: int, scale: int) -> int:
+    """The forward passes `signature_for` makes at `scale` (at most, in coarse-to-fine mode), before running it."""
+    grid = _Grid.for_spec(spec, settings.max_grid, scale)
+    sets = len(_channel_sets(spec.channels, settings.per_channel))
+    if settings.mode == "coarse-to-fine":
+        refine_per_class = max(1, math.ceil(settings.refine_fraction * grid.size / spec.num_classes))
+        refined = min(grid.size, refine_per_class * spec.num_classes)
+        return bases * (1 + grid.size * 2 + refined * max(2, settings.values) * sets)
+    return bases * (1 + grid.size * max(2, settings.values) * sets)
