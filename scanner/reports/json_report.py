@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 from scanner.findings import Action, Decision, DetectorResult, ErrorInfo, Normalization, ScanResult, Status, Verdict
-from scanner.reports.interface import Report
+from scanner.reports.interface import Report, reduced_note
 
 SCHEMA_ID = "model-scanner/report/v1"
 
@@ -69,12 +69,6 @@ def _detector(result: DetectorResult) -> dict[str, Any]:
         "reason": result.reason,
         **({"reduced": reduced} if (reduced := reduced_note(result)) else {}),
     }
-
-
-def reduced_note(result: DetectorResult) -> str:
-    """What a detector gave up to fit its budget ("" when it ran at full power)."""
-    budget = result.details.get("budget") if isinstance(result.details, Mapping) else None
-    return str(budget.get("note") or "") if isinstance(budget, Mapping) and budget.get("reduced") else ""
 
 
 def _number(value: float | None) -> float | None:

@@ -16,6 +16,7 @@ from scanner.detectors.one_pixel.signature import SignatureSettings
 from scanner.findings import DetectorResult, ModelArtifact, ScanResult, Status
 from scanner.reports.interface import Report
 from scanner.reports.json_report import read_report, render_json
+from scanner.reports.markdown import render_markdown
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,8 @@ def test_a_tight_budget_reduces_the_grid_and_the_probe_images_and_says_so(
 
     assert _entry(reduced)["reduced"] == plan["note"]
     assert "reduced" not in _entry(full)
+    summary = render_markdown(_report(reduced))
+    assert "0.05 s" in summary and "(reduced)" in summary and "reduce" not in render_markdown(_report(full))
 
 
 class _Shape:
@@ -87,11 +90,14 @@ def test_planned_passes_follow_the_grid(shapes: tuple[ModelArtifact, CleanData])
     assert planned_passes(model, SignatureSettings(max_grid=16), 4, 0, 0) == grid_16  # type: ignore[arg-type]
 
 
+def _report(result: DetectorResult) -> Report:
+    return Report((ScanResult("m.onnx", None, Status.SCANNED, detectors={"one_pixel": result}),), "p@0", "0")
+
+
 def _entry(result: DetectorResult) -> dict[str, object]:
     """The detector's entry in a JSON report, after a round trip through the report's reader."""
     import json
 
-    report = Report((ScanResult("m.onnx", None, Status.SCANNED, detectors={"one_pixel": result}),), "p@0", "0")
-    again = render_json(read_report(render_json(report)))
+    again = render_json(read_report(render_json(_report(result))))
     entry: dict[str, object] = json.loads(again)["results"][0]["detectors"]["one_pixel"]
     return entry
