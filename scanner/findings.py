@@ -68,8 +68,18 @@ class Layout(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class Normalization:
+    """Per-channel (x - mean) / std that the model expects applied to images in its value range (most ImageNet
+    models: mean 0.485,0.456,0.406 and std 0.229,0.224,0.225 on [0, 1]), one number per channel in channel order."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class InputSpec:
-    """How to feed a model images: read from the ONNX graph, value range from the caller or the policy."""
+    """How to feed a model images: read from the ONNX graph, value range and normalisation from the caller or the
+    policy."""
 
     input_name: str
     output_name: str
@@ -79,6 +89,17 @@ class InputSpec:
     width: int
     num_classes: int
     value_range: tuple[float, float] = (0.0, 1.0)
+    normalization: Normalization | None = None  # applied after value_range: the model's inputs are normalised
+
+    @property
+    def channel_ranges(self) -> tuple[tuple[float, float], ...]:
+        """Each channel's (low, high) in the model's own input space: the value range, normalised when the model
+        expects it ([(low - mean) / std, (high - mean) / std] per channel)."""
+        low, high = self.value_range
+        if self.normalization is None:
+            return ((low, high),) * self.channels
+        pairs = zip(self.normalization.mean, self.normalization.std, strict=True)
+        return tuple(((low - mean) / std, (high - mean) / std) for mean, std in pairs)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -151,3 +172,5 @@ class ScanResult:
     decision: Decision | None = None
     artifacts: tuple[str, ...] = ()
     clean_data: str | None = None  # where the clean sample data the detectors used came from, if any
+    normalization: Normalization | None = None  # the per-channel normalisation the model was probed with
+    channel_ranges: tuple[tuple[float, float], ...] = ()  # with a normalisation: each channel's range, as probed

@@ -30,6 +30,7 @@ from scanner.findings import (
     InputSpec,
     Layout,
     ModelArtifact,
+    Normalization,
     Progress,
     ScanResult,
     Status,
@@ -52,6 +53,9 @@ VALUE_RANGE_SLACK = 0.05
 # good, and is far above what the patch grid lets a 224x224 model cost. A scan that reaches it is an error, which a
 # fail-closed policy blocks.
 DEFAULT_TIME_LIMIT_S = 3600.0
+# Seconds one model's detectors should fit their settings to, shared evenly between them (scan --budget): at the
+# default, models of the zoo's sizes run at full power; large ones run with reduced settings, and their report says so.
+DEFAULT_BUDGET_S = 600.0
 
 # The intake's calls, injectable: load(path, value_range=..., layout=...) -> ModelArtifact; find(target) -> model
 # files, and files refused without loading (scanner.intake.RefusedFile: a path and the IntakeError saying why).
@@ -85,10 +89,12 @@ class ScanOptions:
     artifacts_dir: Path | None = None
     clean_data: CleanData | None = None  # --clean-data: for every target
     value_range: tuple[float, float] | None = None
+    normalization: Normalization | None = None  # --mean/--std: per channel, applied after value_range
     layout: Layout | None = None
     seed: int = 0
     max_model_bytes: int | None = None  # --max-model-size: the intake's size limit (None: its default, 1 GiB)
     time_limit_s: float | None = DEFAULT_TIME_LIMIT_S  # --time-limit: for one model's detectors (None: no limit)
+    budget_s: float | None = DEFAULT_BUDGET_S  # --budget: for one model's detectors together (None: full settings)
 
 
 class Scanner:
@@ -140,8 +146,11 @@ class Scanner:
         defaults = self.policy.input_defaults_for(target.model_name)
         value_range = self.options.value_range or (defaults.value_range if defaults else None)
         layout = self.options.layout or (defaults.layout if defaults else None)
+        normalization = self.options.normalization or (defaults.normalization if defaults else None)
+        # Only asked for when given, so loaders written before normalisation existed keep working.
+        extra = {} if normalization is None else {"normalization": normalization}
         try:
-            model = self.load_model(target.path, value_range=value_range, layout=layout)
+            model = self.load_model(target.path, value_range=value_range, layout=layout, **extra)
         except ScannerError as error:
             status = Status.NOT_APPLICABLE if error.kind in NOT_APPLICABLE_KINDS else Status.ERROR
             log.info("%s: %s", target.label, error.one_line())
@@ -160,6 +169,7 @@ class Scanner:
             seed=self.options.seed,
             deadline=deadline,
             model_name=target.model_name,
+            budget_s=None if self.options.budget_s is None else self.options.budget_s / max(1, len(self.detectors)),
         )
         found = {detector.name: self._run(detector, model, context, target.label) for detector in self.detectors}
         score, verdict = self.fuse(found)
@@ -173,6 +183,8 @@ class Scanner:
             detectors=found,
             artifacts=tuple(_artifacts(found.values())),
             clean_data=clean_source,
+            normalization=model.spec.normalization,
+            channel_ranges=model.spec.channel_ranges if model.spec.normalization is not None else (),
         )
 
     def _run(self, detector: Detector, model: ModelArtifact, context: DetectionContext, label: str) -> DetectorResult:
@@ -273,15 +285,21 @@ def _check_clean_data_fits(clean: CleanData, where: str, label: str, spec: Input
             f"but {label} takes {spec.image_shape} ({spec.layout.value})",
             hint="give clean data in the model's own layout and size (the policy's inputs can name one per model)",
         )
-    low, high = spec.value_range
-    slack = VALUE_RANGE_SLACK * (high - low)
-    lowest, highest = float(clean.x.min()), float(clean.x.max())
-    if lowest < low - slack or highest > high + slack:
-        raise CleanDataMismatch(
-            f"clean data {where} spans [{lowest:g}, {highest:g}], but {label} takes values in [{low:g}, {high:g}]",
-            hint="scale the images to the model's input range, or give that range (--value-range, or value_range in "
-            "the policy's inputs)",
-        )
+    channel_axis = 1 if spec.layout is Layout.NCHW else 3
+    for channel, (low, high) in enumerate(spec.channel_ranges):
+        slack = VALUE_RANGE_SLACK * (high - low)
+        values = np.take(clean.x, channel, axis=channel_axis) if spec.normalization is not None else clean.x
+        lowest, highest = float(values.min()), float(values.max())
+        if lowest < low - slack or highest > high + slack:
+            which = f"channel {channel} of " if spec.normalization is not None else ""
+            raise CleanDataMismatch(
+                f"clean data {where} spans [{lowest:g}, {highest:g}], but {which}{label} takes values in"
+                f" [{low:g}, {high:g}]",
+                hint="scale the images to the model's input range, or give that range (--value-range, --mean/--std, "
+                "or value_range, mean and std in the policy's inputs)",
+            )
+        if spec.normalization is None:
+            break
     if clean.y is not None and len(clean.y) and (clean.y.min() < 0 or clean.y.max() >= spec.num_classes):
         raise CleanDataMismatch(
             f"clean data {where} has labels from {clean.y.min()} to {clean.y.max()}, but {label} has "

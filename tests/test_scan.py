@@ -21,6 +21,7 @@ from scanner.findings import (
     InputSpec,
     Layout,
     ModelArtifact,
+    Normalization,
     ScanResult,
     Status,
     Verdict,
@@ -40,15 +41,18 @@ class FakeIntake:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Path, tuple[float, float] | None, Layout | None]] = []
+        self.normalizations: list[Normalization | None] = []
 
-    def __call__(self, path: Path, *, value_range=None, layout=None) -> ModelArtifact:
+    def __call__(self, path: Path, *, value_range=None, layout=None, normalization=None) -> ModelArtifact:
         self.calls.append((path, value_range, layout))
+        self.normalizations.append(normalization)
         text = path.read_text()
         if text == "tabular":
             raise NotAnImage(f"{path.name} takes a (N, 12) input, not images")
         if text == "broken":
             raise IntakeError(f"{path.name} was cut short", hint="export it again")
-        return ModelArtifact(str(path), text.ljust(64, "0"), text.encode(), SPEC)
+        spec = SPEC if normalization is None else dataclasses.replace(SPEC, normalization=normalization)
+        return ModelArtifact(str(path), text.ljust(64, "0"), text.encode(), spec)
 
 
 class Scripted(Detector):
@@ -275,6 +279,67 @@ def test_clean_data_on_another_scale_or_with_foreign_labels_is_an_error_for_that
     else:
         assert result.status is Status.ERROR and result.error is not None and result.error.kind == "clean_data"
         assert re.search(expected, result.error.message), result.error.message
+
+
+def test_the_budget_is_shared_evenly_between_the_detectors(tmp_path, default_policy):
+    paths = write_models(tmp_path, good="good")
+    one, two = Scripted("one_pixel", {"good": 0.1}), Scripted("ban", {"good": 0.1})
+    Scanner([one, two], default_policy, load_model=FakeIntake()).scan([ScanTarget.for_file(paths["good"])])
+    assert one.contexts[0].budget_s == two.contexts[0].budget_s == scan_module.DEFAULT_BUDGET_S / 2
+    unbounded = ScanOptions(budget_s=None)
+    Scanner([one], default_policy, load_model=FakeIntake(), options=unbounded).scan(
+        [ScanTarget.for_file(paths["good"])]
+    )
+    assert one.contexts[-1].budget_s is None
+
+
+IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+def test_a_normalisation_comes_from_options_else_the_policy_and_is_recorded(tmp_path):
+    from scanner.policy import load_policy
+
+    policy_path = tmp_path / "p.yaml"
+    policy_path.write_text(
+        "version: 1\ninputs:\n  - models: ['cam-*']\n    mean: [0.5, 0.5, 0.5]\n    std: [0.5, 0.5, 0.5]\n"
+    )
+    paths = write_models(tmp_path / "m", **{"cam-1": "good", "other": "good"})
+    intake = FakeIntake()
+    results = Scanner([Scripted("ban", {"good": 0.1})], load_policy(policy_path), load_model=intake).scan(
+        [ScanTarget.for_file(paths["cam-1"]), ScanTarget.for_file(paths["other"])]
+    )
+    half = Normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert intake.normalizations == [half, None]
+    assert results[0].normalization == half and results[0].channel_ranges == ((-1.0, 1.0),) * 3
+    assert results[1].normalization is None and results[1].channel_ranges == ()
+    explicit = ScanOptions(normalization=IMAGENET)
+    Scanner([Scripted("ban", {"good": 0.1})], load_policy(policy_path), load_model=intake, options=explicit).scan(
+        [ScanTarget.for_file(paths["cam-1"])]
+    )
+    assert intake.normalizations[-1] == IMAGENET
+
+
+def test_clean_data_must_fit_each_channels_normalised_range(tmp_path, default_policy):
+    """Images past one channel's range are on the wrong scale, even inside the others' (channel 2 reaches 2.64,
+    channel 0 only 2.25); normalised images fit."""
+    paths = write_models(tmp_path, good="good")
+    raw = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    mean = np.asarray(IMAGENET.mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(IMAGENET.std, np.float32).reshape(1, 3, 1, 1)
+    outcomes = []
+    past_channel_0 = (raw - mean) / std
+    past_channel_0[:, 0] = 2.5
+    for x in (past_channel_0, (raw - mean) / std):
+        options = ScanOptions(clean_data=scan_module.CleanData(x=x), normalization=IMAGENET)
+        scanner = Scanner([Scripted("ban", {"good": 0.1})], default_policy, load_model=FakeIntake(), options=options)
+        outcomes.append(scanner.scan([ScanTarget.for_file(paths["good"])])[0])
+    wrong, right = outcomes
+    assert wrong.status is Status.ERROR and wrong.error is not None and wrong.error.kind == "clean_data"
+    assert (
+        "but channel 0 of" in wrong.error.message and "takes values in [-2.11790, 2.24891]" not in wrong.error.message
+    )
+    assert re.search(r"channel 0 of .* takes values in \[-2.1179, 2.24891\]", wrong.error.message), wrong.error.message
+    assert right.status is Status.SCANNED
 
 
 def test_expand_targets_turns_unlistable_targets_into_error_results(tmp_path):

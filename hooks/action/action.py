@@ -43,6 +43,9 @@ class Inputs:
     policy: str
     clean_data: str
     detectors: str
+    mean: str
+    std: str
+    budget: str
     fail_on: str
     sarif: str
     report: str
@@ -56,6 +59,9 @@ class Inputs:
         fail_on = read("FAIL_ON", "block").lower()
         if fail_on not in FAIL_ON:
             raise ActionMisuse(f"fail-on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
+        mean, std = read("MEAN"), read("STD")
+        if bool(mean) != bool(std):
+            raise ActionMisuse("mean and std go together: give both (one value per channel) or neither")
         temp = env.get("RUNNER_TEMP") or "."
         return cls(
             models=tuple(read("MODELS").split()),
@@ -63,6 +69,9 @@ class Inputs:
             policy=read("POLICY"),
             clean_data=read("CLEAN_DATA"),
             detectors=read("DETECTORS"),
+            mean=mean,
+            std=std,
+            budget=read("BUDGET"),
             fail_on=fail_on,
             sarif=read("SARIF"),
             report=read("REPORT", str(Path(temp) / "model-scanner-report.json")),
@@ -159,6 +168,10 @@ def scan_command(python: str, targets: Sequence[str], inputs: Inputs, summary: s
         command += ["--clean-data", inputs.clean_data]
     if inputs.detectors:
         command += ["--detectors", inputs.detectors]
+    if inputs.mean:  # with '=': a normalised range may start with '-'; the CLI checks the values
+        command += [f"--mean={inputs.mean}", f"--std={inputs.std}"]
+    if inputs.budget:
+        command += ["--budget", inputs.budget]
     return command
 
 

@@ -18,11 +18,28 @@ from scanner.commands.progress import progress_bar
 from scanner.detectors import DETECTORS, load_detectors
 from scanner.detectors.interface import DetectionContext, Detector
 from scanner.errors import ReportError, ScannerError, UsageError
-from scanner.findings import Action, DetectorResult, ErrorInfo, Layout, ModelArtifact, ScanResult, Status
+from scanner.findings import (
+    Action,
+    DetectorResult,
+    ErrorInfo,
+    Layout,
+    ModelArtifact,
+    Normalization,
+    ScanResult,
+    Status,
+)
 from scanner.policy import BUILTIN_POLICIES, DEFAULT_POLICY, Policy, load_builtin_policy, load_policy
 from scanner.reports import Report, ReportFormat, render
 from scanner.reports.markdown import render_markdown
-from scanner.scan import DEFAULT_TIME_LIMIT_S, Scanner, ScanOptions, ScanTarget, expand_targets, load_clean_data
+from scanner.scan import (
+    DEFAULT_BUDGET_S,
+    DEFAULT_TIME_LIMIT_S,
+    Scanner,
+    ScanOptions,
+    ScanTarget,
+    expand_targets,
+    load_clean_data,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +120,20 @@ def register(subparsers: Any) -> None:
         "the policy's inputs (default: the policy's, else 0,1)",
     )
     parser.add_argument(
+        "--mean",
+        metavar="R,G,B",
+        type=_channel_values,
+        help="per-channel mean the model subtracts after --value-range, one per channel, with --std; e.g. ImageNet's "
+        "--mean 0.485,0.456,0.406 --std 0.229,0.224,0.225: the detectors then probe each channel in its own range "
+        "[(LO-mean)/std, (HI-mean)/std]; overrides the policy's inputs",
+    )
+    parser.add_argument(
+        "--std",
+        metavar="R,G,B",
+        type=_positive_channel_values,
+        help="per-channel std the model divides by, one per channel (above 0), with --mean",
+    )
+    parser.add_argument(
         "--layout",
         choices=[layout.value for layout in Layout],
         help="input layout of every target, when the graph leaves it ambiguous; overrides the policy's inputs",
@@ -114,6 +145,15 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_TIME_LIMIT_S,
         help=f"longest one model's detectors may run; past it the model is an error (default {DEFAULT_TIME_LIMIT_S:g}"
         ", 0 for none)",
+    )
+    parser.add_argument(
+        "--budget",
+        metavar="SECONDS",
+        type=_time_limit,
+        default=DEFAULT_BUDGET_S,
+        help="seconds one model's detectors should take together (shared evenly); each fits its settings to its share "
+        "from the model's measured cost of a forward pass, and the report says when it reduced them (default "
+        f"{DEFAULT_BUDGET_S:g}, 0 for full settings always)",
     )
     add_max_model_size(parser)
     # Also after the subcommand, as users type them; SUPPRESS keeps the global flags' values when absent here.
@@ -129,9 +169,11 @@ def run(args: argparse.Namespace) -> int:
         artifacts_dir=_artifacts_dir(args.artifacts),
         clean_data=None if args.clean_data is None else load_clean_data(args.clean_data),
         value_range=args.value_range,
+        normalization=_normalization(args.mean, args.std),
         layout=None if args.layout is None else Layout(args.layout),
         max_model_bytes=args.max_model_size,
         time_limit_s=args.time_limit or None,
+        budget_s=args.budget or None,
     )
     detectors = build_detectors(args.detectors)
     _check_clean_data_reachable(args, policy)
@@ -307,6 +349,34 @@ def _time_limit(text: str) -> float:
     if not 0 <= seconds < math.inf:
         raise argparse.ArgumentTypeError(f"expected 0 (no limit) or a positive number of seconds, got {text!r}")
     return seconds
+
+
+def _channel_values(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected one number per channel, comma-separated, got {text!r}") from None
+    if not all(math.isfinite(value) for value in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
+def _positive_channel_values(text: str) -> tuple[float, ...]:
+    values = _channel_values(text)
+    if not all(value > 0 for value in values):
+        raise argparse.ArgumentTypeError(f"every std must be above 0, got {text!r}")
+    return values
+
+
+def _normalization(mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> Normalization | None:
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None or len(mean) != len(std):
+        raise UsageError(
+            "--mean and --std go together, one value of each per input channel",
+            hint="e.g. --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225",
+        )
+    return Normalization(mean=mean, std=std)
 
 
 def _value_range(text: str) -> tuple[float, float]:

@@ -29,6 +29,7 @@ class DetectionContext:
     seed: int = 0
     deadline: Deadline | None = None  # None: no time limit
     model_name: str = ""  # what people call the model (registered name or file stem): names and captions pictures
+    budget_s: float | None = None  # seconds this detector should fit its settings to (None: its full settings)
 
 
 class Detector(abc.ABC):

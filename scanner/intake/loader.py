@@ -6,13 +6,14 @@ paths are judged before any of them is opened; the graph is judged before anythi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
 from pathlib import Path
 
 from scanner.errors import UsageError
-from scanner.findings import InputSpec, Layout, ModelArtifact
+from scanner.findings import InputSpec, Layout, ModelArtifact, Normalization
 from scanner.intake.errors import (
     EmptyFile,
     FileTooLarge,
@@ -44,12 +45,14 @@ def load_model(
     value_range: tuple[float, float] | None = None,
     layout: Layout | None = None,
     allowed_domains: frozenset[str] = frozenset(),
+    normalization: Normalization | None = None,
 ) -> ModelArtifact:
     """Check `path` and return it as a `ModelArtifact`; raises an `IntakeError` subclass saying why not."""
     path = Path(path)
     name = shown(path.name)
     value_range = _checked_value_range(value_range)
     layout = _checked_layout(layout)
+    normalization = checked_normalization(normalization)
     try:
         data = _read_checked(path, limits)
         sha256 = hashlib.sha256(data).hexdigest()
@@ -61,6 +64,14 @@ def load_model(
     onnx_bytes = model.SerializeToString() if inlined else data
     check_graph(model, onnx_bytes, name, allowed_domains)
     spec: InputSpec = infer_spec(model, name, limits=limits, value_range=value_range, layout=layout)
+    if normalization is not None:
+        if len(normalization.mean) != spec.channels:
+            raise UsageError(
+                f"the normalisation gives {len(normalization.mean)} channels' mean and std, but {name} takes"
+                f" {spec.channels} channel{'s' if spec.channels != 1 else ''}",
+                hint="give one mean and one std per input channel, in channel order",
+            )
+        spec = dataclasses.replace(spec, normalization=normalization)
     log.debug("intake accepted %s: %s, %d external tensors inlined", path, spec, inlined)
     return ModelArtifact(path=str(path), sha256=sha256, onnx_bytes=onnx_bytes, spec=spec)
 
@@ -102,6 +113,25 @@ def _checked_layout(layout: Layout | str | None) -> Layout | None:
         return Layout(layout)
     except ValueError as error:
         raise UsageError(f"unknown input layout '{shown(layout)}'", hint="give NCHW or NHWC") from error
+
+
+def checked_normalization(normalization: Normalization | None) -> Normalization | None:
+    """`normalization` as floats, once every mean is finite and every std finite and positive."""
+    if normalization is None:
+        return None
+    mean = tuple(float(value) for value in normalization.mean)
+    std = tuple(float(value) for value in normalization.std)
+    if not mean or len(mean) != len(std):
+        raise UsageError(
+            f"the normalisation gives {len(mean)} means and {len(std)} stds",
+            hint="give one mean and one std per input channel, e.g. --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225",
+        )
+    if not all(math.isfinite(value) for value in mean) or not all(math.isfinite(v) and v > 0 for v in std):
+        raise UsageError(
+            f"the normalisation mean {list(mean)} / std {list(std)} is not usable",
+            hint="give finite means and finite stds above 0",
+        )
+    return Normalization(mean=mean, std=std)
 
 
 def _checked_value_range(value_range: tuple[float, float] | None) -> tuple[float, float]:

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from scanner.errors import PolicyError, shortened
-from scanner.findings import Action, Layout, Verdict
+from scanner.findings import Action, Layout, Normalization, Verdict
 from scanner.policy.model import (
     FAIL_CLOSED_RULE,
     FORMAT_VERSION,
@@ -384,6 +384,9 @@ def _semantic_problems(document: Mapping[str, Any]) -> Iterator[str]:
         value_range = entry.get("value_range")
         if value_range is not None and not value_range[0] < value_range[1]:
             yield f"inputs[{index}].value_range: low {value_range[0]} must be below high {value_range[1]}"
+        if "mean" in entry and "std" in entry and len(entry["mean"]) != len(entry["std"]):
+            mean, std = len(entry["mean"]), len(entry["std"])
+            yield f"inputs[{index}].std: {std} values, but mean has {mean} (one of each per channel)"
     yield from _glob_problems("allow_files", document.get("allow_files", []))
     waivable = (*rule_ids, FAIL_CLOSED_RULE, REQUIRED_DETECTORS_RULE)
     waivable_ids = set(waivable)
@@ -509,6 +512,9 @@ def _input(entry: Mapping[str, Any], base_dir: Path | None) -> InputDefaults:
         value_range=None if value_range is None else (float(value_range[0]), float(value_range[1])),
         layout=None if "layout" not in entry else Layout(entry["layout"]),
         clean_data=clean_path,
+        normalization=None
+        if "mean" not in entry
+        else Normalization(tuple(float(v) for v in entry["mean"]), tuple(float(v) for v in entry["std"])),
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from scanner.findings import Action, Layout, Status, Verdict
+from scanner.findings import Action, Layout, Normalization, Status, Verdict
 
 FORMAT_VERSION = 1
 
@@ -94,6 +94,7 @@ class InputDefaults:
     value_range: tuple[float, float] | None = None
     layout: Layout | None = None
     clean_data: Path | None = None  # already resolved against the policy file's folder
+    normalization: Normalization | None = None  # per-channel mean and std, applied after value_range
 
 
 @dataclass(frozen=True)

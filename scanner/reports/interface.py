@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from scanner.findings import Action, ScanResult, Status
+from scanner.findings import Action, DetectorResult, ScanResult, Status
 
 
 @dataclass(frozen=True)
@@ -26,3 +26,9 @@ class Report:
 
 # A format: Report -> the text written to stdout or --output.
 Renderer = Callable[[Report], str]
+
+
+def reduced_note(result: DetectorResult) -> str:
+    """What a detector gave up to fit its budget ("" when it ran at full power)."""
+    budget = result.details.get("budget") if isinstance(result.details, Mapping) else None
+    return str(budget.get("note") or "") if isinstance(budget, Mapping) and budget.get("reduced") else ""

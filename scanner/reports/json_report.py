@@ -7,12 +7,13 @@ Beyond the core keys, each detector entry carries `reason` (why it did not scan,
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from scanner.findings import Action, Decision, DetectorResult, ErrorInfo, ScanResult, Status, Verdict
-from scanner.reports.interface import Report
+from scanner.findings import Action, Decision, DetectorResult, ErrorInfo, Normalization, ScanResult, Status, Verdict
+from scanner.reports.interface import Report, reduced_note
 
 SCHEMA_ID = "model-scanner/report/v1"
 
@@ -45,6 +46,16 @@ def _result(result: ScanResult) -> dict[str, Any]:
         else {"action": decision.action.value, "reasons": list(decision.reasons), "rule": decision.rule},
         "artifacts": list(result.artifacts),
         **({"clean_data": result.clean_data} if result.clean_data is not None else {}),
+        **({"normalization": _normalization(result)} if result.normalization is not None else {}),
+    }
+
+
+def _normalization(result: ScanResult) -> dict[str, Any]:
+    assert result.normalization is not None
+    return {
+        "mean": list(result.normalization.mean),
+        "std": list(result.normalization.std),
+        "channel_ranges": [[low, high] for low, high in result.channel_ranges],
     }
 
 
@@ -56,6 +67,7 @@ def _detector(result: DetectorResult) -> dict[str, Any]:
         "forward_passes": None if result.forward_passes is None else int(result.forward_passes),
         "seconds": None if result.seconds is None else round(result.seconds, 3),
         "reason": result.reason,
+        **({"reduced": reduced} if (reduced := reduced_note(result)) else {}),
     }
 
 
@@ -95,6 +107,7 @@ def read_report(text: str) -> Report:
                         forward_passes=found.get("forward_passes"),
                         seconds=found.get("seconds"),
                         reason=found.get("reason"),
+                        details={"budget": {"reduced": True, "note": found["reduced"]}} if found.get("reduced") else {},
                     )
                     for name, found in (entry.get("detectors") or {}).items()
                 },
@@ -105,8 +118,18 @@ def read_report(text: str) -> Report:
                 else None,
                 artifacts=tuple(entry.get("artifacts") or ()),
                 clean_data=entry.get("clean_data"),
+                **_normalization_from(entry.get("normalization")),
             )
         )
     return Report(
         results=tuple(results), policy=document.get("policy", ""), scanner_version=document.get("scanner_version", "")
     )
+
+
+def _normalization_from(found: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not found:
+        return {}
+    return {
+        "normalization": Normalization(mean=tuple(found["mean"]), std=tuple(found["std"])),
+        "channel_ranges": tuple((float(low), float(high)) for low, high in found.get("channel_ranges", ())),
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from scanner.findings import Action, DetectorResult, ScanResult, Status
-from scanner.reports.interface import Report
+from scanner.reports.interface import Report, reduced_note
 
 ICON = {Action.BLOCK: "⛔ block", Action.WARN: "⚠️ warn", Action.ALLOW: "✅ allow"}
 
@@ -24,6 +24,14 @@ def render_markdown(report: Report) -> str:
         "",
     ]
     lines += _table(report.results)
+    reduced = [
+        f"- `{_escape(result.target)}` {name}: {_escape(note)}"
+        for result in report.results
+        for name, detector in result.detectors.items()
+        if (note := reduced_note(detector))
+    ]
+    if reduced:
+        lines += ["", "Detectors that reduced their settings to fit the time budget (`--budget`):", "", *reduced]
     flagged = [result for result in report.results if _is_flagged(result)]
     if flagged:
         lines += ["", "### Flagged models", ""]
@@ -66,7 +74,7 @@ def _detector_cell(result: DetectorResult | None) -> str:
     if result.status is not Status.SCANNED:
         return str(result.status.value).replace("_", " ")
     target = f" (class {result.target_class})" if result.target_class is not None else ""
-    return f"{_score(result.score)}{target}"
+    return f"{_score(result.score)}{target}{' (reduced)' if reduced_note(result) else ''}"
 
 
 def _is_flagged(result: ScanResult) -> bool:

@@ -47,6 +47,20 @@ def test_models_input_takes_paths_directories_and_globs(action_script, tmp_path)
     assert unmatched == ["missing/*.onnx"]
 
 
+def test_mean_std_and_budget_go_to_the_scan(action_script):
+    inputs = action_script.Inputs.from_env({"INPUT_MEAN": "0.485,0.456,0.406", "INPUT_STD": " 0.229,0.224,0.225 "})
+    command = action_script.scan_command("python", ["m.onnx"], inputs, None)
+    assert command[-2:] == ["--mean=0.485,0.456,0.406", "--std=0.229,0.224,0.225"]
+    assert not any(
+        part.startswith("--mean")
+        for part in action_script.scan_command("python", ["m.onnx"], action_script.Inputs.from_env({}), None)
+    )
+    budgeted = action_script.Inputs.from_env({"INPUT_BUDGET": "120"})
+    assert action_script.scan_command("python", ["m.onnx"], budgeted, None)[-2:] == ["--budget", "120"]
+    with pytest.raises(action_script.ActionMisuse, match="mean and std go together"):
+        action_script.Inputs.from_env({"INPUT_MEAN": "0.5,0.5,0.5"})
+
+
 def test_fail_on_must_be_known(action_script):
     with pytest.raises(action_script.ActionMisuse, match="fail-on"):
         action_script.Inputs.from_env({"INPUT_FAIL_ON": "sometimes"})

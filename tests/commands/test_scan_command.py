@@ -108,11 +108,35 @@ def test_bad_usage_exits_2_with_one_line(cli, fake_detectors, models, tmp_path):
         (("scan", str(models), "--clean-data", str(tmp_path / "none.npz")), "none.npz does not exist"),
         (("scan", str(models), "--detectors", "nope"), "unknown detector nope"),
         (("scan", str(models), "--value-range", "1,0"), "LO must be below HI"),
+        (("scan", str(models), "--mean", "0.5,0.5,0.5", "--std", "0.2,0,0.2"), "every std must be above 0"),
+        (("scan", str(models), "--mean", "0.5,x,0.5", "--std", "0.2,0.2,0.2"), "expected one number per channel"),
+        (("scan", str(models), "--mean", "0.5,0.5,0.5"), "--mean and --std go together"),
+        (("scan", str(models), "--budget", "-5"), "expected 0 (no limit) or a positive number of seconds"),
+        (("scan", str(models), "--mean", "0.5,0.5", "--std", "0.2,0.2,0.2"), "--mean and --std go together"),
         (("scan", str(models), "--output", str(tmp_path / "no" / "dir" / "r.json")), "cannot write the report"),
     ]:
         run = cli(*argv)
         assert run.code == 2, argv
         assert expected in run.stderr and "Traceback" not in run.stderr
+
+
+def test_mean_and_std_reach_the_intake_and_the_report(cli, fake_detectors, models):
+    run = cli("scan", str(models / "good.onnx"), "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225")
+    assert run.code == 0, run.stderr
+    (result,) = report_of(run.stdout)["results"]
+    assert result["normalization"]["mean"] == [0.485, 0.456, 0.406]
+    assert result["normalization"]["std"] == [0.229, 0.224, 0.225]
+    assert result["normalization"]["channel_ranges"][2] == pytest.approx([-0.406 / 0.225, 0.594 / 0.225])
+    plain = report_of(cli("scan", str(models / "good.onnx")).stdout)["results"][0]
+    assert "normalization" not in plain
+
+
+def test_a_normalisation_for_other_channels_than_the_model_has_is_an_error_result(cli, fake_detectors, models):
+    run = cli("scan", str(models / "good.onnx"), "--mean=0.5", "--std=0.25")
+    assert run.code == 2
+    (result,) = report_of(run.stdout)["results"]
+    assert result["status"] == "error" and result["error"]["kind"] == "usage"
+    assert "1 channels' mean and std, but good.onnx takes 3 channels" in result["error"]["message"]
 
 
 def test_max_model_size_sets_the_intake_limit(cli, fake_detectors, models):

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from scanner.errors import UsageError
-from scanner.findings import Layout
+from scanner.findings import Layout, Normalization
 from scanner.intake import (
     AmbiguousLayout,
     FileTooLarge,
@@ -217,3 +217,33 @@ def test_a_single_output_unit_is_not_applicable(tmp_path: Path) -> None:
     model = tiny_cnn(classes=1)  # a binary detector's single logit: no class scores to probe
     with pytest.raises(NotAnImageModel, match="single output unit"):
         load_model(save(model, tmp_path / "m.onnx"))
+
+
+IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+def test_a_normalisation_gives_each_channel_its_own_range(tmp_path: Path) -> None:
+    artifact = load_model(save(tiny_cnn(), tmp_path / "m.onnx"), normalization=IMAGENET)
+
+    assert artifact.spec.normalization == IMAGENET
+    expected = [((0 - m) / s, (1 - m) / s) for m, s in zip(IMAGENET.mean, IMAGENET.std, strict=True)]
+    assert np.allclose(artifact.spec.channel_ranges, expected)
+    assert artifact.spec.channel_ranges[0] == pytest.approx((-2.1179, 2.2489), abs=1e-4)
+    # without one, every channel takes the value range, as before
+    plain = load_model(save(tiny_cnn(), tmp_path / "p.onnx"), value_range=(-1.0, 1.0))
+    assert plain.spec.normalization is None and plain.spec.channel_ranges == ((-1.0, 1.0),) * 3
+
+
+@pytest.mark.parametrize(
+    ("normalization", "message"),
+    [
+        (Normalization(mean=(0.5,), std=(0.25,)), "gives 1 channels' mean and std, but m.onnx takes 3 channels"),
+        (Normalization(mean=(0.5, 0.5, 0.5), std=(0.2, 0.0, 0.2)), "is not usable"),
+        (Normalization(mean=(0.5, 0.5, 0.5), std=(0.2, -0.2, 0.2)), "is not usable"),
+        (Normalization(mean=(0.5, float("nan"), 0.5), std=(0.2, 0.2, 0.2)), "is not usable"),
+        (Normalization(mean=(0.5, 0.5, 0.5), std=(0.2, 0.2)), "gives 3 means and 2 stds"),
+    ],
+)
+def test_a_normalisation_must_fit_the_model(tmp_path: Path, normalization: Normalization, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        load_model(save(tiny_cnn(), tmp_path / "m.onnx"), normalization=normalization)

@@ -6,7 +6,7 @@ import pytest
 
 from scanner.detectors import DETECTORS
 from scanner.errors import PolicyError
-from scanner.findings import Action, Layout
+from scanner.findings import Action, Layout, Normalization
 from scanner.policy import load_policy, validate_policy_file, validate_policy_text
 from scanner.policy.loader import glob_problem, known_detectors
 
@@ -50,9 +50,19 @@ def test_a_valid_policy_loads_into_typed_values(policy_file, tmp_path):
     assert defaults is not None
     assert defaults.value_range == (-1.0, 1.0) and defaults.layout is Layout.NHWC
     assert defaults.clean_data == tmp_path / "data" / "clean.npz"
+    assert defaults.normalization is None
     assert policy.input_defaults_for("digits") is None
     assert policy.waivers[0].expires == dt.date(2030, 1, 31)
     assert len(policy.digest) == 64 and policy.label == f"team@{policy.digest[:12]}"
+
+
+def test_inputs_take_a_per_channel_mean_and_std(policy_file):
+    text = VALID.replace(
+        "layout: NHWC", "layout: NHWC\n    mean: [0.485, 0.456, 0.406]\n    std: [0.229, 0.224, 0.225]"
+    )
+    defaults = load_policy(policy_file(text)).input_defaults_for("fraud-cnn")
+    assert defaults is not None
+    assert defaults.normalization == Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def test_digest_follows_meaning_not_comments(policy_file):
@@ -109,6 +119,9 @@ def test_the_schema_knows_exactly_the_registered_detectors():
         (("expires: 2030-01-31", "expires: soon"), "waivers[0].expires: expected a date written YYYY-MM-DD"),
         (("value_range: [-1, 1]", "value_range: [1, -1]"), "inputs[0].value_range: low 1 must be below high -1"),
         (("layout: NHWC", "layout: CHW"), "inputs[0].layout: 'CHW' is not allowed (expected one of: NCHW, NHWC)"),
+        (("layout: NHWC", "layout: NHWC\n    mean: [0.5, 0.5]\n    std: [0.2]"), "inputs[0].std: 1 values, but mean"),
+        (("layout: NHWC", "layout: NHWC\n    mean: [0.5]\n    std: [0]"), "inputs[0].std[0]: 0 is less than or equal"),
+        (("layout: NHWC", "layout: NHWC\n    mean: [0.5]"), "inputs[0]"),
         (("    reason: reviewed false positive\n", ""), "waivers[0].reason: missing (required)"),
         (
             ('    sha256: "' + "ab" * 32 + '"\n', ""),

@@ -233,3 +233,22 @@ def test_integer_operators_match_onnx_runtime() -> None:
     got = view.run({"x": torch.from_numpy(x)}, view.output_names)
     for output, reference in zip(view.output_names, expected, strict=True):
         np.testing.assert_array_equal(got[output].numpy(), reference)
+
+
+def test_resnet_at_224_takes_gradients_on_channels_last_images() -> None:
+    """ResNet's strided 1x1 shortcuts at 224x224 on channels-last images, as BAN runs them on CPU: the torch view
+    matches ONNX Runtime and the noise gradients come back (torch's own strided 1x1 backward crashes the process
+    there; the view runs it on every other pixel instead)."""
+    from scanner.detectors.ban.steps import BanModel, Cost, adversarial_noise
+
+    model = cached_export("resnet", 1000, 224, "legacy")
+    x = np.random.default_rng(0).uniform(0, 1, (2, 3, 224, 224)).astype(np.float32)
+    assert np.abs(torch_view_outputs(model, x, torch.channels_last) - onnx_runtime_outputs(model, x)).max() <= TOLERANCE
+    graph = TorchGraph(model)
+    images = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+    ban = BanModel(graph, anatomy_of(graph, images), Cost())
+    noise = adversarial_noise(
+        ban, images, torch.tensor([1, 2]), eps=0.3, steps=1, generator=torch.Generator().manual_seed(0)
+    )
+    assert noise and all(bool(torch.isfinite(value).all()) for value in noise.values())
+    assert any(bool(value.abs().max() > 0) for value in noise.values())

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "ban_v1.json"
 MIN_SAMPLES = 20
+# Under a time budget the universal perturbations probe fewer classes, halving, down to this many.
+MIN_PROBED_CLASSES = 2
 # What `statistics` computes (cached by the benchmarks under this version); BanDetector.version also covers the
 # calibration, so a refit changes it without invalidating the cache.
 STATISTICS_VERSION = "8"
@@ -167,7 +169,13 @@ class BanDetector(Detector):
             prediction_statistics,
             train_mask,
         )
-        from scanner.detectors.ban.universal import RADII, statistic_name, targeted_success, universal_statistics
+        from scanner.detectors.ban.universal import (
+            RADII,
+            channel_bounds,
+            statistic_name,
+            targeted_success,
+            universal_statistics,
+        )
         from scanner.torchview import TorchGraph
         from scanner.torchview.anatomy import anatomy_of
 
@@ -207,20 +215,31 @@ class BanDetector(Detector):
         fit_count, eval_count = min(half, s.fit_samples), min(len(x) - half, s.eval_samples)
         universal_count = min(s.universal_samples, fit_count)
         noise_batch = min(batch_size, fit_count)
-        planned = (  # forward-equivalents, as Cost counts them (forward 1, forward and backward 3)
-            (len(x) if clean.y is None else 0)  # labels from the model itself
-            + fit_count  # features for the mask
-            + noise_batch * (1 + s.probes * (3 * s.noise_steps + 1))  # clean accuracy, noise at each eps tried
-            + 4 * eval_count  # clean and noisy, logits and features
-            + len(RADII)
-            * probed_count
-            * (3 * s.universal_steps * universal_count + min(s.universal_eval_samples, eval_count))
-        )
+
+        def planned_with(probed: int) -> int:  # forward-equivalents, as Cost counts them (forward 1, with backward 3)
+            return (
+                (len(x) if clean.y is None else 0)  # labels from the model itself
+                + fit_count  # features for the mask
+                + noise_batch * (1 + s.probes * (3 * s.noise_steps + 1))  # clean accuracy, noise at each eps tried
+                + 4 * eval_count  # clean and noisy, logits and features
+                + len(RADII)
+                * probed
+                * (3 * s.universal_steps * universal_count + min(s.universal_eval_samples, eval_count))
+            )
+
         timed = x[: min(len(x), 8)]
         with torch.no_grad():
             began = time.perf_counter()
             graph.run({graph.input_name: timed}, [graph.output_name])
             seconds_per_forward = (time.perf_counter() - began) / len(timed)
+        full_planned = planned_with(probed_count)
+        if context.budget_s is not None:  # fewer classes probed, halving, until the plan fits the budget
+            while (
+                probed_count > MIN_PROBED_CLASSES
+                and planned_with(probed_count) * seconds_per_forward > context.budget_s
+            ):
+                probed_count = max(MIN_PROBED_CLASSES, probed_count // 2)
+        planned = planned_with(probed_count)
         remaining = context.deadline.remaining() if context.deadline is not None else None
         expected_seconds = check_time(planned, seconds_per_forward, remaining)
         log.debug("BAN on %s: %d forward-equivalents planned, about %.1f s", model.path, planned, expected_seconds)
@@ -301,7 +320,7 @@ class BanDetector(Detector):
         # The pre-screen, free: the probability mass the noisy model puts on each class, whole and through the
         # mask's complement (a backdoored model collapses onto its target under noise).
         suspicion = noisy_logits.softmax(1).mean(0) + noisy_negative_logits.softmax(1).mean(0)
-        probed = classes_to_probe(suspicion.cpu(), s.probed_classes)
+        probed = classes_to_probe(suspicion.cpu(), probed_count)
         success = targeted_success(
             ban,
             x_fit[:universal_count],
@@ -312,6 +331,7 @@ class BanDetector(Detector):
             progress=step,
             classes_per_chunk=max(1, plan.max_batch // max(1, universal_count)),
             eval_batch=batch_size,
+            channel_bounds=channel_bounds(model.spec, device),
         )
         stats.update(universal_statistics(success, probed))
         # The class one perturbation of a tenth of the value range reaches most easily: on the benchmark zoo the
@@ -332,7 +352,36 @@ class BanDetector(Detector):
             "bytes_per_sample": plan.sample_bytes,
             "max_batch": plan.max_batch,
         }
+        if context.budget_s is not None:
+            report["budget"] = _budget_details(
+                context.budget_s,
+                planned,
+                full_planned,
+                seconds_per_forward,
+                probed_count,
+                min(classes, s.probed_classes),
+            )
         return stats, report, target_class
+
+
+def _budget_details(
+    budget_s: float, planned: int, full: int, seconds_per_forward: float, probed: int, full_probed: int
+) -> dict[str, Any]:
+    reduced = planned < full
+    over = "; still over it at the fewest classes" if planned * seconds_per_forward > budget_s else ""
+    return {
+        "budget_s": round(budget_s, 3),
+        "seconds_per_forward": seconds_per_forward,
+        "planned_forward_equivalents": planned,
+        "full_forward_equivalents": full,
+        "planned_seconds": round(planned * seconds_per_forward, 3),
+        "reduced": reduced,
+        "settings": {"probed_classes": probed},
+        "note": f"reduced power to fit a budget of {budget_s:g} s{over}: universal perturbations for {probed} classes,"
+        f" not {full_probed}; {planned} forward-equivalents planned, not {full}"
+        if reduced
+        else "",
+    }
 
 
 def settings_from(values: Mapping[str, Any]) -> BanSettings:

@@ -14,7 +14,9 @@ image (blend, sinusoidal, warps); a universal perturbation is one (bench/RESULTS
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from scanner.findings import InputSpec, Layout
 
 if TYPE_CHECKING:  # torch is imported where it is used: the calibration reads RADII without torch
     import torch
@@ -42,19 +44,31 @@ def targeted_success(
     progress: Callable[[], None],
     classes_per_chunk: int | None = None,
     eval_batch: int | None = None,
+    channel_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """success[r, i]: the share of held-out images not of class c = probed[i] that class c's perturbation at
     RADII[r] sends to c, where `classes` is the list of probed classes, or a count for all of them.
 
     The perturbations are fitted `classes_per_chunk` classes at a time (all at once by default): each class's
-    perturbation gets the sign of its own gradient, so chunks change the batches, not the result."""
+    perturbation gets the sign of its own gradient, so chunks change the batches, not the result.
+
+    Images are clamped to, and radii are shares of, the clean images' range; with `channel_bounds` (each channel's
+    low and high, shaped to broadcast over an image: a normalised model), each channel's own range."""
     import torch
     import torch.nn.functional as F
 
     probed = list(range(classes)) if isinstance(classes, int) else list(classes)
     chunk = classes_per_chunk or len(probed)
-    low, high = float(x_fit.min()), float(x_fit.max())
-    value_range = max(high - low, 1e-6)
+    # Floats (one range for every channel, as before per-channel ranges existed) or per-channel tensors.
+    low: Any
+    high: Any
+    value_range: Any
+    if channel_bounds is None:
+        low, high = float(x_fit.min()), float(x_fit.max())
+        value_range = max(high - low, 1e-6)
+    else:
+        low, high = channel_bounds
+        value_range = (high - low).clamp_min(1e-6)
     delta = torch.zeros((len(probed), 1, *x_fit.shape[1:]), device=x_fit.device)
     success = torch.zeros((len(RADII), len(probed)))
     for r, radius in enumerate(RADII):
@@ -82,6 +96,18 @@ def targeted_success(
                 success[r, i] = (predicted[others] == c).float().mean() if others.any() else 0.0
         progress()
     return success
+
+
+def channel_bounds(spec: InputSpec, device: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each channel's (low, high) as tensors shaped to broadcast over one image in the model's layout, for a model
+    that expects normalised inputs; None otherwise (the clean images' own range is used)."""
+    import torch
+
+    if spec.normalization is None:
+        return None
+    ranges = torch.tensor(spec.channel_ranges, dtype=torch.float32, device=device)
+    shape = (spec.channels, 1, 1) if spec.layout is Layout.NCHW else (1, 1, spec.channels)
+    return ranges[:, 0].reshape(shape), ranges[:, 1].reshape(shape)
 
 
 def universal_statistics(success: torch.Tensor, probed: Sequence[int] | None = None) -> dict[str, float]:

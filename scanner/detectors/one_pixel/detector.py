@@ -10,6 +10,7 @@ each class's strongest signature cells set together, the whole image blended tow
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import asdict
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from scanner.detectors.interface import DetectionContext, Detector
+from scanner.detectors.one_pixel.budget import ProbePlan, fit_to_budget
 from scanner.detectors.one_pixel.classifier import COMBINED, SignatureClassifier
 from scanner.detectors.one_pixel.composite import (
     CompositeRates,
@@ -29,12 +31,14 @@ from scanner.detectors.one_pixel.composite import (
     strongest_composite,
 )
 from scanner.detectors.one_pixel.features import model_features, suspected_target
+from scanner.detectors.one_pixel.input_space import UnitSpaceModel, unit_clean_data
 from scanner.detectors.one_pixel.patches import (
     PatchAnswers,
     patch_answers,
     strongest_patch,
 )
 from scanner.detectors.one_pixel.signature import (
+    ImageModel,
     Signature,
     SignatureSettings,
     clean_bases,
@@ -87,17 +91,44 @@ class OnePixelDetector(Detector):
 
     def _probe(
         self, model: ModelArtifact, context: DetectionContext, *, with_composites: bool
-    ) -> tuple[tuple[Signature, ...], tuple[Signature, ...], tuple[CompositeRates, ...], PatchAnswers | None]:
+    ) -> tuple[
+        tuple[Signature, ...], tuple[Signature, ...], tuple[CompositeRates, ...], PatchAnswers | None, ProbePlan | None
+    ]:
         """(signatures on the context's bases; when those were clean and `with_composites`, the signatures on
         synthetic bases, the clean signatures' composite rates on held-out clean images and the patch probes' answers
-        on the first of those, else none), signatures and rates one per scale, finest first.
+        on the first of those, else none; the plan that fitted the settings to the context's budget, if any),
+        signatures and rates one per scale, finest first.
 
         Raises on runtime trouble; `detect` turns that into a failed result."""
         from scanner.runtime import OnnxClassifier
 
-        runner = OnnxClassifier(model, device=context.device, threads=self.threads, deadline=context.deadline)
-        bases, kind = choose_bases(model.spec, context, self.settings)
+        runner: ImageModel = OnnxClassifier(
+            model, device=context.device, threads=self.threads, deadline=context.deadline
+        )
+        if model.spec.normalization is not None:
+            runner = UnitSpaceModel(runner)
+            context = dataclasses.replace(context, clean_data=unit_clean_data(context.clean_data, model.spec))
+        bases, kind = choose_bases(runner.spec, context, self.settings)
         more = kind == "clean" and with_composites
+        images = patch_images = np.empty((0, *runner.spec.image_shape), dtype=np.float32)
+        if more:
+            assert context.clean_data is not None  # clean bases came from it
+            images, patch_images = probe_images(context.clean_data, bases, self.settings.mode, seed=context.seed)
+        settings, plan = self.settings, None
+        if context.budget_s is not None:
+            plan = fit_to_budget(
+                runner,
+                bases,
+                self.settings,
+                context.budget_s,
+                probe_images=len(images) if more else 0,
+                patch_images=len(patch_images) if more else 0,
+            )
+            settings, images, patch_images = (
+                plan.settings,
+                images[: plan.probe_images],
+                patch_images[: plan.patch_images],
+            )
         # Progress in thousandths: the second signature costs about as much as the first, and at the default settings
         # the composite, blend and patch probes about as much as both.
         stages = (0.25, 0.25, 0.5) if more else (1.0, 0.0, 0.0)
@@ -106,28 +137,26 @@ class OnePixelDetector(Detector):
             before, share = sum(stages[:index]), stages[index]
             return lambda done, total: context.progress(int(1000 * (before + share * done / max(total, 1))), 1000)
 
-        first = signatures_for(runner, bases, self.settings, base_kind=kind, progress=stage(0))
+        first = signatures_for(runner, bases, settings, base_kind=kind, progress=stage(0))
         if not more:
-            return first, (), (), None
+            return first, (), (), None, plan
         synthetic = signatures_for(
-            runner, synthetic_bases(model.spec), self.settings, base_kind="synthetic", progress=stage(1)
+            runner, synthetic_bases(runner.spec), settings, base_kind="synthetic", progress=stage(1)
         )
-        assert context.clean_data is not None  # clean bases came from it
-        images, patch_images = probe_images(context.clean_data, bases, self.settings.mode, seed=context.seed)
-        probed = probed_scales(first, self.settings.mode)
+        probed = probed_scales(first, settings.mode)
         rates, probe_progress = [], stage(2)
         for done, signature in enumerate(probed):
             rates.append(composite_rates(runner, signature, images))
             probe_progress(done + 1, len(probed) + 1)
         patches = patch_answers(runner, patch_images)
         probe_progress(len(probed) + 1, len(probed) + 1)
-        return first, synthetic, tuple(rates), patches
+        return first, synthetic, tuple(rates), patches, plan
 
     def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
         started = time.perf_counter()
         try:
             classifier = self.classifier
-            signatures, synthetic, rates, patches = self._probe(
+            signatures, synthetic, rates, patches, plan = self._probe(
                 model, context, with_composites=COMBINED in classifier.heads
             )
         except ScannerError as error:
@@ -156,7 +185,9 @@ class OnePixelDetector(Detector):
         if patches is not None:
             details["composite"] = strongest_composite(rates[0], signature)
             details["patch"] = strongest_patch(patches)
-        details["settings"] = asdict(self.settings)
+        details["settings"] = asdict(self.settings if plan is None else plan.settings)
+        if plan is not None:
+            details["budget"] = plan.details()
         if context.artifacts_dir is not None:
             details["heatmap"] = str(
                 write_signature_heatmap(
@@ -230,8 +261,8 @@ def sample_image(spec: InputSpec, context: DetectionContext) -> np.ndarray:
         image = np.asarray(max(synthetic_bases(spec), key=lambda base: float(np.std(base))), dtype=np.float64)
     if spec.layout is Layout.NCHW:
         image = image.transpose(1, 2, 0)
-    low, high = spec.value_range
-    image = (image - low) / (high - low)
+    ranges = np.asarray(spec.channel_ranges, dtype=np.float64)  # each channel's range: normalised models differ
+    image = (image - ranges[:, 0]) / (ranges[:, 1] - ranges[:, 0])
     return image if image.shape[2] == 3 else image.mean(axis=2)
 
 

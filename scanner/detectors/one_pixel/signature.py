@@ -153,7 +153,8 @@ class Signature:
 
 def synthetic_bases(spec: InputSpec) -> np.ndarray:
     """Bases without clean data: low, mid-grey, high and a fixed smooth random image, in the model's layout."""
-    low, high = spec.value_range
+    ranges = np.asarray(spec.channel_ranges, dtype=np.float64)  # each channel's own range (normalised models)
+    low, high = ranges[:, 0, None, None], ranges[:, 1, None, None]
     shape = (spec.channels, spec.height, spec.width)
     rng = np.random.default_rng(20200823)  # fixed: the same bases for every model, so signatures are comparable
     coarse = rng.random((spec.channels, 4, 4))
@@ -407,3 +408,14 @@ def _write_probes(
         cs = slice(c * grid.cell_w, (c + 1) * grid.cell_w)
         target = slice(None) if channel < 0 else slice(int(channel), int(channel) + 1)
         chw[row, target, rs, cs] = value
+
+
+def signature_passes(spec: InputSpec, settings: SignatureSettings, bases: int, scale: int) -> int:
+    """The forward passes `signature_for` makes at `scale` (at most, in coarse-to-fine mode), before running it."""
+    grid = _Grid.for_spec(spec, settings.max_grid, scale)
+    sets = len(_channel_sets(spec.channels, settings.per_channel))
+    if settings.mode == "coarse-to-fine":
+        refine_per_class = max(1, math.ceil(settings.refine_fraction * grid.size / spec.num_classes))
+        refined = min(grid.size, refine_per_class * spec.num_classes)
+        return bases * (1 + grid.size * 2 + refined * max(2, settings.values) * sets)
+    return bases * (1 + grid.size * max(2, settings.values) * sets)

@@ -225,3 +225,47 @@ def test_the_feature_mask_keeps_the_decision_and_its_complement_loses_it(zoo: Pa
         kept = float((ban.head(x, mask * z).argmax(1) == y).float().mean())
         lost = float((ban.head(x, (1 - mask) * z).argmax(1) == y).float().mean())
     assert kept > 0.8 and lost < kept - 0.3, (kept, lost)
+
+
+def test_a_model_expecting_normalised_inputs_scans_as_its_plain_network(zoo: Path, tmp_path: Path) -> None:
+    """BAN on the same trained network behind x * std + mean, fed ImageNet-normalised clean data, finds what it finds
+    on the plain network (measured: scores within 0.01 on three shapes32 models)."""
+    from scanner.calibration.zoos import artifact_for, read_zoo
+    from scanner.intake import load_model
+    from tests.detectors.one_pixel.test_input_space import IMAGENET, normalised, normalised_twin
+
+    loaded = read_zoo(zoo)
+    entry = next(m for m in loaded.models if m.family == "shapes32" and m.attack == "patch")
+    clean = loaded.clean_data("shapes32")
+    assert clean is not None
+    plain = artifact_for(entry.path)
+    twin = load_model(normalised_twin(plain, tmp_path / "twin.onnx", IMAGENET), normalization=IMAGENET)
+
+    expected = BanDetector().detect(plain, DetectionContext(clean_data=clean))
+    found = BanDetector().detect(twin, DetectionContext(clean_data=normalised(clean, IMAGENET)))
+
+    assert found.status is Status.SCANNED, found.reason
+    assert found.target_class == expected.target_class
+    assert found.score == pytest.approx(expected.score, abs=0.05)
+
+
+def test_a_tight_budget_probes_fewer_classes_and_says_so(zoo: Path) -> None:
+    from scanner.calibration.zoos import artifact_for, read_zoo
+
+    loaded = read_zoo(zoo)
+    entry = next(m for m in loaded.models if m.family == "shapes32" and m.attack == "patch")
+    clean = loaded.clean_data("shapes32")
+    artifact = artifact_for(entry.path)
+
+    roomy = BanDetector().detect(artifact, DetectionContext(clean_data=clean, budget_s=3600.0))
+    tight = BanDetector().detect(artifact, DetectionContext(clean_data=clean, budget_s=0.01))
+
+    assert roomy.details["budget"]["reduced"] is False and len(roomy.details["probed_classes"]) == 10
+    assert roomy.details["planned_forward_equivalents"] == roomy.forward_passes
+    assert tight.status is Status.SCANNED and tight.score is not None
+    budget = tight.details["budget"]
+    assert budget["reduced"] is True and budget["settings"] == {"probed_classes": 2}
+    assert len(tight.details["probed_classes"]) == 2
+    assert tight.forward_passes == budget["planned_forward_equivalents"] < budget["full_forward_equivalents"]
+    assert budget["full_forward_equivalents"] == roomy.forward_passes
+    assert "universal perturbations for 2 classes, not 10" in budget["note"]

@@ -1,0 +1,103 @@
+"""The one-pixel detector fitted to a time budget, on a really trained test-zoo model with and without clean data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scanner.calibration.zoos import artifact_for, read_zoo
+from scanner.detectors.interface import CleanData, DetectionContext
+from scanner.detectors.one_pixel import OnePixelDetector
+from scanner.detectors.one_pixel.budget import planned_passes
+from scanner.detectors.one_pixel.composite import HELD_OUT_IMAGES
+from scanner.detectors.one_pixel.patches import PATCH_IMAGES
+from scanner.detectors.one_pixel.signature import SignatureSettings
+from scanner.findings import DetectorResult, ModelArtifact, ScanResult, Status
+from scanner.reports.interface import Report
+from scanner.reports.json_report import read_report, render_json
+from scanner.reports.markdown import render_markdown
+
+
+@pytest.fixture(scope="module")
+def shapes(zoo: Path) -> tuple[ModelArtifact, CleanData]:
+    loaded = read_zoo(zoo)
+    model = next(m for m in loaded.models if m.family == "shapes32" and m.backdoored)
+    clean = loaded.clean_data("shapes32")
+    assert clean is not None
+    return artifact_for(model.path), clean
+
+
+@pytest.mark.parametrize("with_clean_data", [False, True])
+def test_a_budget_the_model_fits_changes_nothing_and_the_plan_counts_every_pass(
+    shapes: tuple[ModelArtifact, CleanData], with_clean_data: bool
+) -> None:
+    artifact, clean = shapes
+    detector = OnePixelDetector(threads=1)
+    data = clean if with_clean_data else None
+    unbudgeted = detector.detect(artifact, DetectionContext(clean_data=data))
+    budgeted = detector.detect(artifact, DetectionContext(clean_data=data, budget_s=3600.0))
+
+    assert budgeted.status is Status.SCANNED
+    assert (budgeted.score, budgeted.target_class) == (unbudgeted.score, unbudgeted.target_class)
+    assert budgeted.forward_passes == unbudgeted.forward_passes
+    plan = budgeted.details["budget"]
+    assert plan["reduced"] is False and plan["note"] == ""
+    assert plan["planned_passes"] == plan["full_passes"] == unbudgeted.forward_passes
+    assert "budget" not in unbudgeted.details
+
+
+def test_a_tight_budget_reduces_the_grid_and_the_probe_images_and_says_so(
+    shapes: tuple[ModelArtifact, CleanData],
+) -> None:
+    artifact, clean = shapes
+    full = OnePixelDetector(threads=1).detect(artifact, DetectionContext(clean_data=clean))
+    reduced = OnePixelDetector(threads=1).detect(artifact, DetectionContext(clean_data=clean, budget_s=0.05))
+
+    assert reduced.status is Status.SCANNED and reduced.score is not None
+    plan = reduced.details["budget"]
+    assert plan["reduced"] is True
+    assert plan["settings"] == {
+        "max_grid": 8,
+        "probe_images": HELD_OUT_IMAGES["full"] // 4,
+        "patch_images": PATCH_IMAGES["full"] // 4,
+    }
+    assert reduced.details["settings"]["max_grid"] == 8
+    assert reduced.forward_passes == plan["planned_passes"] < plan["full_passes"] == full.forward_passes
+    assert "reduced power to fit a budget of 0.05 s" in plan["note"] and "probe grid of at most 8" in plan["note"]
+
+    assert _entry(reduced)["reduced"] == plan["note"]
+    assert "reduced" not in _entry(full)
+    summary = render_markdown(_report(reduced))
+    assert "0.05 s" in summary and "(reduced)" in summary and "reduce" not in render_markdown(_report(full))
+
+
+class _Shape:
+    """Only the spec: all planned_passes reads of a model."""
+
+    def __init__(self, artifact: ModelArtifact) -> None:
+        self.spec = artifact.spec
+
+    def logits(self, images: object) -> object:
+        raise AssertionError("planned_passes runs nothing")
+
+
+def test_planned_passes_follow_the_grid(shapes: tuple[ModelArtifact, CleanData]) -> None:
+    model = _Shape(shapes[0])
+    # 32x32x3, K=3, scales 1 and 2, 4 bases: (1 + cells x 3) passes per base and scale
+    assert planned_passes(model, SignatureSettings(), 4, 0, 0) == 4 * (1 + 1024 * 3) + 4 * (1 + 256 * 3)  # type: ignore[arg-type]
+    grid_16 = 4 * (1 + 256 * 3) + 4 * (1 + 64 * 3)
+    assert planned_passes(model, SignatureSettings(max_grid=16), 4, 0, 0) == grid_16  # type: ignore[arg-type]
+
+
+def _report(result: DetectorResult) -> Report:
+    return Report((ScanResult("m.onnx", None, Status.SCANNED, detectors={"one_pixel": result}),), "p@0", "0")
+
+
+def _entry(result: DetectorResult) -> dict[str, object]:
+    """The detector's entry in a JSON report, after a round trip through the report's reader."""
+    import json
+
+    again = render_json(read_report(render_json(_report(result))))
+    entry: dict[str, object] = json.loads(again)["results"][0]["detectors"]["one_pixel"]
+    return entry
