@@ -220,14 +220,18 @@ def test_sigterm_stops_an_idle_serve_within_10_s(proxy: FaultyProxy, serve_throu
 
 
 def slow_to_scan(path: Path) -> Path:
-    """A 224x224 RGB conv classifier: the one-pixel detector takes tens of seconds on it (on a shared 2-core VM)."""
+    """A 224x224 RGB classifier of two 48-channel convolutions (about a GMAC per image): the one-pixel detector
+    takes minutes on it, so a scan is still running when serve is stopped, however fast the machine (one 16-channel
+    convolution finished within serve's grace period on an idle machine)."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     nodes = [
-        helper.make_node("Conv", ["x", "W1"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "W1"], ["conv1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv1"], ["relu1"]),
+        helper.make_node("Conv", ["relu1", "W3"], ["conv"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["conv"], ["relu"]),
         helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["flat"]),
@@ -239,8 +243,9 @@ def slow_to_scan(path: Path) -> Path:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 224, 224])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
         [
-            numpy_helper.from_array((rng.normal(size=(16, 3, 3, 3)) * 0.1).astype(np.float32), "W1"),
-            numpy_helper.from_array(rng.normal(size=(10, 16)).astype(np.float32), "W2"),
+            numpy_helper.from_array((rng.normal(size=(48, 3, 3, 3)) * 0.1).astype(np.float32), "W1"),
+            numpy_helper.from_array((rng.normal(size=(48, 48, 3, 3)) * 0.05).astype(np.float32), "W3"),
+            numpy_helper.from_array(rng.normal(size=(10, 48)).astype(np.float32), "W2"),
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -267,7 +272,12 @@ def test_sigterm_stops_serve_within_10_s_while_a_scan_runs(
             row = db.execute("SELECT finished_at FROM scan_runs WHERE model_name = ?", (name,)).fetchone()
         return row is not None and row[0] is None
 
-    wait_for_condition(scanning, timeout_s=90, what="the scan to start", every_s=0.2)
-    code, took_s = sigterm_and_wait(serve)
-    assert code == 0 and took_s < 10, (code, took_s)
-    assert scanning(), "the scan ended before serve did: the test did not catch serve mid-scan"
+    try:
+        wait_for_condition(scanning, timeout_s=90, what="the scan to start", every_s=0.2)
+        code, took_s = sigterm_and_wait(serve)
+        assert code == 0 and took_s < 10, (code, took_s)
+        assert scanning(), "the scan ended before serve did: the test did not catch serve mid-scan"
+    finally:
+        # Unscanned, it would be found by the reconcile poller of every later serve on the shared server, and hold
+        # one of its workers for minutes.
+        gated_server.client().delete_registered_model(name)
