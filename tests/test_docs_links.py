@@ -129,7 +129,7 @@ def test_the_checker_finds_broken_links_outside_links_and_missing_anchors(tmp_pa
         "\n".join(
             [
                 "[fine](docs/a.md) [anchor](docs/a.md#how-well-it-detects-honestly) [self](#intro) ![img](docs/a.md)",
-                "[gone](docs/missing.md) [design](../shared/DESIGN.md) [bad anchor](docs/a.md#nowhere)",
+                "[gone](docs/missing.md) [outside](../elsewhere/notes.md) [bad anchor](docs/a.md#nowhere)",
                 "[abs](/etc/passwd) [web](https://example.com/x.md) `[code](nowhere.md)`",
                 "[ref]: docs/also-missing.md",
                 "```",
@@ -143,7 +143,7 @@ def test_the_checker_finds_broken_links_outside_links_and_missing_anchors(tmp_pa
     problems = link_problems(page, tmp_path)
     assert [problem.split(": ")[1] for problem in problems] == [
         "docs/missing.md",
-        "../shared/DESIGN.md",
+        "../elsewhere/notes.md",
         "docs/a.md#nowhere",
         "/etc/passwd",
         "docs/also-missing.md",
