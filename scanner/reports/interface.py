@@ -32,3 +32,17 @@ def reduced_note(result: DetectorResult) -> str:
     """What a detector gave up to fit its budget ("" when it ran at full power)."""
     budget = result.details.get("budget") if isinstance(result.details, Mapping) else None
     return str(budget.get("note") or "") if isinstance(budget, Mapping) and budget.get("reduced") else ""
+
+
+def score_text(score: float | None, *, missing: str) -> str:
+    return missing if score is None else f"{score:.2f}"
+
+
+def detector_cell(result: DetectorResult | None, *, missing: str) -> str:
+    """A detector's entry in a one-line-per-model table: its score and suspected class, or why it did not scan."""
+    if result is None:
+        return missing
+    if result.status is not Status.SCANNED:
+        return str(result.status.value).replace("_", " ")
+    target = f" (class {result.target_class})" if result.target_class is not None else ""
+    return f"{score_text(result.score, missing=missing)}{target}{' (reduced)' if reduced_note(result) else ''}"

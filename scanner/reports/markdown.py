@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from scanner.findings import Action, DetectorResult, ScanResult, Status
-from scanner.reports.interface import Report, reduced_note
+from scanner.findings import Action, ScanResult, Status
+from scanner.reports.interface import Report, detector_cell, reduced_note, score_text
 
 ICON = {Action.BLOCK: "⛔ block", Action.WARN: "⚠️ warn", Action.ALLOW: "✅ allow"}
 
@@ -61,20 +61,11 @@ def _table(results: tuple[ScanResult, ...]) -> list[str]:
             f"`{_escape(result.target)}`",
             result.status.value,
             result.verdict.value,
-            _score(result.score),
-            *(_detector_cell(result.detectors.get(name)) for name in names),
+            score_text(result.score, missing="—"),
+            *(detector_cell(result.detectors.get(name), missing="—") for name in names),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
-
-
-def _detector_cell(result: DetectorResult | None) -> str:
-    if result is None:
-        return "—"
-    if result.status is not Status.SCANNED:
-        return str(result.status.value).replace("_", " ")
-    target = f" (class {result.target_class})" if result.target_class is not None else ""
-    return f"{_score(result.score)}{target}{' (reduced)' if reduced_note(result) else ''}"
 
 
 def _is_flagged(result: ScanResult) -> bool:
@@ -99,10 +90,6 @@ def _details(result: ScanResult) -> list[str]:
         lines.append(f"- {kind}: `{name}`")
     lines.append("")
     return lines
-
-
-def _score(score: float | None) -> str:
-    return "—" if score is None else f"{score:.2f}"
 
 
 def _escape(text: str) -> str:

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from scanner.findings import Action, DetectorResult, ScanResult, Status
-from scanner.reports.interface import Report
+from scanner.findings import Action, ScanResult
+from scanner.reports.interface import Report, detector_cell, score_text
 
 MAX_TARGET_WIDTH = 60
 
@@ -37,8 +37,8 @@ def _row(result: ScanResult, names: list[str]) -> list[str]:
         _shown(result.target),
         result.status.value,
         result.verdict.value,
-        _score(result.score),
-        *(_detector_cell(result.detectors.get(name)) for name in names),
+        score_text(result.score, missing="-"),
+        *(detector_cell(result.detectors.get(name), missing="-") for name in names),
     ]
 
 
@@ -50,19 +50,6 @@ def _reasons(result: ScanResult) -> list[str]:
         reasons.insert(0, f"error ({result.error.kind}): {_line(result.error.message)}")
     reasons += [f"heatmap: {artifact}" for artifact in result.artifacts]
     return reasons
-
-
-def _detector_cell(result: DetectorResult | None) -> str:
-    if result is None:
-        return "-"
-    if result.status is not Status.SCANNED:
-        return str(result.status.value).replace("_", " ")
-    target = f" (class {result.target_class})" if result.target_class is not None else ""
-    return f"{_score(result.score)}{target}"
-
-
-def _score(score: float | None) -> str:
-    return "-" if score is None else f"{score:.2f}"
 
 
 def _line(text: str) -> str:
