@@ -87,11 +87,13 @@ def _refusal(
     real = path.resolve()
     if not real.is_relative_to(root):
         return SymlinkOutside(f"{name} is a symlink to {shown(real)}, outside the folder being scanned")
+    if real in accounted:
+        return None  # a model or its external data: the intake searches it for pickles when it reads it
     try:
         where = pickle_inside(real)
         if where is not None:
             return PickleRefused(f"{name} holds a Python pickle {where}, refused unopened")
-        if real in accounted or any(fnmatch.fnmatchcase(relative, glob) for glob in allow_files):
+        if any(fnmatch.fnmatchcase(relative, glob) for glob in allow_files):
             return None
         if harmless_kind(real) is not None:
             return None

@@ -23,6 +23,7 @@ from tests.intake.hostile import (
     NOT_IMAGE_MODELS,
     PICKLE_MARKER,
     Builder,
+    CreatesFileWhenUnpickled,
     external_data_absolute,
     external_data_dotdot,
     external_data_symlink,
@@ -301,3 +302,18 @@ def test_external_data_with_a_second_hard_link_is_refused(tmp_path: Path) -> Non
 
     (outside).unlink()  # the only name left is the model's own: read as usual
     assert load_model(path).spec.num_classes == 10
+
+
+def test_a_pickle_after_the_weights_in_a_models_external_data_is_refused_by_the_intake(tmp_path: Path) -> None:
+    """A folder scan leaves a model's own external data to the intake, which searches it before reading it."""
+    model = tiny_cnn()
+    data = tmp_path / "weights.bin"
+    move_weights_outside(model, "weights.bin", data)
+    path = save(model, tmp_path / "model.onnx")
+    with data.open("ab") as stream:
+        stream.write(pickle.dumps(CreatesFileWhenUnpickled(tmp_path / PICKLE_MARKER), protocol=4))
+
+    assert find_model_files(tmp_path) == [path]  # no refusal of its own: the data is the model's
+    with pytest.raises(IntakeError) as refused:
+        load_model(path)
+    assert refused.value.kind == "pickle_refused" and "weights.bin" in str(refused.value)
