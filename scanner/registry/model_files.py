@@ -14,13 +14,16 @@ from pathlib import Path
 _BLOCK = 1 << 20
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def files_digest(folder: Path) -> str:
     """sha256 over the sorted list of `<sha256 of file>  <path relative to folder>` lines of every regular file."""
-    lines = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(_BLOCK), b""):
-                digest.update(block)
-        lines.append(f"{digest.hexdigest()}  {path.relative_to(folder).as_posix()}\n")
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    lines = [f"{sha256_of(path)}  {path.relative_to(folder).as_posix()}\n" for path in files]
     return hashlib.sha256("".join(sorted(lines, key=lambda line: line[66:])).encode("utf-8")).hexdigest()

@@ -19,7 +19,8 @@ from scanner.errors import IntakeError, RegistryError, ScannerError
 from scanner.findings import ErrorInfo, ScanResult, Status
 from scanner.policy import Policy
 from scanner.registry.engine import CoreScanEngine
-from scanner.registry.scan_key import input_hint_tags, sha256_of
+from scanner.registry.model_files import sha256_of
+from scanner.registry.scan_key import input_hint_tags
 from scanner.registry.source import fetch_model, mlflow_client
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,9 @@ from scanner.errors import IntakeError, RegistryError, ScannerError, shortened
 from scanner.findings import ErrorInfo, ScanResult, Status
 from scanner.registry import tags as scan_tags
 from scanner.registry.client import RegistryClient, VersionGone, VersionInfo
+from scanner.registry.model_files import sha256_of
 from scanner.registry.queue import Job, WorkQueue
-from scanner.registry.scan_key import input_hint_tags, scan_key, sha256_of
+from scanner.registry.scan_key import input_hint_tags, scan_key
 from scanner.registry.source import FetchedModel, fetch_model
 
 log = logging.getLogger(__name__)
