@@ -26,21 +26,27 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from scanner.calibration.ban import default_cache_dir as default_ban_cache_dir
-from scanner.calibration.ban import model_statistics
+from scanner.calibration.ban import fit_gate_calibration, model_statistics
+from scanner.calibration.fusion import fit_gate_fusion
+from scanner.calibration.gate import GATE_ALPHA, gate_offset
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.one_pixel import (
     ZooFeatures,
     combined_features,
     default_cache_dir,
+    fit_gate_head,
+    head_feature_names,
     head_features,
     zoo_features,
 )
 from scanner.calibration.zoos import Zoo, ZooModel, read_zoo
-from scanner.detectors.one_pixel.classifier import COMBINED, SignatureClassifier, fit_trees
+from scanner.detectors.fusion import FEATURE_OF, logit
+from scanner.detectors.one_pixel.classifier import COMBINED, SignatureClassifier, gate_shifted
 from scanner.detectors.one_pixel.signature import SignatureSettings
 
 THRESHOLD = 0.5  # the detector's and the fusion's: a probability of 0.5 or more is `backdoored`
@@ -91,36 +97,64 @@ def group_rows(setting: str, models: Sequence[ZooModel], labels: np.ndarray, sco
     return rows
 
 
-def settings_scores(
-    heads_a: dict[str, np.ndarray],
-    heads_b: dict[str, np.ndarray],
-    labels_a: np.ndarray,
-    labels_b: np.ndarray,
+def folds(zoo_of: np.ndarray, families: np.ndarray) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(setting, which models it scores: "A", "B" or "A+B", train mask, test mask): A->B, B->A, then each family
+    left out in turn (its scores gathered into one "leave one family out" setting)."""
+    out = [("fit A, test B", "B", zoo_of == "A", zoo_of == "B"), ("fit B, test A", "A", zoo_of == "B", zoo_of == "A")]
+    out += [(LOFO, "A+B", families != family, families == family) for family in sorted(set(families))]
+    return out
+
+
+LOFO = "leave one family out (A+B)"
+
+
+def gate_recipe_scores(
+    heads: dict[str, np.ndarray],
+    names: dict[str, list[str]],
+    records: Sequence[dict[str, Any] | None] | None,
+    labels: np.ndarray,
+    zoo_of: np.ndarray,
     families: np.ndarray,
-    head: str,
-    shipped: SignatureClassifier,
     seed: int = 0,
-) -> dict[str, tuple[str, np.ndarray]]:
-    """setting -> (which zoo its scores are of: "A", "B" or "A+B", scores)."""
-    a, b = heads_a[head], heads_b[head]
-
-    def fitted(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray) -> np.ndarray:
-        classifier = fit_trees(train, train_labels, seed=seed)
-        return np.asarray([classifier.probability(row) for row in test])
-
-    both, labels = np.concatenate([a, b]), np.concatenate([labels_a, labels_b])
-    out_of_family = np.full(len(labels), np.nan)
-    for family in sorted(set(families)):
-        held = families == family
-        if len(set(labels[~held])) == 2:
-            out_of_family[held] = fitted(both[~held], labels[~held], both[held])
-    return {
-        "shipped on B": ("B", np.asarray([shipped.probability(row, head) for row in b])),
-        "shipped on A": ("A", np.asarray([shipped.probability(row, head) for row in a])),
-        "fit A, test B": ("B", fitted(a, labels_a, b)),
-        "fit B, test A": ("A", fitted(b, labels_b, a)),
-        "leave one family out (A+B)": ("A+B", out_of_family),
-    }
+) -> dict[str, dict[str, np.ndarray]]:
+    """configuration -> setting -> scores of every model (nan where the setting does not score it), each fitted as
+    `model-scanner detector train` fits the shipped files (feature choice, gate offset), on the setting's train models
+    only."""
+    configurations = ["one-pixel, no clean data (default scan)", "one-pixel with clean data"]
+    if records is not None:
+        configurations += ["BAN with clean data", "fused with clean data"]
+    out: dict[str, dict[str, np.ndarray]] = {c: {} for c in configurations}
+    for setting, _, train, test in folds(zoo_of, families):
+        if len(set(labels[train])) < 2:
+            continue
+        scored: dict[str, np.ndarray] = {}
+        train_scores: dict[str, np.ndarray] = {}
+        for configuration, head in zip(configurations[:2], ("synthetic", COMBINED), strict=True):
+            fitted, offset, oof = fit_gate_head(head, heads[head][train], labels[train], names[head], seed=seed)
+            scored[configuration] = np.asarray([gate_shifted(fitted.probability(r), offset) for r in heads[head][test]])
+            train_scores[configuration] = np.asarray([gate_shifted(p, offset) for p in oof])
+        if records is not None:
+            with_ban = np.asarray([r is not None for r in records])
+            fit_rows = [r for r, t in zip(records, train & with_ban, strict=True) if t and r is not None]
+            calibration, oof = fit_gate_calibration(fit_rows, labels[train & with_ban], seed=seed)
+            offset = gate_offset(oof, labels[train & with_ban])
+            ban_test = np.asarray([
+                calibration.probability(r["statistics"]) if r else np.nan
+                for r, t in zip(records, test, strict=True) if t
+            ])  # fmt: skip
+            scored["BAN with clean data"] = ban_test
+            one_pixel_train = train_scores["one-pixel with clean data"][with_ban[train]]
+            ban_train = np.asarray([gate_shifted(p, offset) for p in oof])
+            one_pixel_feature, ban_feature = FEATURE_OF["one_pixel"], FEATURE_OF["ban"]
+            fusion = fit_gate_fusion(labels[train & with_ban], one_pixel_train, ban_train, seed=seed)
+            scored["fused with clean data"] = np.asarray([
+                o if np.isnan(b) else fusion.probability({one_pixel_feature: logit(o), ban_feature: logit(b)})
+                for o, b in zip(scored["one-pixel with clean data"], ban_test, strict=True)
+            ])  # fmt: skip
+        for configuration, values in scored.items():
+            column = out[configuration].setdefault(setting, np.full(len(labels), np.nan))
+            column[test] = values
+    return out
 
 
 def shipped_ban_scores(zoos: Sequence[Zoo], cache: Path | None) -> tuple[np.ndarray, list[float], dict[str, int]]:
@@ -159,7 +193,7 @@ def shipped_fused(one_pixel: np.ndarray, ban: np.ndarray) -> np.ndarray:
 
 
 def shipped_section(
-    zoo_b: Sequence[Path],
+    zoos_b: Sequence[Zoo],
     models: Sequence[ZooModel],
     heads_b: dict[str, np.ndarray],
     labels: np.ndarray,
@@ -179,7 +213,7 @@ def shipped_section(
     notes = []
     if ban:
         started = time.perf_counter()
-        ban_scores, seconds, skipped = shipped_ban_scores([read_zoo(d) for d in zoo_b], ban_cache)
+        ban_scores, seconds, skipped = shipped_ban_scores(zoos_b, ban_cache)
         configurations["BAN with clean data"] = ban_scores
         configurations["fused with clean data"] = shipped_fused(configurations["one-pixel with clean data"], ban_scores)
         notes.append(
@@ -205,8 +239,8 @@ def shipped_section(
             *TABLE_HEADER, *groups, "", "</details>", ""]  # fmt: skip
 
 
-def features_of(directories: Sequence[Path], settings: SignatureSettings, cache: Path | None) -> ZooFeatures:
-    return combined_features([zoo_features(read_zoo(d), settings, cache_dir=cache) for d in directories])
+def features_of(zoos: Sequence[Zoo], settings: SignatureSettings, cache: Path | None) -> ZooFeatures:
+    return combined_features([zoo_features(zoo, settings, cache_dir=cache) for zoo in zoos])
 
 
 def report(
@@ -226,8 +260,9 @@ def report(
         scales=shipped.scales,
     )
     started = time.perf_counter()
-    table_b = features_of(zoo_b, settings, cache)
-    table_a = features_of(zoo_a, settings, cache) if zoo_a else None
+    zoos_a, zoos_b = [read_zoo(d) for d in zoo_a], [read_zoo(d) for d in zoo_b]  # read once: a zoo may be growing
+    table_b = features_of(zoos_b, settings, cache)
+    table_a = features_of(zoos_a, settings, cache) if zoo_a else None
     heads_b = head_features(table_b.features)
     labels_b = table_b.labels
     counted = [table_b] if table_a is None else [table_a, table_b]
@@ -242,33 +277,63 @@ def report(
         f"{time.perf_counter() - started:.0f} s ({np.mean(passes):.0f} forward passes per model; cached ones "
         "included).",
         "",
-        *shipped_section(zoo_b, table_b.models, heads_b, labels_b, shipped, ban=ban, ban_cache=ban_cache),
+        *shipped_section(zoos_b, table_b.models, heads_b, labels_b, shipped, ban=ban, ban_cache=ban_cache),
     ]
     if table_a is None:
         return "\n".join(lines)
     heads_a = head_features(table_a.features)
-    models = {"A": list(table_a.models), "B": list(table_b.models)}
-    models["A+B"] = models["A"] + models["B"]
-    labels = {"A": table_a.labels, "B": labels_b, "A+B": np.concatenate([table_a.labels, labels_b])}
-    families = np.asarray([m.family for m in models["A+B"]])
-    for head in HEADS:
-        scored = settings_scores(heads_a, heads_b, labels["A"], labels["B"], families, head, shipped, seed)
-        lines += [
-            f"### one-pixel, head `{head}`" + (" (default scan, no clean data)" if head == "synthetic" else
-                                                " (with clean data)"),
-            "",
-            "| setting | backdoored / clean | AUC | TPR@1%FPR | TPR@5%FPR | clean blocked | backdoored caught |",
-            "|---|---|---|---|---|---|---|",
-        ]  # fmt: skip
-        groups: list[str] = []
-        for setting, (zoo, scores) in scored.items():
+    models = list(table_a.models) + list(table_b.models)
+    labels = np.concatenate([table_a.labels, labels_b])
+    zoo_of = np.asarray(["A"] * len(table_a.models) + ["B"] * len(table_b.models))
+    families = np.asarray([m.family for m in models])
+    heads = {head: np.concatenate([heads_a[head], heads_b[head]]) for head in HEADS}
+    records = ban_records([*zoos_a, *zoos_b], ban_cache) if ban else None
+    scored = gate_recipe_scores(heads, head_feature_names(settings), records, labels, zoo_of, families, seed)
+    lines += [
+        "### refitted as the shipped files are (feature choice, gate offset), tested on models left out",
+        "",
+        f"Worst of the settings: the issue's yardstick. Gate offset: the threshold sits above all but {GATE_ALPHA:.0%}"
+        " of the training models' out-of-fold clean scores.",
+        "",
+        "| configuration | setting | backdoored / clean | AUC | TPR@1%FPR | TPR@5%FPR | clean blocked "
+        "| backdoored caught |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    groups: list[str] = []
+    for configuration, settings_scored in scored.items():
+        worst = {"auc": 1.0, "tpr": 1.0, "blocked": 0.0}
+        for setting, scores in settings_scored.items():
             keep = ~np.isnan(scores)
-            zoo_models = [m for m, k in zip(models[zoo], keep, strict=True) if k]
-            lines.append(summary_row(setting, labels[zoo][keep], scores[keep]))
-            groups += group_rows(setting, zoo_models, labels[zoo][keep], scores[keep])
-        lines += ["", "<details><summary>per attack, architecture and family</summary>", "",
-                  *TABLE_HEADER, *groups, "", "</details>", ""]  # fmt: skip
+            row = summary_row(setting, labels[keep], scores[keep])
+            lines.append(f"| {configuration} " + row)
+            blocked, _ = at_threshold(labels[keep], scores[keep])
+            worst["auc"] = min(worst["auc"], roc_auc(labels[keep], scores[keep]))
+            worst["tpr"] = min(worst["tpr"], tpr_at_fpr(labels[keep], scores[keep], 0.05))
+            worst["blocked"] = max(worst["blocked"], blocked)
+            kept = [m for m, k in zip(models, keep, strict=True) if k]
+            groups += group_rows(f"{configuration}, {setting}", kept, labels[keep], scores[keep])
+        lines.append(
+            f"| **{configuration}** | **worst** | | **{worst['auc']:.3f}** | | **{worst['tpr']:.3f}** | "
+            f"**{worst['blocked']:.0%}** | |"
+        )
+    lines += ["", "<details><summary>per attack, architecture and family</summary>", "",
+              *TABLE_HEADER, *groups, "", "</details>", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def ban_records(zoos: Sequence[Zoo], cache: Path | None) -> list[dict[str, Any] | None]:
+    """BAN's cached statistics record of every model of the zoos, in order (None where BAN does not apply)."""
+    from scanner.detectors.ban.detector import BanSettings
+    from scanner.errors import ScannerError
+
+    records: list[dict[str, Any] | None] = []
+    for zoo in zoos:
+        for model in zoo.models:
+            try:
+                records.append(model_statistics(model, zoo, BanSettings(), cache_dir=cache))
+            except ScannerError:
+                records.append(None)
+    return records
 
 
 def main(argv: Sequence[str] | None = None) -> int:

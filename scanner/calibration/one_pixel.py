@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -19,6 +21,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
+from scanner.calibration.gate import GATE_ALPHA, gate_offset
 from scanner.calibration.metrics import random_folds, roc_auc, tpr_at_fpr
 from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
 from scanner.detectors.interface import CleanData
@@ -27,12 +30,13 @@ from scanner.detectors.one_pixel.composite import (
     BLENDS,
     FRACTIONS,
     CompositeRates,
+    composite_feature_names,
     composite_rates,
     probe_features,
     probe_images,
     probed_scales,
 )
-from scanner.detectors.one_pixel.features import model_features
+from scanner.detectors.one_pixel.features import feature_names, model_features
 from scanner.detectors.one_pixel.patches import (
     GRID,
     RANDOM_PATTERNS,
@@ -234,6 +238,42 @@ def cross_validated_scores(
     return scores
 
 
+# The features each head's trees may split on, as a regular expression over head_feature_names(). Chosen by the
+# transfer bench (bench/transfer.py; fitted on one zoo generator, tested on another, and leave one data family out):
+# with clean data, only statistics that compare a class with the model's other classes (the composite probes' gaps)
+# and the patch probes' shares of images carried over between zoos; magnitudes (peaks, means, tops) learned one
+# zoo's scale. Without clean data nothing carried over (docs/experiments.md): that head keeps every feature and
+# relies on the gate offset alone.
+ALL_FEATURES = ".*"
+HEAD_FEATURES = {COMBINED: r"^composite:.*(\.gap|patch.*)$"}
+
+
+def head_feature_names(settings: SignatureSettings) -> dict[str, list[str]]:
+    """Per head, the name of each of its feature columns (head_features' order), prefixed by where it comes from."""
+    per_kind = list(feature_names(settings.scales))
+    composite = [f"composite:{name}" for name in composite_feature_names(settings.scales, settings.mode)]
+    names = {kind: [f"{kind}:{name}" for name in per_kind] for kind in BASE_KINDS}
+    names[COMBINED] = [*names["clean"], *names["synthetic"], *composite]
+    return names
+
+
+def chosen_columns(kind: str, names: Sequence[str]) -> np.ndarray:
+    pattern = re.compile(HEAD_FEATURES.get(kind, ALL_FEATURES))
+    return np.asarray([bool(pattern.search(name)) for name in names])
+
+
+def fit_gate_head(
+    kind: str, features: np.ndarray, labels: np.ndarray, names: Sequence[str], *, seed: int = 0
+) -> tuple[Head, float, np.ndarray]:
+    """A head's trees on its chosen features, its gate offset, and the out-of-fold scores the offset came from.
+
+    Columns outside the head's chosen set are held at 0 while fitting, so no tree ever tests them: the head keeps
+    the detector's full feature vector as its input."""
+    masked = np.where(chosen_columns(kind, names), np.nan_to_num(np.asarray(features, dtype=np.float64)), 0.0)
+    scores = cross_validated_scores(masked, labels, random_folds(len(labels), seed=seed))
+    return fit_trees(masked, labels, seed=seed), gate_offset(scores, labels), scores
+
+
 def head_features(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per classifier head, its features: each base kind's, plus, when both kinds and the composites are there,
     the COMBINED head's (clean, synthetic, probes: what the detector computes when clean data is given)."""
@@ -274,14 +314,15 @@ def train_signature_classifier(
     if labels.min(initial=1) == labels.max(initial=0):
         raise UsageError("the zoo needs both clean and backdoored models", hint="build a larger zoo")
     heads: dict[str, Head] = {}
+    offsets: dict[str, float] = {}
     metrics: dict[str, Any] = {}
-    folds = random_folds(len(labels), seed=seed)
+    names = head_feature_names(settings)
     for kind, features in head_features(table.features).items():
-        heads[kind] = fit_trees(features, labels, seed=seed)
-        scores = cross_validated_scores(features, labels, folds)
+        heads[kind], offsets[kind], scores = fit_gate_head(kind, features, labels, names[kind], seed=seed)
         metrics[kind] = {
             "cv5_auc": round(roc_auc(labels, scores), 4),
             "cv5_tpr_at_5pct_fpr": round(tpr_at_fpr(labels, scores), 4),
+            "gate_clean_quantile": round(1.0 / (1.0 + math.exp(-offsets[kind])), 4),
         }
     models = table.models
     provenance = {
@@ -296,6 +337,8 @@ def train_signature_classifier(
         "architectures": sorted({m.architecture for m in models}),
         "seed": seed,
         "head": "trees",
+        "head_features": {kind: HEAD_FEATURES.get(kind, ALL_FEATURES) for kind in heads},
+        "gate_alpha": GATE_ALPHA,
         "metrics": metrics,
     }
-    return SignatureClassifier(heads=heads, settings=asdict(settings), provenance=provenance)
+    return SignatureClassifier(heads=heads, settings=asdict(settings), provenance=provenance, offsets=offsets)

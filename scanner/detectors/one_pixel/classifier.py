@@ -11,7 +11,8 @@ head: an extremely randomised tree ensemble (`fit_trees`, the default: on the 22
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -145,15 +146,30 @@ def head_from_json(data: dict[str, Any]) -> Head:
     return head
 
 
+_CLIP = 1e-4
+
+
+def gate_shifted(probability: float, offset: float) -> float:
+    """`probability` with its log-odds moved down by `offset`: the score a head's gate calibration reports.
+
+    A head's offset is the log-odds of the out-of-fold score that all but a small share of the calibration zoos'
+    clean models stay under (scanner.calibration.gate), so that score maps to 0.5, the shipped threshold."""
+    clipped = min(max(float(probability), _CLIP), 1.0 - _CLIP)
+    return 1.0 / (1.0 + math.exp(-(math.log(clipped / (1.0 - clipped)) - offset)))
+
+
 @dataclass(frozen=True)
 class SignatureClassifier:
     heads: dict[str, Head]  # base kind -> head
     settings: dict[str, Any]  # the SignatureSettings the heads were trained with
     provenance: dict[str, Any]
+    offsets: dict[str, float] = field(default_factory=dict)  # base kind -> gate offset (log-odds; none: 0)
 
     def probability(self, features: np.ndarray, base_kind: str) -> float:
-        head = self.heads.get(base_kind) or next(iter(self.heads.values()))
-        return head.probability(features)
+        kind = base_kind if base_kind in self.heads else next(iter(self.heads))
+        probability = self.heads[kind].probability(features)
+        offset = self.offsets.get(kind, 0.0)
+        return gate_shifted(probability, offset) if offset else probability
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -170,6 +186,7 @@ class SignatureClassifier:
             "composite_feature_names": list(composite_feature_names(self.scales, self.mode)),
             "settings": self.settings,
             "heads": {kind: head.to_json() for kind, head in self.heads.items()},
+            "offsets": self.offsets,
             "provenance": self.provenance,
         }
 
@@ -192,7 +209,18 @@ class SignatureClassifier:
             raise ClassifierFileError(f"{source}: trained on other features than this scanner computes")
         if not heads:
             raise ClassifierFileError(f"{source}: holds no classifier")
-        return cls(heads=heads, settings=settings, provenance=dict(data.get("provenance", {})))
+        offsets = data.get("offsets", {})
+        if not isinstance(offsets, dict) or any(
+            kind not in heads or not isinstance(value, int | float) or not math.isfinite(value)
+            for kind, value in offsets.items()
+        ):
+            raise ClassifierFileError(f"{source}: its offsets must be finite numbers for heads it holds")
+        return cls(
+            heads=heads,
+            settings=settings,
+            provenance=dict(data.get("provenance", {})),
+            offsets={kind: float(value) for kind, value in offsets.items()},
+        )
 
     @classmethod
     def load(cls, path: Path | None = None) -> SignatureClassifier:

@@ -163,3 +163,20 @@ def test_the_shipped_classifier_is_small_versioned_and_has_provenance() -> None:
     assert set(provenance["families"]) == {"digits16", "shapes32"}
     assert set(provenance["attacks"]) == {"clean", "patch", "blend", "wanet", "sinusoidal", "all_to_all"}
     assert provenance["metrics"]["clean"]["cv5_auc"] > 0.75  # 0.80 on the 220-model bench zoo (RESULTS-one-pixel.md)
+
+
+def test_gate_offsets_shift_a_head_s_score_and_survive_a_round_trip(tmp_path: Path) -> None:
+    n = len(feature_names((1, 2)))
+    head = LogisticHead(np.zeros(n), np.ones(n), np.zeros(n), 1.0)  # probability sigmoid(1) for any features
+    offsets = {"synthetic": 1.0}
+    classifier = SignatureClassifier({"clean": head, "synthetic": head}, {"scales": [1, 2]}, {}, offsets)
+    features = np.zeros(n)
+    assert classifier.probability(features, "synthetic") == pytest.approx(0.5)
+    assert classifier.probability(features, "clean") == pytest.approx(1 / (1 + np.exp(-1.0)))
+    classifier.save(tmp_path / "gated.json")
+    assert SignatureClassifier.load(tmp_path / "gated.json").offsets == offsets
+    stored = json.loads((tmp_path / "gated.json").read_text())
+    for bad in ({"synthetic": float("nan")}, {"synthetic": "1"}, {"composite": 1.0}, [1.0]):
+        (tmp_path / "bad.json").write_text(json.dumps({**stored, "offsets": bad}))
+        with pytest.raises(ClassifierFileError, match="offsets"):
+            SignatureClassifier.load(tmp_path / "bad.json")
