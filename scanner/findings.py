@@ -40,6 +40,32 @@ class Deadline:
         return self.remaining() <= 0
 
 
+class BudgetUnit(str, enum.Enum):
+    SECONDS = "s"
+    PASSES = "passes"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a model's detectors fit their settings to (`--budget`). Seconds are turned into settings from the model's
+    cost of a forward pass measured on this machine, so a slower machine runs less; forward passes (forward-
+    equivalents: a pass with its backward counts 3) need no timing, so a model gets the same settings anywhere."""
+
+    amount: float
+    unit: BudgetUnit = BudgetUnit.SECONDS
+
+    @property
+    def in_passes(self) -> bool:
+        return self.unit is BudgetUnit.PASSES
+
+    def share(self, parts: int) -> Budget:
+        """One of `parts` even shares (each detector's)."""
+        return Budget(self.amount / max(1, parts), self.unit)
+
+    def __str__(self) -> str:
+        return f"{self.amount:.0f} passes" if self.in_passes else f"{self.amount:g} s"
+
+
 class Status(str, enum.Enum):
     """Whether a detector (or a whole scan) produced a result."""
 

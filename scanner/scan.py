@@ -24,6 +24,7 @@ import numpy as np
 from scanner.detectors.interface import CleanData, DetectionContext, Detector
 from scanner.errors import ScannerError, TimeLimitExceeded, UsageError
 from scanner.findings import (
+    Budget,
     Deadline,
     DetectorResult,
     ErrorInfo,
@@ -53,9 +54,11 @@ VALUE_RANGE_SLACK = 0.05
 # good, and is far above what the patch grid lets a 224x224 model cost. A scan that reaches it is an error, which a
 # fail-closed policy blocks.
 DEFAULT_TIME_LIMIT_S = 3600.0
-# Seconds one model's detectors should fit their settings to, shared evenly between them (scan --budget): at the
-# default, models of the zoo's sizes run at full power; large ones run with reduced settings, and their report says so.
+# Seconds one model's detectors should fit their settings to, shared evenly between them (--budget of scan, serve and
+# rescan): at the default, models of the zoo's sizes run at full power; large ones run with reduced settings, and
+# their report says so.
 DEFAULT_BUDGET_S = 600.0
+DEFAULT_BUDGET = Budget(DEFAULT_BUDGET_S)
 
 # The intake's calls, injectable: load(path, value_range=..., layout=...) -> ModelArtifact; find(target) -> model
 # files, and files refused without loading (scanner.intake.RefusedFile: a path and the IntakeError saying why).
@@ -94,7 +97,7 @@ class ScanOptions:
     seed: int = 0
     max_model_bytes: int | None = None  # --max-model-size: the intake's size limit (None: its default, 1 GiB)
     time_limit_s: float | None = DEFAULT_TIME_LIMIT_S  # --time-limit: for one model's detectors (None: no limit)
-    budget_s: float | None = DEFAULT_BUDGET_S  # --budget: for one model's detectors together (None: full settings)
+    budget: Budget | None = DEFAULT_BUDGET  # --budget: for one model's detectors together (None: full settings)
 
 
 class Scanner:
@@ -169,7 +172,7 @@ class Scanner:
             seed=self.options.seed,
             deadline=deadline,
             model_name=target.model_name,
-            budget_s=None if self.options.budget_s is None else self.options.budget_s / max(1, len(self.detectors)),
+            budget=None if self.options.budget is None else self.options.budget.share(len(self.detectors)),
         )
         found = {detector.name: self._run(detector, model, context, target.label) for detector in self.detectors}
         score, verdict = self.fuse(found)

@@ -17,6 +17,8 @@ from scanner.detectors.interface import DetectionContext, Detector
 from scanner.errors import DetectorError, IntakeError, UsageError
 from scanner.findings import (
     Action,
+    Budget,
+    BudgetUnit,
     DetectorResult,
     InputSpec,
     Layout,
@@ -285,12 +287,17 @@ def test_the_budget_is_shared_evenly_between_the_detectors(tmp_path, default_pol
     paths = write_models(tmp_path, good="good")
     one, two = Scripted("one_pixel", {"good": 0.1}), Scripted("ban", {"good": 0.1})
     Scanner([one, two], default_policy, load_model=FakeIntake()).scan([ScanTarget.for_file(paths["good"])])
-    assert one.contexts[0].budget_s == two.contexts[0].budget_s == scan_module.DEFAULT_BUDGET_S / 2
-    unbounded = ScanOptions(budget_s=None)
+    assert one.contexts[0].budget == two.contexts[0].budget == Budget(scan_module.DEFAULT_BUDGET_S / 2)
+    in_passes = ScanOptions(budget=Budget(100_000, BudgetUnit.PASSES))
+    Scanner([one, two], default_policy, load_model=FakeIntake(), options=in_passes).scan(
+        [ScanTarget.for_file(paths["good"])]
+    )
+    assert one.contexts[-1].budget == Budget(50_000, BudgetUnit.PASSES)
+    unbounded = ScanOptions(budget=None)
     Scanner([one], default_policy, load_model=FakeIntake(), options=unbounded).scan(
         [ScanTarget.for_file(paths["good"])]
     )
-    assert one.contexts[-1].budget_s is None
+    assert one.contexts[-1].budget is None
 
 
 IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

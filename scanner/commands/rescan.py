@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from scanner.commands.options import add_max_model_size
+from scanner.commands.options import add_budget, add_max_model_size
 from scanner.errors import UsageError
 
 TOKEN_ENV = "MODEL_SCANNER_TOKEN"
@@ -28,8 +28,8 @@ examples:
   # after upgrading the scanner: everything under fraud-*, on an existing Ray cluster (one GPU per scan if any)
   model-scanner rescan --tracking-uri http://mlflow:5000 --models 'fraud-*' --executor ray --ray-address auto
 
-A version is stale when its scan is missing or failed, was made by other detector versions, another policy or
-scanner version, or (with --max-age) is older than that. Without --stale-only every matching version is scanned.
+A version is stale when its scan is missing or failed, was made by other detector versions, another policy, scanner
+version or --budget, or (with --max-age) is older than that. Without --stale-only every matching version is scanned.
 Beside a running `serve`, pass its --state-dir (or $MODEL_SCANNER_STATE): versions serve has queued are left to it
 and no version is scanned by both. Exit status: 0 nothing newly blocked, 1 a version became blocked, 2 a version
 could not be scanned (or bad usage).
@@ -74,6 +74,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--output", metavar="FILE", type=Path, help="write the report here instead of stdout")
     parser.add_argument("--dry-run", action="store_true", help="list what would be re-scanned; scan nothing")
     add_max_model_size(parser)
+    add_budget(parser)
     parser.set_defaults(run=run)
 
 
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device,
                 queue=queue,
                 max_model_bytes=args.max_model_size,
+                budget=args.budget,
             )
             summary = rescanner.run(request)
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import __version__
-from scanner.commands.options import add_max_model_size
+from scanner.commands.options import add_budget, add_max_model_size
 from scanner.commands.progress import progress_bar
 from scanner.detectors import DETECTORS, load_detectors
 from scanner.detectors.interface import DetectionContext, Detector
@@ -32,7 +32,6 @@ from scanner.policy import BUILTIN_POLICIES, DEFAULT_POLICY, Policy, load_builti
 from scanner.reports import Report, ReportFormat, render
 from scanner.reports.markdown import render_markdown
 from scanner.scan import (
-    DEFAULT_BUDGET_S,
     DEFAULT_TIME_LIMIT_S,
     Scanner,
     ScanOptions,
@@ -146,15 +145,7 @@ def register(subparsers: Any) -> None:
         help=f"longest one model's detectors may run; past it the model is an error (default {DEFAULT_TIME_LIMIT_S:g}"
         ", 0 for none)",
     )
-    parser.add_argument(
-        "--budget",
-        metavar="SECONDS",
-        type=_time_limit,
-        default=DEFAULT_BUDGET_S,
-        help="seconds one model's detectors should take together (shared evenly); each fits its settings to its share "
-        "from the model's measured cost of a forward pass, and the report says when it reduced them (default "
-        f"{DEFAULT_BUDGET_S:g}, 0 for full settings always)",
-    )
+    add_budget(parser)
     add_max_model_size(parser)
     # Also after the subcommand, as users type them; SUPPRESS keeps the global flags' values when absent here.
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors on stderr")
@@ -173,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         layout=None if args.layout is None else Layout(args.layout),
         max_model_bytes=args.max_model_size,
         time_limit_s=args.time_limit or None,
-        budget_s=args.budget or None,
+        budget=args.budget,
     )
     detectors = build_detectors(args.detectors)
     _check_clean_data_reachable(args, policy)

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scanner.commands.options import add_max_model_size
+from scanner.commands.options import add_budget, add_max_model_size
 from scanner.errors import RegistryError, UsageError
 
 if TYPE_CHECKING:
@@ -42,9 +42,9 @@ examples:
   model-scanner serve --tracking-uri http://mlflow:5000 --listen 0.0.0.0:8765 --public-url http://scanner:8765/webhook
 
 It receives MLflow webhooks (model_version.created) on --listen, stores them in a durable queue (--state-dir), scans
-each version once per (model digest, detector versions, policy) and writes the scan.* tags, with the JSON report and
-heatmaps logged as artifacts on the version's run. A poller (--reconcile-interval) catches versions the webhooks
-missed. The webhook secret comes from $MODEL_SCANNER_WEBHOOK_SECRET, or is made once and kept in the state dir.
+each version once per (model digest, detector versions, policy, --budget) and writes the scan.* tags, with the JSON
+report and heatmaps logged as artifacts on the version's run. A poller (--reconcile-interval) catches versions the
+webhooks missed. The webhook secret comes from $MODEL_SCANNER_WEBHOOK_SECRET, or is made once and kept in the state dir.
 """
 
 
@@ -87,6 +87,7 @@ def register(subparsers: Any) -> None:
         help="at start, how long to wait for an unreachable MLflow server before giving up (default: %(default)s)",
     )
     add_max_model_size(parser)
+    add_budget(parser)
     parser.set_defaults(run=run)
 
 
@@ -218,7 +219,9 @@ def _start(args: argparse.Namespace, stop: threading.Event) -> ScannerService | 
             hint="start the MLflow server, or check --tracking-uri",
         )
     names = [d.strip() for d in args.detectors.split(",") if d.strip()] if args.detectors else None
-    engine = build_engine(args.policy, names, device=args.device, max_model_bytes=args.max_model_size)
+    engine = build_engine(
+        args.policy, names, device=args.device, max_model_bytes=args.max_model_size, budget=args.budget
+    )
     config = ServiceConfig(
         tracking_uri=args.tracking_uri,
         queue_path=args.state_dir / "queue.db",

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from scanner.findings import Deadline, DetectorResult, ModelArtifact, Progress, no_progress
+from scanner.findings import Budget, Deadline, DetectorResult, ModelArtifact, Progress, no_progress
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class DetectionContext:
     seed: int = 0
     deadline: Deadline | None = None  # None: no time limit
     model_name: str = ""  # what people call the model (registered name or file stem): names and captions pictures
-    budget_s: float | None = None  # seconds this detector should fit its settings to (None: its full settings)
+    budget: Budget | None = None  # this detector's share of --budget, to fit its settings to (None: full settings)
 
 
 class Detector(abc.ABC):

@@ -1,7 +1,9 @@
 """The scanner's core, as the registry's workers see it: scan a fetched model version and judge it, render its report.
 
 A thin adapter over `scanner.scan.Scanner`: the registry adds only where the inputs come from (a `clean_sample.npz`
-beside the model, producer tags `model_scanner.value_range` / `model_scanner.layout`) and the scan key.
+beside the model, producer tags `model_scanner.value_range` / `model_scanner.layout`) and the scan key. The key names
+everything that changes a result: the detector versions and their shipped files, the policy, the scanner version, and
+the budget (under another budget a detector may run other settings).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from scanner import __version__
 from scanner.detectors import shipped_data_digest
 from scanner.detectors.interface import Detector
 from scanner.errors import UsageError
-from scanner.findings import Layout, ScanResult
+from scanner.findings import Budget, Layout, ScanResult
 from scanner.policy import Policy, PromotionTarget
 from scanner.registry.source import FetchedModel
-from scanner.scan import Scanner, ScanOptions, ScanTarget
+from scanner.scan import DEFAULT_BUDGET, Scanner, ScanOptions, ScanTarget
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,13 @@ class CoreScanEngine:
         *,
         device: str = "auto",
         max_model_bytes: int | None = None,  # the intake's size limit (None: its default, 1 GiB)
+        budget: Budget | None = DEFAULT_BUDGET,  # --budget: for one model's detectors together (None: full settings)
     ) -> None:
         self.detectors = tuple(detectors)
         self.policy = policy
         self.device = device
         self.max_model_bytes = max_model_bytes
+        self.budget = budget
 
     @property
     def policy_label(self) -> str:
@@ -53,6 +57,7 @@ class CoreScanEngine:
                 "data": shipped_data_digest(),
                 "policy": self.policy.digest,
                 "scanner": __version__,
+                "budget": budget_label(self.budget),
             }
         )
 
@@ -65,6 +70,7 @@ class CoreScanEngine:
             value_range=value_range,
             layout=layout,
             max_model_bytes=self.max_model_bytes,
+            budget=self.budget,
         )
         scanner = Scanner(self.detectors, self.policy, options=options)
         target = ScanTarget(path=model.path, label=model.uri, model_name=model.name, clean_data=model.clean_data)
@@ -79,6 +85,11 @@ class CoreScanEngine:
         from scanner.reports.json_report import render_json
 
         return render_json(Report(results=(result,), policy=self.policy_label, scanner_version=__version__))
+
+
+def budget_label(budget: Budget | None) -> str:
+    """How the engine key spells a budget: '600 s', '150000 passes', or 'none' for full settings always."""
+    return "none" if budget is None else str(budget)
 
 
 def input_hints(version_tags: Mapping[str, str]) -> tuple[tuple[float, float] | None, Layout | None]:
@@ -106,6 +117,7 @@ def build_engine(
     *,
     device: str = "auto",
     max_model_bytes: int | None = None,
+    budget: Budget | None = DEFAULT_BUDGET,
 ) -> CoreScanEngine:
     """The engine for `serve`: the named detectors (each must load), or every detector that loads here."""
     from scanner.detectors import load_detectors
@@ -120,4 +132,4 @@ def build_engine(
     if not detectors:
         raise UsageError("no detector is available", hint="install model-scanner[torch,cpu]")
     policy = load_policy(policy_path) if policy_path else load_builtin_policy()
-    return CoreScanEngine(detectors, policy, device=device, max_model_bytes=max_model_bytes)
+    return CoreScanEngine(detectors, policy, device=device, max_model_bytes=max_model_bytes, budget=budget)

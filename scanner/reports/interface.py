@@ -34,6 +34,12 @@ def reduced_note(result: DetectorResult) -> str:
     return str(budget.get("note") or "") if isinstance(budget, Mapping) and budget.get("reduced") else ""
 
 
+def budget_fitted_to(result: DetectorResult) -> str:
+    """The budget a detector fitted its settings to, '300 s' or '75000 passes' ("" when it had none)."""
+    budget = result.details.get("budget") if isinstance(result.details, Mapping) else None
+    return str(budget.get("fitted_to") or "") if isinstance(budget, Mapping) else ""
+
+
 def score_text(score: float | None, *, missing: str) -> str:
     return missing if score is None else f"{score:.2f}"
 

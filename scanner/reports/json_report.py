@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 from scanner.findings import Action, Decision, DetectorResult, ErrorInfo, Normalization, ScanResult, Status, Verdict
-from scanner.reports.interface import Report, reduced_note
+from scanner.reports.interface import Report, budget_fitted_to, reduced_note
 
 SCHEMA_ID = "model-scanner/report/v1"
 
@@ -67,6 +67,7 @@ def _detector(result: DetectorResult) -> dict[str, Any]:
         "forward_passes": None if result.forward_passes is None else int(result.forward_passes),
         "seconds": None if result.seconds is None else round(result.seconds, 3),
         "reason": result.reason,
+        **({"budget": budget} if (budget := budget_fitted_to(result)) else {}),
         **({"reduced": reduced} if (reduced := reduced_note(result)) else {}),
     }
 
@@ -107,7 +108,7 @@ def read_report(text: str) -> Report:
                         forward_passes=found.get("forward_passes"),
                         seconds=found.get("seconds"),
                         reason=found.get("reason"),
-                        details={"budget": {"reduced": True, "note": found["reduced"]}} if found.get("reduced") else {},
+                        details=_budget_details_from(found),
                     )
                     for name, found in (entry.get("detectors") or {}).items()
                 },
@@ -124,6 +125,13 @@ def read_report(text: str) -> Report:
     return Report(
         results=tuple(results), policy=document.get("policy", ""), scanner_version=document.get("scanner_version", "")
     )
+
+
+def _budget_details_from(found: Mapping[str, Any]) -> dict[str, Any]:
+    if not found.get("budget") and not found.get("reduced"):
+        return {}
+    reduced = bool(found.get("reduced"))
+    return {"budget": {"fitted_to": found.get("budget") or "", "reduced": reduced, "note": found.get("reduced") or ""}}
 
 
 def _normalization_from(found: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def render_markdown(report: Report) -> str:
         if (note := reduced_note(detector))
     ]
     if reduced:
-        lines += ["", "Detectors that reduced their settings to fit the time budget (`--budget`):", "", *reduced]
+        lines += ["", "Detectors that reduced their settings to fit the budget (`--budget`):", "", *reduced]
     flagged = [result for result in report.results if _is_flagged(result)]
     if flagged:
         lines += ["", "### Flagged models", ""]

@@ -111,7 +111,8 @@ def test_bad_usage_exits_2_with_one_line(cli, fake_detectors, models, tmp_path):
         (("scan", str(models), "--mean", "0.5,0.5,0.5", "--std", "0.2,0,0.2"), "every std must be above 0"),
         (("scan", str(models), "--mean", "0.5,x,0.5", "--std", "0.2,0.2,0.2"), "expected one number per channel"),
         (("scan", str(models), "--mean", "0.5,0.5,0.5"), "--mean and --std go together"),
-        (("scan", str(models), "--budget", "-5"), "expected 0 (no limit) or a positive number of seconds"),
+        (("scan", str(models), "--budget", "-5"), "expected seconds (600, 600s, 10m, 1h) or forward passes"),
+        (("scan", str(models), "--budget", "2mpasses"), "150kpasses"),
         (("scan", str(models), "--mean", "0.5,0.5", "--std", "0.2,0.2,0.2"), "--mean and --std go together"),
         (("scan", str(models), "--output", str(tmp_path / "no" / "dir" / "r.json")), "cannot write the report"),
     ]:

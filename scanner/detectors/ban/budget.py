@@ -1,9 +1,10 @@
 """BAN's bounds: how many images one batch may hold within its memory bound, which classes the universal
-perturbations probe when there are many, and whether the whole run fits the time left.
+perturbations probe when there are many, what a run costs, and whether it fits the time left.
 
 Measured, not guessed: the bytes a sample needs come from the values of one traced forward pass (backward keeps about
-as much again), the seconds a forward-equivalent takes from one timed batch. A run that would pass a bound is refused
-before it starts, as an error result that says so, so that the process is never killed for memory mid-scan.
+as much again), the seconds a sample takes, without and with a backward pass, from one timed batch. A run that would
+pass a bound is refused before it starts, as an error result that says so, so that the process is never killed for
+memory mid-scan.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from scanner.errors import DetectorError
 
 if TYPE_CHECKING:
     import torch
+
+    from scanner.detectors.ban.steps import BanModel
 
 GIB = 1024**3
 
@@ -70,13 +73,65 @@ def classes_to_probe(suspicion: torch.Tensor, cap: int) -> list[int]:
     return sorted(int(c) for c in torch.topk(suspicion, cap).indices)
 
 
-def check_time(planned_forward_equivalents: int, seconds_per_forward: float, remaining: float | None) -> float:
+@dataclass(frozen=True)
+class Work:
+    """A run's work in samples, as `steps.Cost` counts it: through the whole model without a backward pass, with one,
+    and through the head alone (the mask's training and its statistics; with backward counted 3)."""
+
+    forwards: int
+    backwards: int
+    heads: int
+
+    @property
+    def forward_equivalents(self) -> int:
+        """What Cost.forward_equivalents will read after the run: a forward with its backward counts 3."""
+        return self.forwards + 3 * self.backwards
+
+    def seconds(self, timing: Timing) -> float:
+        """At the measured seconds per sample. A backward pass is timed, not taken to cost 2 forwards: it costs more
+        than that where the gradients of the neuron noise's scales make torch compute the weights' gradients
+        (bench/RESULTS.md: 68.6 s of a 60 s share on a 224 x 224 ResNet while it was taken to cost 2). The head is
+        the pooling and classifier after the last feature map, a small share of a pass, and is left out."""
+        return self.forwards * timing.per_forward + self.backwards * timing.per_backward
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds one sample takes through the whole model: forward only, and forward with its backward pass."""
+
+    per_forward: float
+    per_backward: float
+
+
+def seconds_per_sample(model: BanModel, x: torch.Tensor) -> Timing:
+    """Timed on `x` (a few images): a forward pass, and a forward pass with the backward BAN makes, to the input (the
+    universal perturbations) and to the neuron noise's scales (whose gradients need the weights' as well)."""
+    import time
+
+    import torch
+
+    noise = {t.param: torch.zeros(t.channels, device=x.device, requires_grad=True) for t in model.anatomy.noise_targets}
+    inputs = x.detach().clone().requires_grad_(True)
+    with torch.no_grad():
+        began = time.perf_counter()
+        model.logits(x)
+        per_forward = (time.perf_counter() - began) / len(x)
+    wrt = [inputs, *noise.values()]
+    torch.autograd.grad(model.logits(inputs[:1], noise, backward=True).sum(), wrt)  # the first sets autograd up
+    began = time.perf_counter()
+    torch.autograd.grad(model.logits(inputs, noise, backward=True).sum(), wrt)
+    per_backward = (time.perf_counter() - began) / len(x)
+    return Timing(per_forward, per_backward)
+
+
+def check_time(planned: Work, timing: Timing, remaining: float | None) -> float:
     """The seconds the run is expected to take; OverBound when that is more than the `remaining` seconds."""
-    expected = planned_forward_equivalents * seconds_per_forward
+    expected = planned.seconds(timing)
     if remaining is not None and expected > remaining:
         raise OverBound(
-            f"BAN would take about {math.ceil(expected)} s ({planned_forward_equivalents} forward-equivalents at "
-            f"{seconds_per_forward * 1000:.2f} ms), over the {max(0, math.floor(remaining))} s left of the time limit",
+            f"BAN would take about {math.ceil(expected)} s ({planned.forward_equivalents} forward-equivalents at "
+            f"{timing.per_forward * 1000:.2f} ms, {timing.per_backward * 1000:.2f} ms with backward), over the "
+            f"{max(0, math.floor(remaining))} s left of the time limit",
             hint="raise --time-limit, scan on a GPU (--device cuda), or lower BAN's probed_classes",
         )
     return expected

@@ -1,11 +1,12 @@
-"""Fitting the one-pixel probes to a time budget, from the model's measured cost of a forward pass.
+"""Fitting the one-pixel probes to a budget, of seconds (from the model's measured cost of a forward pass) or of passes.
 
 The signature's passes grow with the probe grid (max_grid^2 cells per scale); the composite, blend and patch probes
 cost the same at any grid. Under a budget the grid is coarsened, 32 -> 16 -> 8 cells per side, until the planned
-passes times the measured seconds per pass fit: a coarser grid probes the model as if its input were that small (the
-shipped heads were fitted on 16 x 16 and 32 x 32 grids; 8 x 8 is outside what they saw). Nothing else changes: the
-heads read the same features. If even the coarsest grid does not fit, it runs anyway (`scan --time-limit` is the
-hard bound) and says so.
+passes fit: their count under a budget of passes (no timing, so the same settings on any machine), or that count
+times the measured seconds per pass under a budget of seconds. A coarser grid probes the model as if its input were
+that small (the shipped heads were fitted on 16 x 16 and 32 x 32 grids; 8 x 8 is outside what they saw). Nothing else
+changes: the heads read the same features. If even the coarsest grid does not fit, it runs anyway (`scan
+--time-limit` is the hard bound) and says so.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from scanner.detectors.one_pixel.signature import (
     log_probabilities_of,
     signature_passes,
 )
+from scanner.findings import Budget
 
 # The steps down from the trained settings, in order: (largest probe grid, share of the held-out clean images the
 # composite, blend and patch probes use). Their rates are shares of images, so fewer images make them noisier, not
@@ -43,8 +45,8 @@ class ProbePlan:
     settings: SignatureSettings
     probe_images: int  # held-out clean images for the composites and blends
     patch_images: int  # and for the patches
-    budget_s: float
-    seconds_per_pass: float
+    budget: Budget
+    seconds_per_pass: float | None  # None under a budget of passes: nothing is timed
     planned_passes: int  # with `settings` and these images
     full_passes: int  # with the settings the classifier was trained with, on all the images
     timing_passes: int  # spent measuring (not in the detector's forward_passes)
@@ -55,16 +57,22 @@ class ProbePlan:
         return self.planned_passes < self.full_passes
 
     @property
-    def planned_seconds(self) -> float:
-        return self.planned_passes * self.seconds_per_pass * OVERHEAD
+    def planned_seconds(self) -> float | None:
+        return None if self.seconds_per_pass is None else self.planned_passes * self.seconds_per_pass * OVERHEAD
+
+    @property
+    def fits(self) -> bool:
+        planned = self.planned_passes if self.budget.in_passes else self.planned_seconds
+        return planned is not None and planned <= self.budget.amount
 
     def details(self) -> dict[str, Any]:
+        seconds = self.planned_seconds
         return {
-            "budget_s": round(self.budget_s, 3),
+            "fitted_to": str(self.budget),
             "seconds_per_pass": self.seconds_per_pass,
             "planned_passes": self.planned_passes,
             "full_passes": self.full_passes,
-            "planned_seconds": round(self.planned_seconds, 3),
+            "planned_seconds": None if seconds is None else round(seconds, 3),
             "timing_passes": self.timing_passes,
             "reduced": self.reduced,
             "settings": {
@@ -78,10 +86,10 @@ class ProbePlan:
     def note(self) -> str:
         if not self.reduced:
             return ""
-        over = "; still over it at the lowest setting" if self.planned_seconds > self.budget_s else ""
+        over = "" if self.fits else "; still over it at the lowest setting"
         images = f", probes on {self.probe_images} held-out images" if self.probe_images else ""
         return (
-            f"reduced power to fit a budget of {self.budget_s:g} s{over}: probe grid of at most"
+            f"reduced power to fit a budget of {self.budget}{over}: probe grid of at most"
             f" {self.settings.max_grid} cells per side (trained on {self.trained_grid}){images};"
             f" {self.planned_passes} forward passes, not {self.full_passes}"
         )
@@ -113,24 +121,26 @@ def fit_to_budget(
     model: ImageModel,
     bases: np.ndarray,
     settings: SignatureSettings,
-    budget_s: float,
+    budget: Budget,
     *,
     probe_images: int = 0,
     patch_images: int = 0,
 ) -> ProbePlan:
-    """The settings to run within `budget_s`: the trained ones when they fit, else the first of STEPS that does
-    (else the last). The bases' own batch gives a first, pessimistic cost per pass; only when that does not fit is a
-    larger batch timed."""
+    """The settings to run within `budget`: the trained ones when they fit, else the first of STEPS that does (else
+    the last). Under a budget of seconds the bases' own batch gives a first, pessimistic cost per pass; only when that
+    does not fit is a larger batch timed. A budget of passes is compared with the planned passes alone."""
     full = planned_passes(model, settings, len(bases), probe_images, patch_images)
-    per_pass = _seconds_per_pass(model, bases)
-    timing = 1 + len(bases)
-    if full * per_pass * OVERHEAD > budget_s:
-        batch = np.concatenate([bases] * -(-TIMED_PASSES // len(bases)))[:TIMED_PASSES]
-        per_pass = _seconds_per_pass(model, batch)
-        timing += 1 + len(batch)
-    plan = ProbePlan(settings, probe_images, patch_images, budget_s, per_pass, full, full, timing, settings.max_grid)
+    per_pass, timing = None, 0
+    if not budget.in_passes:
+        per_pass = _seconds_per_pass(model, bases)
+        timing = 1 + len(bases)
+        if full * per_pass * OVERHEAD > budget.amount:
+            batch = np.concatenate([bases] * -(-TIMED_PASSES // len(bases)))[:TIMED_PASSES]
+            per_pass = _seconds_per_pass(model, batch)
+            timing += 1 + len(batch)
+    plan = ProbePlan(settings, probe_images, patch_images, budget, per_pass, full, full, timing, settings.max_grid)
     for grid, share in STEPS:
-        if plan.planned_seconds <= budget_s:
+        if plan.fits:
             break
         chosen = dataclasses.replace(settings, max_grid=min(grid, settings.max_grid))
         probes, patches = (max(1, round(count * share)) if count else 0 for count in (probe_images, patch_images))

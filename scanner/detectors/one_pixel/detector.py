@@ -115,12 +115,12 @@ class OnePixelDetector(Detector):
             assert context.clean_data is not None  # clean bases came from it
             images, patch_images = probe_images(context.clean_data, bases, self.settings.mode, seed=context.seed)
         settings, plan = self.settings, None
-        if context.budget_s is not None:
+        if context.budget is not None:
             plan = fit_to_budget(
                 runner,
                 bases,
                 self.settings,
-                context.budget_s,
+                context.budget,
                 probe_images=len(images) if more else 0,
                 patch_images=len(patch_images) if more else 0,
             )

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from scanner import __version__
 from scanner.detectors.interface import Detector
+from scanner.findings import Budget
 from scanner.policy import Policy
 from scanner.registry import tags as scan_tags
 from scanner.registry.client import RegistryClient, VersionInfo
@@ -42,6 +43,7 @@ from scanner.registry.rescan.plan import (
     summarise,
 )
 from scanner.registry.scan_key import scan_key
+from scanner.scan import DEFAULT_BUDGET
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class Rescanner:
         device: str = "auto",
         queue: WorkQueue | None = None,
         max_model_bytes: int | None = None,  # the intake's size limit (None: its default, 1 GiB)
+        budget: Budget | None = DEFAULT_BUDGET,  # --budget: part of the engine key, so a scan under another is stale
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self.registry = registry
@@ -77,9 +80,10 @@ class Rescanner:
         self.device = device
         self.queue = queue
         self.max_model_bytes = max_model_bytes
+        self.budget = budget
         self._now = now
         loaded = [_detector(name) for name in self.detectors]
-        self.engine = CoreScanEngine(loaded, policy, device=device, max_model_bytes=max_model_bytes)
+        self.engine = CoreScanEngine(loaded, policy, device=device, max_model_bytes=max_model_bytes, budget=budget)
 
     @property
     def stamp(self) -> ScanStamp:
@@ -150,6 +154,7 @@ class Rescanner:
             detectors=self.detectors,
             device=self.device,
             max_model_bytes=self.max_model_bytes,
+            budget=self.budget,
         )
 
     def _record(self, info: VersionInfo, outcome: JobOutcome, claim: Job | None) -> None:

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from scanner.detectors import DETECTORS
 from scanner.errors import IntakeError, RegistryError, ScannerError
-from scanner.findings import ErrorInfo, ScanResult, Status
+from scanner.findings import Budget, ErrorInfo, ScanResult, Status
 from scanner.policy import Policy
 from scanner.registry.engine import CoreScanEngine
 from scanner.registry.model_files import sha256_of
 from scanner.registry.scan_key import input_hint_tags
 from scanner.registry.source import fetch_model, mlflow_client
+from scanner.scan import DEFAULT_BUDGET
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class RescanJob:
     detectors: tuple[str, ...]  # CLI names, as in --detectors
     device: str = "auto"
     max_model_bytes: int | None = None  # the intake's size limit (None: its default, 1 GiB)
+    budget: Budget | None = DEFAULT_BUDGET  # --budget (None: full settings)
 
     @property
     def uri(self) -> str:
@@ -55,7 +57,9 @@ class JobOutcome:
 
 def build_engine(job: RescanJob) -> CoreScanEngine:
     detectors = [DETECTORS[name]() for name in job.detectors]
-    return CoreScanEngine(detectors, job.policy, device=job.device, max_model_bytes=job.max_model_bytes)
+    return CoreScanEngine(
+        detectors, job.policy, device=job.device, max_model_bytes=job.max_model_bytes, budget=job.budget
+    )
 
 
 def run_rescan_job(job: RescanJob) -> JobOutcome:

@@ -1,10 +1,10 @@
 """Scheduled re-scans of a registry: which versions need a new scan, and what changed after it.
 
 A version needs a new scan when its scan is missing (never scanned, still pending, or failed), when it was made by
-another detector version, policy or scanner version than the ones in use now, or when it is older than a maximum
-age. `plan_rescan` decides from the tags alone (a pure function); `summarise` compares the decision before and after
-and keeps only what changed (newly blocked, newly allowed). The registry I/O and the scanning itself are done by
-`scanner.registry.rescan.driver` with an executor from `scanner.registry.rescan.executors`.
+another detector version, policy, scanner version or budget than the ones in use now, or when it is older than a
+maximum age. `plan_rescan` decides from the tags alone (a pure function); `summarise` compares the decision before
+and after and keeps only what changed (newly blocked, newly allowed). The registry I/O and the scanning itself are
+done by `scanner.registry.rescan.driver` with an executor from `scanner.registry.rescan.executors`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DECISION_TAG = "scan.decision"
 POLICY_TAG = "scan.policy"
 SCANNER_VERSION_TAG = "scan.scanner_version"
 SCANNED_AT_TAG = "scan.scanned_at"
-# The engine key (detector versions, policy digest, scanner version) of the scan the tags describe.
+# The engine key (detector versions, policy digest, scanner version, budget) of the scan the tags describe.
 ENGINE_TAG = scan_tags.ENGINE
 
 RESCAN_REPORT_SCHEMA = "model-scanner/rescan/v1"
@@ -40,6 +40,7 @@ class Staleness(str, enum.Enum):
     DETECTOR_CHANGED = "detector_changed"
     POLICY_CHANGED = "policy_changed"
     SCANNER_CHANGED = "scanner_changed"
+    BUDGET_CHANGED = "budget_changed"  # under another --budget the detectors may have run other settings
     EXPIRED = "expired"
     REQUESTED = "requested"  # not stale: re-scanned because --stale-only was not given
 
@@ -49,8 +50,8 @@ class ScanStamp:
     """What a scan made now is stamped with: a version whose tags say otherwise is stale.
 
     `engine_key` is the registry engine's key (scanner.registry.engine.CoreScanEngine.key): JSON naming the detector
-    versions, the digest of their shipped trained files, the policy digest and the scanner version. Scans tag it as
-    `scan.engine`.
+    versions, the digest of their shipped trained files, the policy digest, the scanner version and the budget. Scans
+    tag it as `scan.engine`.
     """
 
     scanner_version: str
@@ -64,6 +65,7 @@ class EngineParts:
     policy: str
     scanner: str
     data: str = ""  # digest of the detectors' shipped trained files ("" in keys written before it was recorded)
+    budget: str = ""  # '600 s', '150000 passes' or 'none' ("" in keys written before it was recorded: stale now)
 
 
 def engine_parts(key: str | None) -> EngineParts | None:
@@ -75,6 +77,7 @@ def engine_parts(key: str | None) -> EngineParts | None:
             policy=str(document["policy"]),
             scanner=str(document["scanner"]),
             data=str(document.get("data", "")),
+            budget=str(document.get("budget", "")),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -144,6 +147,8 @@ def _what_changed(tags: Mapping[str, str], stamp: ScanStamp) -> Staleness:
         return Staleness.POLICY_CHANGED
     if then.scanner != now.scanner:
         return Staleness.SCANNER_CHANGED
+    if then.budget != now.budget:
+        return Staleness.BUDGET_CHANGED
     return Staleness.DETECTOR_CHANGED
 
 

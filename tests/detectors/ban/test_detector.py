@@ -18,7 +18,7 @@ from scanner.calibration.ban import UNIVERSAL_FEATURES
 from scanner.detectors.ban.detector import CPU_THREADS, BanDetector, BanSettings, settings_from
 from scanner.detectors.interface import CleanData, DetectionContext
 from scanner.errors import DetectorError
-from scanner.findings import InputSpec, Layout, ModelArtifact, Status
+from scanner.findings import Budget, BudgetUnit, InputSpec, Layout, ModelArtifact, Status
 from tests.torchview.onnx_models import cached_export
 
 # Small enough for a unit test on 2 shared cores; the shipped defaults are measured in bench/RESULTS.md.
@@ -257,8 +257,8 @@ def test_a_tight_budget_probes_fewer_classes_and_says_so(zoo: Path) -> None:
     clean = loaded.clean_data("shapes32")
     artifact = artifact_for(entry.path)
 
-    roomy = BanDetector().detect(artifact, DetectionContext(clean_data=clean, budget_s=3600.0))
-    tight = BanDetector().detect(artifact, DetectionContext(clean_data=clean, budget_s=0.01))
+    roomy = BanDetector().detect(artifact, DetectionContext(clean_data=clean, budget=Budget(3600.0)))
+    tight = BanDetector().detect(artifact, DetectionContext(clean_data=clean, budget=Budget(0.01)))
 
     assert roomy.details["budget"]["reduced"] is False and len(roomy.details["probed_classes"]) == 10
     assert roomy.details["planned_forward_equivalents"] == roomy.forward_passes
@@ -269,3 +269,43 @@ def test_a_tight_budget_probes_fewer_classes_and_says_so(zoo: Path) -> None:
     assert tight.forward_passes == budget["planned_forward_equivalents"] < budget["full_forward_equivalents"]
     assert budget["full_forward_equivalents"] == roomy.forward_passes
     assert "universal perturbations for 2 classes, not 10" in budget["note"]
+
+
+def test_a_budget_of_passes_fits_the_settings_without_timing_and_the_plan_covers_the_work(
+    zoo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without timing the settings cannot depend on the machine; the plan counts every sample the run puts through the
+    model and its head, labels from the model included (no `y`)."""
+    from scanner.calibration.zoos import artifact_for, read_zoo
+    from scanner.detectors.ban import budget as ban_budget
+
+    def untimed(*args: object) -> None:
+        raise AssertionError("a budget of passes needs no timing")
+
+    monkeypatch.setattr(ban_budget, "seconds_per_sample", untimed)
+    loaded = read_zoo(zoo)
+    entry = next(m for m in loaded.models if m.family == "shapes32" and m.attack == "patch")
+    clean = loaded.clean_data("shapes32")
+    assert clean is not None
+    artifact, unlabelled = artifact_for(entry.path), CleanData(clean.x)
+
+    roomy = BanDetector().detect(
+        artifact, DetectionContext(clean_data=unlabelled, budget=Budget(1e9, BudgetUnit.PASSES))
+    )
+    full = roomy.details["budget"]["full_forward_equivalents"]
+    tight = BanDetector().detect(
+        artifact, DetectionContext(clean_data=unlabelled, budget=Budget(full - 1, BudgetUnit.PASSES))
+    )
+
+    for result in (roomy, tight):
+        assert result.status is Status.SCANNED, result.reason
+        details = result.details
+        assert details["planned_forward_equivalents"] >= details["forward_equivalents"] == result.forward_passes
+        assert details["planned_head_equivalents"] >= details["head_equivalents"] > 0
+        assert details["budget"]["seconds_per_forward"] is None and details["budget"]["planned_seconds"] is None
+    assert roomy.details["budget"]["reduced"] is False and len(roomy.details["probed_classes"]) == 10
+    assert roomy.details["budget"]["fitted_to"] == "1000000000 passes"
+    budget = tight.details["budget"]
+    assert budget["reduced"] is True and budget["settings"] == {"probed_classes": 5}
+    assert tight.forward_passes <= full - 1 < full == roomy.forward_passes
+    assert f"to fit a budget of {full - 1} passes: universal perturbations for 5 classes, not 10" in budget["note"]

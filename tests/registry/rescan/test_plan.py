@@ -170,3 +170,27 @@ def test_the_engine_key_carries_the_shipped_files_digest():
     parts = engine_parts(engine.key)
     assert parts is not None and parts.data == shipped_data_digest()
     assert len(parts.data) == 16 and int(parts.data, 16) >= 0
+
+
+def test_a_scan_under_another_budget_is_stale_and_an_old_key_without_one_reads_as_stale():
+    from scanner.detectors.one_pixel import OnePixelDetector
+    from scanner.findings import Budget, BudgetUnit
+    from scanner.policy.loader import load_builtin_policy
+    from scanner.registry.engine import CoreScanEngine
+
+    policy = load_builtin_policy()
+
+    def key(budget):
+        return CoreScanEngine([OnePixelDetector()], policy, budget=budget).key
+
+    stamp = ScanStamp(scanner_version="0.1.0", policy=policy.label, engine_key=key(Budget(600)))
+    scanned = {"scan.policy": policy.label}
+    assert staleness(tags(**scanned, **{"scan.engine": key(Budget(600))}), stamp, now=NOW) is None
+    for other in (Budget(120), Budget(600, BudgetUnit.PASSES), None):
+        assert staleness(tags(**scanned, **{"scan.engine": key(other)}), stamp, now=NOW) is Staleness.BUDGET_CHANGED
+    written_before_budgets = json.loads(key(Budget(600)))
+    del written_before_budgets["budget"]
+    old = tags(**scanned, **{"scan.engine": json.dumps(written_before_budgets)})
+    assert staleness(old, stamp, now=NOW) is Staleness.BUDGET_CHANGED
+    (planned,) = plan_rescan([RegisteredVersion("cnn", "1", old)], stamp, now=NOW, stale_only=True)
+    assert planned.reason is Staleness.BUDGET_CHANGED
