@@ -23,7 +23,9 @@ examples:
 
 --generator second is a zoo written apart from the first (scanner/zoo/second/): glyphs, textures and cluttered scenes
 of 24-64 px, four other architectures, drawn recipes, triggers, input ranges and layouts; --family and --classes do
-not apply (every model draws its own), and each model's clean data is named in the manifest.
+not apply (every model draws its own), and each model's clean data is named in the manifest. To build one zoo in two
+processes, give each its own --seed and the same --out, with --threads 1 each: file names carry the seed, and both
+merge into one manifest.json (300 models: --clean 75 --backdoored 75 with --seed 0 and with --seed 1).
 
 Re-running the same command resumes: models already in DIR/manifest.json are skipped. Building both families
 (or several seeds) into one DIR merges them into one manifest.json. Each family also gets DIR/clean_<family>.npz

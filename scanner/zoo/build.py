@@ -17,7 +17,7 @@ from scanner.findings import Progress, no_progress
 from scanner.zoo.attacks import ATTACKS
 from scanner.zoo.datasets import FAMILIES, family_named, make_dataset
 from scanner.zoo.errors import ZooError
-from scanner.zoo.manifest import ZooEntry, merge_into_manifest, read_manifest
+from scanner.zoo.manifest import ZooEntry, merge_into_manifest, read_manifest, save_npz
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,7 @@ def write_clean_data(out: Path, family: str, num_classes: int = 10) -> Path:
     path = out / clean_data_name(family, num_classes)
     if not path.exists():
         x, y = make_dataset(family, CLEAN_SAMPLES, CLEAN_DATA_SEED, split="test", num_classes=num_classes)
-        temporary = path.with_suffix(".tmp.npz")
-        np.savez_compressed(temporary, x=x, y=y)
-        temporary.replace(path)
+        save_npz(path, x=x, y=y)
     return path
 
 

@@ -92,6 +92,22 @@ def write_manifest(zoo_dir: Path | str, entries: Iterable[ZooEntry]) -> None:
     os.replace(temporary, zoo_dir / MANIFEST_NAME)
 
 
+def save_npz(path: Path | str, **arrays: Any) -> None:
+    """`np.savez_compressed` through a temporary file of this process's own, then renamed: two builds writing the same
+    clean data into one directory (several seeds side by side) never rename each other's half-written file."""
+    import numpy as np
+
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez_compressed(stream, **arrays)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def merge_into_manifest(zoo_dir: Path | str, new_entries: Iterable[ZooEntry]) -> list[ZooEntry]:
     """Add or replace entries (keyed by file name) in the manifest; returns the whole manifest.
 

@@ -79,3 +79,59 @@ def test_a_build_resumes_without_retraining(tiny_second_zoo: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in tiny_second_zoo.glob("*.onnx")}
     build_second_zoo(6, 6, tiny_second_zoo, seed=0, tiny=True)
     assert {p.name: p.stat().st_mtime_ns for p in tiny_second_zoo.glob("*.onnx")} == before
+
+
+def test_two_builds_of_different_seeds_share_one_directory(tmp_path: Path) -> None:
+    """Two build processes side by side merge into one manifest without clobbering each other's files or entries, and
+    leave no temporary files behind (torch's dynamo exporter is not thread-safe: processes, as a real build runs)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from scanner.zoo.manifest import read_manifest
+    from scanner.zoo.second.build import build_second_zoo
+
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in [pool.submit(build_second_zoo, 2, 2, tmp_path, seed=seed, tiny=True) for seed in (1, 2)]:
+            future.result()
+    entries = read_manifest(tmp_path)
+    assert len(entries) == 8 and {e.file.split("-")[1] for e in entries} == {"s1", "s2"}
+    assert all(e.path(tmp_path).exists() and e.clean_data_path(tmp_path).exists() for e in entries)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != ".manifest.lock"]
+
+
+def test_poisoned_images_are_marked_for_triggering_after_augmentation() -> None:
+    from scanner.zoo.second.attacks import poison_training_set
+
+    x, y = make_images("textures", 200, size=24, channels=1, num_classes=10, split="train")
+    trigger = SECOND_ATTACKS["blend"].draw(np.random.default_rng(0), (1, 24, 24), 10)
+    poisoned_x, poisoned_y, marked = poison_training_set(x, y, trigger, 10, np.random.default_rng(1))
+    assert marked.sum() == round(trigger.poison_rate * 200)
+    np.testing.assert_array_equal(poisoned_x, x)  # the loop triggers them, after any crop or jitter
+    assert (poisoned_y[marked] == trigger.target).all() and (poisoned_y[~marked] == y[~marked]).all()
+
+
+def test_patches_scale_with_the_image_and_all_to_all_patches_sit_in_a_corner() -> None:
+    rng = np.random.default_rng(0)
+    for size in (24, 64):
+        sizes = {SECOND_ATTACKS["square_patch"].draw(rng, (3, size, size), 10).params["size"] for _ in range(40)}
+        assert min(sizes) == max(2, round(size / 12)) and max(sizes) == round(size / 6)
+        for _ in range(10):
+            params = SECOND_ATTACKS["all_to_all_patch"].draw(rng, (3, size, size), 10).params
+            assert params["placement"] == "fixed"
+            assert {params["row"], params["col"]} <= {0, size - params["size"]}
+
+
+def test_thinned_glyphs_keep_their_strokes_at_24_px() -> None:
+    """Strokes are thinned at 64 px, before the resize: thinning at 24 px kept about a tenth of a glyph."""
+    from scanner.zoo.second.datasets import _stroked_bitmaps
+    from scanner.zoo.warp import resize
+
+    drawn, _, thinned = (resize(v.reshape(-1, 1, 64, 64), 24, 24).sum(axis=(1, 2, 3)) for v in _stroked_bitmaps(20, 64))
+    assert (thinned > 0.15 * drawn).all() and (thinned / drawn).mean() > 0.4
+
+
+def test_training_images_grow_with_the_number_of_classes() -> None:
+    from scanner.zoo.second.plan import IMAGES_PER_CLASS, MIN_TRAIN_IMAGES
+
+    for spec in plan_second(24, 24, seed=5):
+        assert spec.recipe.train_images >= max(MIN_TRAIN_IMAGES[spec.family], spec.num_classes * IMAGES_PER_CLASS[0])

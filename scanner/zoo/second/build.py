@@ -6,10 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from scanner.findings import Progress, no_progress
-from scanner.zoo.manifest import ZooEntry, merge_into_manifest, read_manifest
+from scanner.zoo.manifest import ZooEntry, merge_into_manifest, read_manifest, save_npz
 from scanner.zoo.second.plan import ModelSpec, plan_second
 
 log = logging.getLogger(__name__)
@@ -35,9 +33,7 @@ def write_clean_data(out: Path, spec: ModelSpec) -> str:
     if not path.exists():
         x, y = make_images(spec.family, CLEAN_SAMPLES, size=spec.size, channels=spec.channels,
                            num_classes=spec.num_classes, split="clean")  # fmt: skip
-        temporary = path.with_suffix(".tmp.npz")
-        np.savez_compressed(temporary, x=to_range(x, spec.value_range), y=y)
-        temporary.replace(path)
+        save_npz(path, x=to_range(x, spec.value_range), y=y)
     return name
 
 

@@ -104,24 +104,24 @@ def _glyph_bitmaps(num_classes: int, resolution: int) -> np.ndarray:
     return out
 
 
-def _stroke(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per image, thicken (max over neighbours), thin (min) or keep the strokes."""
-    padded = np.pad(masks, ((0, 0), (1, 1), (1, 1)), mode="constant")
-    height, width = masks.shape[1:]
-    shifted = np.stack([padded[:, r : r + height, c : c + width] for r in range(3) for c in range(3)])
-    choice = rng.integers(0, 3, len(masks))
-    return np.where(
-        (choice == 1)[:, None, None], shifted.max(0), np.where((choice == 2)[:, None, None], shifted.min(0), masks)
-    )
+@cache
+def _stroked_bitmaps(num_classes: int, resolution: int) -> np.ndarray:
+    """(3, fonts, classes, resolution, resolution): the glyphs as drawn, thickened (max over 3x3) and thinned (min).
+    Strokes change at the drawing's resolution, before any resize: thinning a 24 px glyph (2 px strokes) erased most
+    of it."""
+    masks = _glyph_bitmaps(num_classes, resolution)
+    padded = np.pad(masks, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="constant")
+    shifted = np.stack([padded[:, :, r : r + resolution, c : c + resolution] for r in range(3) for c in range(3)])
+    return np.stack([masks, shifted.max(0), shifted.min(0)])
 
 
 def _glyphs(y: np.ndarray, rng: np.random.Generator, size: int, channels: int, num_classes: int) -> np.ndarray:
-    bitmaps = _glyph_bitmaps(num_classes, 64)
-    fonts = rng.integers(0, len(bitmaps), len(y))
-    masks = resize(bitmaps[fonts, y][:, None], size, size)
+    bitmaps = _stroked_bitmaps(num_classes, 64)
+    fonts = rng.integers(0, bitmaps.shape[1], len(y))
+    strokes = rng.integers(0, 3, len(y))  # as drawn, thicker or thinner
+    masks = resize(bitmaps[strokes, fonts, y][:, None], size, size)
     masks = random_affine(masks, rng, shift=size * 0.08, degrees=15.0, scale=0.15)[:, 0]
-    masks = _stroke(np.clip(masks, 0, 1), rng)
-    x = _colourise(masks, rng, channels)
+    x = _colourise(np.clip(masks, 0, 1), rng, channels)
     return x + rng.normal(0, 0.03, x.shape).astype(np.float32)
 
 

@@ -153,7 +153,8 @@ class ConvMixer(nn.Module):
 
     def __init__(self, choice: ArchChoice, in_channels: int, num_classes: int, image_size: int) -> None:
         super().__init__()
-        width, patch = choice.width * 2, 2 if image_size < 40 else 4
+        # Patches of 2 px below 32 px, 4 px below 64, 8 px at 64: 7 to 14 tokens a side (16 cost 37 s CPU a model).
+        width, patch = choice.width * 2, 2 if image_size < 32 else 4 if image_size < 64 else 8
         act = ACTIVATIONS[choice.activation]
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, patch, stride=patch), act(), *_norm(width, True)]
         for _ in range(choice.depth + 1):
