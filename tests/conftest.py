@@ -31,11 +31,18 @@ def zoo() -> Path:
 
 
 @pytest.fixture(scope="session")
-def zoo_pair(zoo: Path, repo_root: Path) -> tuple[Path, Path]:
+def zoo_pair_clean_data(zoo: Path) -> Path:
+    """The test zoo's clean digits16 sample (.npz), with which `zoo_pair` was chosen."""
+    return zoo / "clean_digits16.npz"
+
+
+@pytest.fixture(scope="session")
+def zoo_pair(zoo: Path, zoo_pair_clean_data: Path, repo_root: Path) -> tuple[Path, Path]:
     """(clean, backdoored) 16x16 digits models from the test zoo: a clean one the default policy allows and a
-    backdoored one it blocks, with the one-pixel detector. The detectors are not perfect (bench/RESULTS.md) and the
-    tests that use this pair check the loop around them (registry, Action), not their reach: so the pair is chosen by
-    one real scan of the zoo's digits models, and the tests fail if no such pair exists."""
+    backdoored one it blocks, with the one-pixel detector and `zoo_pair_clean_data` (without clean data the shipped
+    calibration stays quiet on models unlike its zoos: bench/RESULTS.md). The detectors are not perfect and the tests
+    that use this pair check the loop around them (registry, Action), not their reach: so the pair is chosen by one
+    real scan of the zoo's digits models, and the tests fail if no such pair exists."""
     import json
     import subprocess
     import sys
@@ -45,6 +52,7 @@ def zoo_pair(zoo: Path, repo_root: Path) -> tuple[Path, Path]:
     backdoored = {entry.path(zoo): entry.backdoored for entry in read_manifest(zoo) if entry.family == "digits16"}
     candidates = sorted(backdoored)
     command = [sys.executable, "-m", "scanner", "-q", "scan", *map(str, candidates), "--detectors", "one-pixel"]
+    command += ["--clean-data", str(zoo_pair_clean_data), "--format", "json"]
     completed = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=600)
     results = json.loads(completed.stdout)["results"]
     decided = {Path(r["target"]).name: (r["decision"]["action"], r["score"] or 0.0) for r in results}

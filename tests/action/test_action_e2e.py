@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 DETECTORS = "one-pixel"
+# The clean sample the repository keeps beside its models (in the base commit: not a model the diff adds).
+CLEAN_DATA = "data/digits-clean.npz"
 
 
 def run_action(repo_root: Path, workspace: Path, base: str, tmp_path: Path, **inputs: str):
@@ -43,12 +45,14 @@ def run_action(repo_root: Path, workspace: Path, base: str, tmp_path: Path, **in
     return completed, summary.read_text(), values
 
 
-def test_a_pull_request_adding_a_backdoored_model_fails(git_repo, zoo_pair, repo_root, tmp_path):
+def test_a_pull_request_adding_a_backdoored_model_fails(git_repo, zoo_pair, zoo_pair_clean_data, repo_root, tmp_path):
     _, backdoored = zoo_pair
-    base = git_repo.commit("base", {"README.md": b"a repository with models\n"})
+    base = git_repo.commit(
+        "base", {"README.md": b"a repository with models\n", CLEAN_DATA: zoo_pair_clean_data.read_bytes()}
+    )
     git_repo.commit("add a model", {"models/digits.onnx": backdoored.read_bytes(), "docs/x.md": b"not a model"})
 
-    completed, summary, outputs = run_action(repo_root, git_repo.root, base, tmp_path)
+    completed, summary, outputs = run_action(repo_root, git_repo.root, base, tmp_path, clean_data=CLEAN_DATA)
 
     assert completed.returncode == 1, completed.stderr
     errors = [line for line in completed.stdout.splitlines() if line.startswith("::error ")]
@@ -70,12 +74,14 @@ def test_a_pull_request_adding_a_backdoored_model_fails(git_repo, zoo_pair, repo
     assert Path(outputs["report"]).is_file()
 
 
-def test_a_pull_request_adding_a_clean_model_passes(git_repo, zoo_pair, repo_root, tmp_path):
+def test_a_pull_request_adding_a_clean_model_passes(git_repo, zoo_pair, zoo_pair_clean_data, repo_root, tmp_path):
     clean, _ = zoo_pair
-    base = git_repo.commit("base", {"README.md": b"a repository with models\n"})
+    base = git_repo.commit(
+        "base", {"README.md": b"a repository with models\n", CLEAN_DATA: zoo_pair_clean_data.read_bytes()}
+    )
     git_repo.commit("add a model", {"models/digits.onnx": clean.read_bytes()})
 
-    completed, summary, outputs = run_action(repo_root, git_repo.root, base, tmp_path)
+    completed, summary, outputs = run_action(repo_root, git_repo.root, base, tmp_path, clean_data=CLEAN_DATA)
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "::error" not in completed.stdout

@@ -24,6 +24,7 @@ def test_registered_models_are_scanned_and_gated(
     register_model: Callable[..., str],
     wait_for_condition: Callable[..., Any],
     zoo_pair: tuple[Path, Path],
+    zoo_pair_clean_data: Path,
     tmp_path: Path,
 ) -> None:
     import mlflow
@@ -32,11 +33,14 @@ def test_registered_models_are_scanned_and_gated(
     client = gated_server.client()
     serve("--detectors", "one-pixel", "--reconcile-interval", "30")
     models = {}
-    # No clean_sample.npz beside them: the pair was chosen by a scan without clean data, and this test is about the
-    # loop around the detector (test_source.py covers fetching a logged clean sample).
+    # Each logged with the clean sample the pair was chosen with (clean_sample.npz at the run's root), as the demo
+    # does: this test is about the loop around the detector.
+    sample = tmp_path / "clean_sample.npz"
+    sample.write_bytes(zoo_pair_clean_data.read_bytes())
     for kind, onnx_path in zip(("clean", "backdoored"), zoo_pair, strict=True):
         name = f"digits-{kind}"
-        models[kind] = (name, register_model(gated_server.url, onnx_path, name), time.monotonic())
+        registered = register_model(gated_server.url, onnx_path, name, clean_sample=sample)
+        models[kind] = (name, registered, time.monotonic())
 
     found = {}
     for kind, (name, version, registered_at) in models.items():
