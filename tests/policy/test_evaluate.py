@@ -189,7 +189,6 @@ def test_a_waiver_follows_the_bytes_not_the_name(policy_file):
     assert evaluate(policy, unknown_bytes, CHAMPION, today=TODAY).action is Action.BLOCK
 
 
-
 @pytest.mark.parametrize(("score", "action"), [(0.35, Action.WARN), (0.2, Action.ALLOW)])
 def test_default_warns_on_a_suspicious_score_under_a_clean_verdict(default, score, action):
     """The suspicious band: a fused score of 0.3 or more under a clean verdict is a warning, never a block."""
