@@ -23,14 +23,12 @@ import numpy as np
 
 from bench.splits import Scorer, leave_one_attack_out, leave_one_domain_out, random_split
 from scanner.calibration.ban import FEATURES, default_cache_dir, zoo_statistics
-from scanner.calibration.fusion import FEATURES as FUSION_FEATURES
 from scanner.calibration.metrics import random_folds, roc_auc, tpr_at_fpr
 from scanner.calibration.one_pixel import default_cache_dir as signature_cache_dir
 from scanner.calibration.one_pixel import head_features, zoo_features
 from scanner.calibration.zoos import read_zoo
 from scanner.detectors.ban.detector import settings_from
-from scanner.detectors.fusion import logit
-from scanner.detectors.logistic import fit_logistic
+from scanner.detectors.logistic import fit_logistic, logit
 from scanner.detectors.one_pixel.classifier import COMBINED, fit_trees
 from scanner.detectors.one_pixel.signature import SignatureSettings
 
@@ -54,6 +52,11 @@ def trees_scorer(matrix: np.ndarray, labels: np.ndarray) -> Scorer:
         return np.asarray([head.probability(matrix[i]) for i in test])
 
     return score
+
+
+# The in-zoo fusion this bench measures: a logistic on both detectors' logits (the shipped fusion is the larger
+# score: scanner.detectors.fusion).
+FUSION_FEATURES = ("one_pixel_logit", "ban_logit")
 
 
 def fused_scorer(one_pixel: Scorer, ban: Scorer, labels: np.ndarray) -> Scorer:

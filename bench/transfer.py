@@ -45,8 +45,8 @@ from scanner.calibration.one_pixel import (
     zoo_features,
 )
 from scanner.calibration.zoos import Zoo, ZooModel, read_zoo
-from scanner.detectors.fusion import FEATURE_OF, logit
-from scanner.detectors.one_pixel.classifier import COMBINED, SignatureClassifier, gate_shifted
+from scanner.detectors.logistic import gate_shifted
+from scanner.detectors.one_pixel.classifier import COMBINED, SignatureClassifier
 from scanner.detectors.one_pixel.signature import SignatureSettings
 
 THRESHOLD = 0.5  # the detector's and the fusion's: a probability of 0.5 or more is `backdoored`
@@ -130,13 +130,17 @@ def gate_recipe_scores(
         scored: dict[str, np.ndarray] = {}
         train_scores: dict[str, np.ndarray] = {}
         for configuration, head in zip(configurations[:2], ("synthetic", COMBINED), strict=True):
-            fitted, offset, oof = fit_gate_head(head, heads[head][train], labels[train], names[head], seed=seed)
+            fitted, offset, oof = fit_gate_head(
+                head, heads[head][train], labels[train], names[head], groups=list(families[train]), seed=seed
+            )
             scored[configuration] = np.asarray([gate_shifted(fitted.probability(r), offset) for r in heads[head][test]])
             train_scores[configuration] = np.asarray([gate_shifted(p, offset) for p in oof])
         if records is not None:
             with_ban = np.asarray([r is not None for r in records])
             fit_rows = [r for r, t in zip(records, train & with_ban, strict=True) if t and r is not None]
-            calibration, oof = fit_gate_calibration(fit_rows, labels[train & with_ban], seed=seed)
+            calibration, oof = fit_gate_calibration(
+                fit_rows, labels[train & with_ban], groups=list(families[train & with_ban]), seed=seed
+            )
             offset = gate_offset(oof, labels[train & with_ban])
             ban_test = np.asarray([
                 calibration.probability(r["statistics"]) if r else np.nan
@@ -145,10 +149,9 @@ def gate_recipe_scores(
             scored["BAN with clean data"] = ban_test
             one_pixel_train = train_scores["one-pixel with clean data"][with_ban[train]]
             ban_train = np.asarray([gate_shifted(p, offset) for p in oof])
-            one_pixel_feature, ban_feature = FEATURE_OF["one_pixel"], FEATURE_OF["ban"]
-            fusion = fit_gate_fusion(labels[train & with_ban], one_pixel_train, ban_train, seed=seed)
+            fusion = fit_gate_fusion(labels[train & with_ban], one_pixel_train, ban_train)
             scored["fused with clean data"] = np.asarray([
-                o if np.isnan(b) else fusion.probability({one_pixel_feature: logit(o), ban_feature: logit(b)})
+                o if np.isnan(b) else fusion.probability({"one_pixel": o, "ban": b})
                 for o, b in zip(scored["one-pixel with clean data"], ban_test, strict=True)
             ])  # fmt: skip
         for configuration, values in scored.items():
@@ -183,11 +186,11 @@ def shipped_ban_scores(zoos: Sequence[Zoo], cache: Path | None) -> tuple[np.ndar
 
 def shipped_fused(one_pixel: np.ndarray, ban: np.ndarray) -> np.ndarray:
     """The shipped fusion of one-pixel (with clean data) and BAN; one-pixel alone where BAN did not scan."""
-    from scanner.detectors.fusion import FEATURE_OF, logit, shipped_fusion
+    from scanner.detectors.fusion import shipped_fusion
 
     fusion = shipped_fusion()
     return np.asarray([
-        o if np.isnan(b) else fusion.probability({FEATURE_OF["one_pixel"]: logit(o), FEATURE_OF["ban"]: logit(b)})
+        o if np.isnan(b) else fusion.probability({"one_pixel": o, "ban": b})
         for o, b in zip(one_pixel, ban, strict=True)
     ])  # fmt: skip
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
-from scanner.calibration.gate import GATE_ALPHA, gate_offset
-from scanner.calibration.metrics import random_folds, roc_auc, tpr_at_fpr
+from scanner.calibration.gate import GATE_ALPHA, gate_folds, gate_offset
+from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, read_zoo
 from scanner.detectors.ban.detector import STATISTICS_VERSION, BanDetector, BanSettings
 from scanner.detectors.ban.universal import RADII, statistic_name
@@ -134,19 +134,25 @@ def fit_ban_calibration(
 
 
 def fit_gate_calibration(
-    records: Sequence[dict[str, Any]], labels: np.ndarray, *, seed: int = 0, **provenance: Any
+    records: Sequence[dict[str, Any]],
+    labels: np.ndarray,
+    *,
+    groups: Sequence[str] | None = None,
+    seed: int = 0,
+    **provenance: Any,
 ) -> tuple[LogisticCalibration, np.ndarray]:
     """The logistic on every record, its intercept lowered by the gate offset of its out-of-fold scores
     (scanner.calibration.gate), and those scores."""
-    scores = cross_validated(records, labels, random_folds(len(labels), seed=seed))
+    scores = cross_validated(records, labels, gate_folds(len(labels), groups, seed))
     offset = gate_offset(scores, labels)
     calibration = fit_ban_calibration(
         records,
         labels.tolist(),
         **provenance,
         seed=seed,
-        cv5_auc=round(roc_auc(labels, scores), 4),
-        cv5_tpr_at_5pct_fpr=round(tpr_at_fpr(labels, scores), 4),
+        out_of_fold_auc=round(roc_auc(labels, scores), 4),
+        out_of_fold_tpr_at_5pct_fpr=round(tpr_at_fpr(labels, scores), 4),
+        folds="one per data family" if groups is not None and len(set(groups)) >= 3 else "5 random",
         gate_alpha=GATE_ALPHA,
         gate_clean_quantile=round(_sigmoid(offset), 4),
     )
@@ -210,6 +216,7 @@ def train_ban_calibration(
     calibration, _ = fit_gate_calibration(
         records,
         labels,
+        groups=[m.family for m in models],
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         scanner_version=__version__,
         zoo=[str(directory) for directory in zoo_dirs],

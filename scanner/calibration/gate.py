@@ -5,15 +5,19 @@ one zoo sat higher on a second zoo's clean models than on its own (bench/RESULTS
 score is shifted on the log-odds scale until the threshold, 0.5, sits just above the out-of-fold score that all but
 `GATE_ALPHA` of the calibration zoos' clean models reach: a conformal threshold, which says how many clean models of
 a zoo like those may be blocked, and which the transfer bench checks on zoos left out of the fit. Out of fold,
-because a model's in-fold score is lower than any new model's will be.
+because a model's in-fold score is lower than any new model's will be; and out of family (`gate_folds`), because a
+new data family shifts every score: with random folds the head without clean data, fitted on the other families,
+blocked 30% of a left-out family's clean models (docs/experiments.md).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
+from scanner.calibration.metrics import random_folds
 from scanner.errors import UsageError
 
 # Share of calibration clean models allowed at or above the threshold. The gate's promise is "rarely blocks a clean
@@ -21,6 +25,15 @@ from scanner.errors import UsageError
 GATE_ALPHA = 0.02
 _CLIP = 1e-4
 _ABOVE = 1e-3  # log-odds: the threshold sits this far above the quantile, so the quantile's own model passes
+
+
+def gate_folds(count: int, groups: Sequence[str] | None = None, seed: int = 0) -> list[np.ndarray]:
+    """The folds the out-of-fold scores come from: one per group (data family) when there are at least three, so that
+    each model is scored by a fit that never saw its family; else five random folds."""
+    if groups is not None and len(set(groups)) >= 3:
+        names = np.asarray(list(groups))
+        return [np.flatnonzero(names == name) for name in sorted(set(names))]
+    return random_folds(count, seed=seed)
 
 
 def clean_quantile(scores: np.ndarray, labels: np.ndarray, alpha: float = GATE_ALPHA) -> float:

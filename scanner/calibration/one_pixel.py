@@ -21,8 +21,8 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
-from scanner.calibration.gate import GATE_ALPHA, gate_offset
-from scanner.calibration.metrics import random_folds, roc_auc, tpr_at_fpr
+from scanner.calibration.gate import GATE_ALPHA, gate_folds, gate_offset
+from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel.classifier import COMBINED, Head, SignatureClassifier, fit_trees
@@ -263,14 +263,20 @@ def chosen_columns(kind: str, names: Sequence[str]) -> np.ndarray:
 
 
 def fit_gate_head(
-    kind: str, features: np.ndarray, labels: np.ndarray, names: Sequence[str], *, seed: int = 0
+    kind: str,
+    features: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    *,
+    groups: Sequence[str] | None = None,
+    seed: int = 0,
 ) -> tuple[Head, float, np.ndarray]:
     """A head's trees on its chosen features, its gate offset, and the out-of-fold scores the offset came from.
 
     Columns outside the head's chosen set are held at 0 while fitting, so no tree ever tests them: the head keeps
     the detector's full feature vector as its input."""
     masked = np.where(chosen_columns(kind, names), np.nan_to_num(np.asarray(features, dtype=np.float64)), 0.0)
-    scores = cross_validated_scores(masked, labels, random_folds(len(labels), seed=seed))
+    scores = cross_validated_scores(masked, labels, gate_folds(len(labels), groups, seed))
     return fit_trees(masked, labels, seed=seed), gate_offset(scores, labels), scores
 
 
@@ -317,11 +323,14 @@ def train_signature_classifier(
     offsets: dict[str, float] = {}
     metrics: dict[str, Any] = {}
     names = head_feature_names(settings)
+    families = [m.family for m in table.models]
     for kind, features in head_features(table.features).items():
-        heads[kind], offsets[kind], scores = fit_gate_head(kind, features, labels, names[kind], seed=seed)
+        heads[kind], offsets[kind], scores = fit_gate_head(
+            kind, features, labels, names[kind], groups=families, seed=seed
+        )
         metrics[kind] = {
-            "cv5_auc": round(roc_auc(labels, scores), 4),
-            "cv5_tpr_at_5pct_fpr": round(tpr_at_fpr(labels, scores), 4),
+            "out_of_fold_auc": round(roc_auc(labels, scores), 4),
+            "out_of_fold_tpr_at_5pct_fpr": round(tpr_at_fpr(labels, scores), 4),
             "gate_clean_quantile": round(1.0 / (1.0 + math.exp(-offsets[kind])), 4),
         }
     models = table.models
@@ -339,6 +348,7 @@ def train_signature_classifier(
         "head": "trees",
         "head_features": {kind: HEAD_FEATURES.get(kind, ALL_FEATURES) for kind in heads},
         "gate_alpha": GATE_ALPHA,
+        "folds": "one per data family" if len(set(families)) >= 3 else "5 random",
         "metrics": metrics,
     }
     return SignatureClassifier(heads=heads, settings=asdict(settings), provenance=provenance, offsets=offsets)

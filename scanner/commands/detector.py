@@ -126,7 +126,9 @@ def _train_fusion(args: argparse.Namespace) -> dict[str, Any]:
 TRAINERS: dict[str, Trainer] = {
     "one-pixel": Trainer("the one-pixel signature classifier", _one_pixel_options, _train_one_pixel),
     "ban": Trainer("BAN's logistic calibration", _ban_options, _train_ban),
-    "fusion": Trainer("the fused score's combination of one-pixel and BAN", _fusion_options, _train_fusion),
+    "fusion": Trainer(
+        "the fused score's gate offset (the larger of one-pixel's and BAN's scores)", _fusion_options, _train_fusion
+    ),
 }
 
 

@@ -17,6 +17,18 @@ from typing import Any
 from scanner.errors import DetectorError
 
 FORMAT = "model-scanner/calibration/v1"
+_CLIP = 1e-4
+
+
+def logit(probability: float) -> float:
+    p = min(max(float(probability), _CLIP), 1.0 - _CLIP)
+    return math.log(p / (1.0 - p))
+
+
+def gate_shifted(probability: float, offset: float) -> float:
+    """`probability` with its log-odds lowered by `offset`: how a gate offset (scanner.calibration.gate) is applied
+    to a score, so that the calibration zoos' clean quantile maps to just under 0.5, the shipped threshold."""
+    return 1.0 / (1.0 + math.exp(-(logit(probability) - offset)))
 
 
 class CalibrationError(DetectorError):

@@ -31,7 +31,7 @@ def test_detector_train_writes_a_classifier_that_loads(zoo: Path, tmp_path: Path
     assert set(classifier.heads) == {"clean", "synthetic", "clean+synthetic+composite"}
     assert classifier.provenance["models"] == len(read_zoo(zoo).models)
     assert classifier.provenance["zoos"] == [str(zoo)]
-    assert 0.0 <= classifier.provenance["metrics"]["clean"]["cv5_auc"] <= 1.0
+    assert 0.0 <= classifier.provenance["metrics"]["clean"]["out_of_fold_auc"] <= 1.0
 
 
 @pytest.mark.slow

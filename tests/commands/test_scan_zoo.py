@@ -63,7 +63,8 @@ def test_one_command_scans_a_zoo_directory_into_one_report(zoo_scan):
     assert all(result["status"] == "scanned" for result in results.values()), done.stderr
     assert "Traceback" not in done.stderr
     for result in results.values():
-        expected = "block" if result["verdict"] == "backdoored" else "allow"
+        suspicious = result["score"] >= 0.3  # the default policy's warn band under a clean verdict
+        expected = "block" if result["verdict"] == "backdoored" else "warn" if suspicious else "allow"
         assert result["decision"]["action"] == expected
         assert list(result["detectors"]) == ["one_pixel"] and result["detectors"]["one_pixel"]["status"] == "scanned"
     blocked = any(result["decision"]["action"] == "block" for result in results.values())

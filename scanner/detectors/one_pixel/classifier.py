@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from scanner.detectors.logistic import gate_shifted
 from scanner.detectors.one_pixel.composite import COMPOSITE_SCALES, composite_feature_names
 from scanner.detectors.one_pixel.features import feature_names
 from scanner.errors import DetectorError
@@ -144,18 +145,6 @@ def head_from_json(data: dict[str, Any]) -> Head:
         raise ClassifierFileError(f"unknown classifier head kind {data.get('kind')!r}")
     head: Head = kind.from_json(data)
     return head
-
-
-_CLIP = 1e-4
-
-
-def gate_shifted(probability: float, offset: float) -> float:
-    """`probability` with its log-odds moved down by `offset`: the score a head's gate calibration reports.
-
-    A head's offset is the log-odds of the out-of-fold score that all but a small share of the calibration zoos'
-    clean models stay under (scanner.calibration.gate), so that score maps to 0.5, the shipped threshold."""
-    clipped = min(max(float(probability), _CLIP), 1.0 - _CLIP)
-    return 1.0 / (1.0 + math.exp(-(math.log(clipped / (1.0 - clipped)) - offset)))
 
 
 @dataclass(frozen=True)
