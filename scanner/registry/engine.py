@@ -1,23 +1,25 @@
 """The scanner's core, as the registry's workers see it: scan a fetched model version and judge it, render its report.
 
 A thin adapter over `scanner.scan.Scanner`: the registry adds only where the inputs come from (a `clean_sample.npz`
-beside the model, producer tags `model_scanner.value_range` / `model_scanner.layout`) and the scan key. The key names
-everything that changes a result: the detector versions and their shipped files, the policy, the scanner version, and
-the budget (under another budget a detector may run other settings).
+beside the model, producer tags `model_scanner.value_range` / `.layout` / `.mean` / `.std`) and the scan key. The
+key names everything that changes a result: the detector versions and their shipped files, the policy, the scanner
+version, and the budget (under another budget a detector may run other settings).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from scanner import __version__
 from scanner.detectors import shipped_data_digest
 from scanner.detectors.interface import Detector
-from scanner.errors import UsageError
-from scanner.findings import Budget, Layout, ScanResult
+from scanner.errors import UsageError, shortened
+from scanner.findings import Budget, Layout, Normalization, ScanResult
 from scanner.policy import Policy, PromotionTarget
 from scanner.registry.source import FetchedModel
 from scanner.scan import DEFAULT_BUDGET, Scanner, ScanOptions, ScanTarget
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 VALUE_RANGE_TAG = "model_scanner.value_range"  # "LO,HI", e.g. "-1,1"
 LAYOUT_TAG = "model_scanner.layout"  # NCHW or NHWC
+MEAN_TAG = "model_scanner.mean"  # "R,G,B": one mean per input channel, e.g. "0.485,0.456,0.406"; with STD_TAG
+STD_TAG = "model_scanner.std"  # "R,G,B": one std per input channel, each above 0, e.g. "0.229,0.224,0.225"
 
 
 class CoreScanEngine:
@@ -63,12 +67,15 @@ class CoreScanEngine:
 
     def scan(self, model: FetchedModel, artifacts_dir: Path) -> ScanResult:
         artifacts_dir.mkdir(parents=True, exist_ok=True)
-        value_range, layout = input_hints(model.tags)
+        # As the command line's --value-range/--layout/--mean/--std: each hint a version carries outranks the policy's
+        # inputs for it (only the scanner's token may set them). Malformed mean/std raise UsageError: a scan error.
+        hints = input_hints(model.tags)
         options = ScanOptions(
             device=self.device,
             artifacts_dir=artifacts_dir,
-            value_range=value_range,
-            layout=layout,
+            value_range=hints.value_range,
+            normalization=hints.normalization,
+            layout=hints.layout,
             max_model_bytes=self.max_model_bytes,
             budget=self.budget,
         )
@@ -92,8 +99,28 @@ def budget_label(budget: Budget | None) -> str:
     return "none" if budget is None else str(budget)
 
 
-def input_hints(version_tags: Mapping[str, str]) -> tuple[tuple[float, float] | None, Layout | None]:
-    """Value range and layout a producer declared in the version's tags (MLflow records no preprocessing)."""
+@dataclass(frozen=True)
+class InputHints:
+    """How a producer said to feed a version (its model_scanner.* tags); None where it said nothing usable."""
+
+    value_range: tuple[float, float] | None = None
+    layout: Layout | None = None
+    normalization: Normalization | None = None
+
+
+def input_hints(version_tags: Mapping[str, str]) -> InputHints:
+    """Value range, layout and per-channel normalisation a producer declared in the version's tags (MLflow records
+    no preprocessing). A tag set to an empty value counts as not set.
+
+    A malformed value range or layout is ignored with a warning, as it always was: the scan then takes the policy's
+    or the default. A malformed mean or std is the registry's twin of a bad --mean/--std, which the command line
+    refuses (a usage error), so it raises `UsageError` here: the worker and `rescan` record it as the version's scan
+    error (`scan.error` `usage: ...`), and a fail-closed policy blocks the version. Probing a normalised model outside
+    the range it was trained on could miss its backdoor, so a wrong normalisation is not quietly dropped. Refused: a
+    mean without a std or the reverse, counts that differ, values that are not numbers, NaN or infinite, and stds
+    not above 0. The one check left to the intake is the count against the model's channels (a usage error for
+    that model, as on the command line), since the model is only read after this.
+    """
     value_range = None
     text = version_tags.get(VALUE_RANGE_TAG)
     if text:
@@ -108,7 +135,46 @@ def input_hints(version_tags: Mapping[str, str]) -> tuple[tuple[float, float] | 
             layout = Layout(version_tags[LAYOUT_TAG].upper())
         except ValueError:
             log.warning("ignoring tag %s=%r: expected NCHW or NHWC", LAYOUT_TAG, version_tags[LAYOUT_TAG])
-    return value_range, layout
+    return InputHints(value_range=value_range, layout=layout, normalization=normalization_hint(version_tags))
+
+
+def normalization_hint(version_tags: Mapping[str, str]) -> Normalization | None:
+    """The normalisation in the version's model_scanner.mean/std tags, None without either; `UsageError` when they
+    are malformed (see `input_hints`)."""
+    mean_text, std_text = version_tags.get(MEAN_TAG), version_tags.get(STD_TAG)
+    if not mean_text and not std_text:
+        return None
+    example = f"e.g. {MEAN_TAG}=0.485,0.456,0.406 and {STD_TAG}=0.229,0.224,0.225"
+    if not mean_text or not std_text:
+        given, missing = (MEAN_TAG, STD_TAG) if mean_text else (STD_TAG, MEAN_TAG)
+        raise UsageError(f"tag {given} is set but {missing} is not: they go together", hint=f"set both, {example}")
+    mean = _channel_values(MEAN_TAG, mean_text, example)
+    std = _channel_values(STD_TAG, std_text, example)
+    if len(mean) != len(std):
+        raise UsageError(
+            f"tag {MEAN_TAG} gives {len(mean)} values but {STD_TAG} gives {len(std)}: one of each per input channel",
+            hint=example,
+        )
+    if not all(value > 0 for value in std):
+        raise UsageError(f"tag {STD_TAG}={_shown(std_text)}: every std must be above 0", hint=example)
+    return Normalization(mean=mean, std=std)
+
+
+def _shown(text: str) -> str:
+    """A tag's value for a one-line message: quoted, escaped and cut short (it lands in scan.error and the log)."""
+    return shortened(repr(text), 100)
+
+
+def _channel_values(tag: str, text: str, example: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"tag {tag}={_shown(text)}: expected one number per channel, comma-separated", hint=example
+        ) from None
+    if not all(math.isfinite(value) for value in values):
+        raise UsageError(f"tag {tag}={_shown(text)}: expected finite numbers", hint=example)
+    return values
 
 
 def build_engine(

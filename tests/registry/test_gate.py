@@ -150,8 +150,23 @@ def test_audit_policy_lets_everything_through() -> None:
         RegistryRequest(SET_VERSION_TAG, {"name": "m", "version": "1", "key": "model_scanner.value_range"}),
         RegistryRequest(DELETE_VERSION_TAG, {"name": "m", "version": "1", "key": "model_scanner.layout"}),
         RegistryRequest(CREATE_VERSION, {"name": "m", "source": "s", "tags": [{"key": "model_scanner.layout"}]}),
+        RegistryRequest(SET_VERSION_TAG, {"name": "m", "version": "1", "key": "model_scanner.mean", "value": "0,0,0"}),
+        RegistryRequest(SET_VERSION_TAG, {"name": "m", "version": "1", "key": "model_scanner.std", "value": "9,9,9"}),
+        RegistryRequest(DELETE_VERSION_TAG, {"name": "m", "version": "1", "key": "model_scanner.std"}),
+        RegistryRequest(CREATE_VERSION, {"name": "m", "source": "s", "tags": [{"key": "model_scanner.mean"}]}),
     ],
-    ids=["set", "delete", "create-with-tag", "set-hint", "delete-hint", "create-with-hint"],
+    ids=[
+        "set",
+        "delete",
+        "create-with-tag",
+        "set-hint",
+        "delete-hint",
+        "create-with-hint",
+        "set-mean-hint",
+        "set-std-hint",
+        "delete-std-hint",
+        "create-with-mean-hint",
+    ],
 )
 def test_scan_tags_and_input_hints_need_the_scanner_token(request_: RegistryRequest) -> None:
     gate = gate_over({})

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from scanner.detectors.interface import DetectionContext, Detector
 from scanner.detectors.one_pixel import OnePixelDetector
-from scanner.findings import ScanResult
+from scanner.findings import DetectorResult, ModelArtifact, ScanResult, Status
 from scanner.policy import PromotionTarget, load_builtin_policy
 from scanner.registry import tags as scan_tags
 from scanner.registry.client import RegistryClient, VersionInfo
@@ -180,3 +181,45 @@ def test_the_stored_report_names_its_heatmap_beside_it_not_in_a_deleted_folder(
     assert artifacts[0].startswith("fraud-cnn-") and artifacts[0].endswith(".png")  # named after the model
     assert (registry.store / artifacts[0]).is_file()
     assert list((tmp_path / "work").iterdir()) == []  # the scratch folder the picture was written in is gone
+
+
+class Finds(Detector):
+    """Finds nothing, in whatever input space the model was handed."""
+
+    name = "probe"
+    version = "1"
+
+    def detect(self, model: ModelArtifact, context: DetectionContext) -> DetectorResult:
+        return DetectorResult(self.name, Status.SCANNED, score=0.1)
+
+
+def test_mean_and_std_tags_are_recorded_with_the_scan_and_a_bad_one_is_the_versions_error(
+    tmp_path: Path, service_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    hints = {
+        "1": {"model_scanner.mean": "0.5", "model_scanner.std": "0.25", "team": "vision"},
+        "2": {"model_scanner.mean": "0.5", "model_scanner.std": "0"},
+    }
+    fetched = {v: FetchedModel(service_model, None, "grey", v, tags=tags) for v, tags in hints.items()}
+    monkeypatch.setattr(worker_module, "fetch_model", lambda uri, dest, client=None: fetched[uri.rsplit("/", 1)[1]])
+    queue = WorkQueue(tmp_path / "queue.db")
+    registry = KeepingRegistry(tmp_path / "stored")
+    worker = Worker(queue, registry, CoreScanEngine([Finds()], load_builtin_policy()), work_dir=tmp_path)
+
+    queue.enqueue("grey", "1", reason="test")
+    assert worker.run_one()
+    tags = registry.tags[("grey", "1")]
+    assert tags[scan_tags.STATUS] == "scanned" and not tags.get(scan_tags.ERROR)
+    assert json.loads(tags[scan_tags.INPUTS]) == {"model_scanner.mean": "0.5", "model_scanner.std": "0.25"}
+    (result,) = json.loads((registry.store / "scan-report.json").read_text(encoding="utf-8"))["results"]
+    assert result["normalization"] == {"mean": [0.5], "std": [0.25], "channel_ranges": [[-2.0, 2.0]]}
+
+    queue.enqueue("grey", "2", reason="test")
+    assert worker.run_one()
+    tags = registry.tags[("grey", "2")]
+    assert tags[scan_tags.STATUS] == "error" and tags[scan_tags.DECISION] == "block"
+    assert tags[scan_tags.ERROR].startswith("usage: tag model_scanner.std='0': every std must be above 0")
+    assert json.loads(tags[scan_tags.INPUTS]) == hints["2"]
+    assert "running" not in job_states(queue)
