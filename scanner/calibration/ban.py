@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
-from scanner.calibration.gate import GATE_ALPHA, gate_folds, gate_offset
+from scanner.calibration.gate import GATE_ALPHA, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, read_zoo
 from scanner.detectors.ban.detector import STATISTICS_VERSION, BanDetector, BanSettings
@@ -154,13 +153,9 @@ def fit_gate_calibration(
         out_of_fold_tpr_at_5pct_fpr=round(tpr_at_fpr(labels, scores), 4),
         folds="one per data family" if groups is not None and len(set(groups)) >= 3 else "5 random",
         gate_alpha=GATE_ALPHA,
-        gate_clean_quantile=round(_sigmoid(offset), 4),
+        gate_clean_quantile=quantile_of(offset),
     )
     return replace(calibration, intercept=calibration.intercept - offset), scores
-
-
-def _sigmoid(value: float) -> float:
-    return 1.0 / (1.0 + math.exp(-value))
 
 
 def cross_validated(

@@ -16,7 +16,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.ban import fit_gate_calibration, zoos_statistics
-from scanner.calibration.gate import GATE_ALPHA, gate_offset
+from scanner.calibration.gate import GATE_ALPHA, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.one_pixel import (
     combined_features,
@@ -72,7 +72,7 @@ def fit_gate_fusion(labels: np.ndarray, one_pixel: np.ndarray, ban: np.ndarray, 
         "out_of_fold_auc_fused": round(roc_auc(labels, larger), 4),
         "out_of_fold_tpr_at_5pct_fpr_fused": round(tpr_at_fpr(labels, larger), 4),
         "gate_alpha": GATE_ALPHA,
-        "gate_clean_quantile": round(float(1.0 / (1.0 + np.exp(-offset))), 4),
+        "gate_clean_quantile": quantile_of(offset),
     }
     return MaxFusion(offset=offset, provenance={**provenance, **metrics})
 

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from scanner.calibration.metrics import random_folds
+from scanner.detectors.logistic import logit
 from scanner.errors import UsageError
 
 # Share of calibration clean models allowed at or above the threshold. The gate's promise is "rarely blocks a clean
 # model" (issue: at most 5% on zoos never seen); 2% leaves room for the shift from the calibration zoos to others.
 GATE_ALPHA = 0.02
-_CLIP = 1e-4
 _ABOVE = 1e-3  # log-odds: the threshold sits this far above the quantile, so the quantile's own model passes
 
 
@@ -48,5 +48,9 @@ def clean_quantile(scores: np.ndarray, labels: np.ndarray, alpha: float = GATE_A
 
 def gate_offset(scores: np.ndarray, labels: np.ndarray, alpha: float = GATE_ALPHA) -> float:
     """The log-odds shift that maps the clean quantile of `scores` to just under 0.5."""
-    quantile = min(max(clean_quantile(scores, labels, alpha), _CLIP), 1.0 - _CLIP)
-    return math.log(quantile / (1.0 - quantile)) + _ABOVE
+    return logit(clean_quantile(scores, labels, alpha)) + _ABOVE
+
+
+def quantile_of(offset: float) -> float:
+    """The score a gate offset maps to 0.5: what the shipped files record as `gate_clean_quantile`."""
+    return round(1.0 / (1.0 + math.exp(-offset)), 4)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import re
 import time
@@ -21,7 +20,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
-from scanner.calibration.gate import GATE_ALPHA, gate_folds, gate_offset
+from scanner.calibration.gate import GATE_ALPHA, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
 from scanner.detectors.interface import CleanData
@@ -331,7 +330,7 @@ def train_signature_classifier(
         metrics[kind] = {
             "out_of_fold_auc": round(roc_auc(labels, scores), 4),
             "out_of_fold_tpr_at_5pct_fpr": round(tpr_at_fpr(labels, scores), 4),
-            "gate_clean_quantile": round(1.0 / (1.0 + math.exp(-offsets[kind])), 4),
+            "gate_clean_quantile": quantile_of(offsets[kind]),
         }
     models = table.models
     provenance = {

@@ -200,7 +200,10 @@ class SignatureClassifier:
             raise ClassifierFileError(f"{source}: holds no classifier")
         offsets = data.get("offsets", {})
         if not isinstance(offsets, dict) or any(
-            kind not in heads or not isinstance(value, int | float) or not math.isfinite(value)
+            kind not in heads
+            or isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
             for kind, value in offsets.items()
         ):
             raise ClassifierFileError(f"{source}: its offsets must be finite numbers for heads it holds")
@@ -227,6 +230,10 @@ class SignatureClassifier:
         except json.JSONDecodeError as error:
             raise ClassifierFileError(f"{source}: not JSON ({error.msg})") from error
         return cls.from_json(data, source)
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, *, regularisation: float = 0.3) -> LogisticHead:

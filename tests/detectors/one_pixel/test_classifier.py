@@ -179,7 +179,7 @@ def test_gate_offsets_shift_a_head_s_score_and_survive_a_round_trip(tmp_path: Pa
     classifier.save(tmp_path / "gated.json")
     assert SignatureClassifier.load(tmp_path / "gated.json").offsets == offsets
     stored = json.loads((tmp_path / "gated.json").read_text())
-    for bad in ({"synthetic": float("nan")}, {"synthetic": "1"}, {"composite": 1.0}, [1.0]):
+    for bad in ({"synthetic": float("nan")}, {"synthetic": "1"}, {"synthetic": True}, {"composite": 1.0}, [1.0]):
         (tmp_path / "bad.json").write_text(json.dumps({**stored, "offsets": bad}))
         with pytest.raises(ClassifierFileError, match="offsets"):
             SignatureClassifier.load(tmp_path / "bad.json")
