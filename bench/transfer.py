@@ -1,21 +1,22 @@
-"""Does detection fitted on one zoo generator transfer to another? The one-pixel heads across two zoos.
+"""Does detection fitted on one zoo generator transfer to another? The shipped recipe across two zoos.
 
     python -m bench.transfer [--zoo-a DIR ...] --zoo-b DIR [--zoo-b DIR ...] [--ban] [--output FILE]
 
 First the detectors as shipped (no refit) on zoo B: the one-pixel detector without clean data (the default scan) and
 with clean data, and with --ban also BAN and the fused score (the shipped fusion of one-pixel with clean data and
-BAN; where BAN does not apply to a model, the one-pixel score alone, as a scan does). BAN costs seconds per model; its
-statistics are cached under $MODEL_SCANNER_CACHE/ban-statistics.
+BAN; where BAN does not apply to a model, the one-pixel score alone, as a scan does). Held out only when no shipped
+file was fitted on zoo B (their provenance names their zoos). BAN costs seconds per model; its statistics are cached
+under $MODEL_SCANNER_CACHE/ban-statistics.
 
-With --zoo-a, then for each one-pixel head (`synthetic`: the default scan, no clean data;
-`clean+synthetic+composite`: with clean data) and each setting: the shipped head as it is on zoo B and on zoo A; a
-head of the shipped kind (`fit_trees`) fitted on A, tested on B; fitted on B, tested on A; and leave-one-family-out
-over the families of both zoos (each family scored by a head fitted on every other family's models).
+With --zoo-a, then the shipped recipe refitted per setting, as `model-scanner detector train` fits the shipped files
+(each head's chosen features and gate offset, BAN's calibration and gate offset, the max fusion's gate offset; the
+offsets from one fold per data family of the training models), on: zoo A, tested on B; B, tested on A; and each data
+family of both left out in turn. BAN and the fusion need --ban.
 
 Reports AUC, TPR at 1% and 5% FPR, and at the shipped threshold (0.5: a score of 0.5 or more is `backdoored`) the
-share of clean models blocked and of backdoored models caught; then the same per attack, architecture and data family
-of the tested models. Features are the detector's own (scanner.calibration.one_pixel), cached under
-$MODEL_SCANNER_CACHE/one-pixel-signatures. Prints Markdown. BAN and the fusion are not refitted here.
+share of clean models blocked and of backdoored models caught, and the worst of the settings per configuration; then
+the same per attack, architecture and data family of the tested models. Features are the detector's own
+(scanner.calibration.one_pixel), cached under $MODEL_SCANNER_CACHE/one-pixel-signatures. Prints Markdown.
 """
 
 from __future__ import annotations
