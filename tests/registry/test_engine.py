@@ -99,23 +99,9 @@ class Probe(Detector):
 @pytest.fixture(scope="module")
 def rgb_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real ONNX classifier of 8x8 RGB images (NCHW), 10 classes."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from tests.intake.builders import save, tiny_cnn
 
-    weights = np.random.default_rng(0).normal(size=(10, 3 * 8 * 8)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("Gemm", ["flat", "W"], ["logits"], transB=1)],
-        "rgb-linear",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array(weights, "W")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path = tmp_path_factory.mktemp("models") / "rgb.onnx"
-    onnx.save(model, str(path))
-    return path
+    return save(tiny_cnn(channels=3, height=8, width=8, classes=10), tmp_path_factory.mktemp("models") / "rgb.onnx")
 
 
 @pytest.mark.parametrize(

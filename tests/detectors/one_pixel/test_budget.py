@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from scanner.calibration.zoos import artifact_for, read_zoo
 from scanner.detectors.interface import CleanData, DetectionContext
 from scanner.detectors.one_pixel import OnePixelDetector
 from scanner.detectors.one_pixel import budget as one_pixel_budget
@@ -20,20 +17,11 @@ from scanner.reports.json_report import read_report, render_json
 from scanner.reports.markdown import render_markdown
 
 
-@pytest.fixture(scope="module")
-def shapes(zoo: Path) -> tuple[ModelArtifact, CleanData]:
-    loaded = read_zoo(zoo)
-    model = next(m for m in loaded.models if m.family == "shapes32" and m.backdoored)
-    clean = loaded.clean_data("shapes32")
-    assert clean is not None
-    return artifact_for(model.path), clean
-
-
 @pytest.mark.parametrize("with_clean_data", [False, True])
 def test_a_budget_the_model_fits_changes_nothing_and_the_plan_counts_every_pass(
-    shapes: tuple[ModelArtifact, CleanData], with_clean_data: bool
+    shapes_model: tuple[ModelArtifact, CleanData], with_clean_data: bool
 ) -> None:
-    artifact, clean = shapes
+    artifact, clean = shapes_model
     detector = OnePixelDetector(threads=1)
     data = clean if with_clean_data else None
     unbudgeted = detector.detect(artifact, DetectionContext(clean_data=data))
@@ -49,9 +37,9 @@ def test_a_budget_the_model_fits_changes_nothing_and_the_plan_counts_every_pass(
 
 
 def test_a_tight_budget_reduces_the_grid_and_the_probe_images_and_says_so(
-    shapes: tuple[ModelArtifact, CleanData],
+    shapes_model: tuple[ModelArtifact, CleanData],
 ) -> None:
-    artifact, clean = shapes
+    artifact, clean = shapes_model
     full = OnePixelDetector(threads=1).detect(artifact, DetectionContext(clean_data=clean))
     reduced = OnePixelDetector(threads=1).detect(artifact, DetectionContext(clean_data=clean, budget=Budget(0.05)))
 
@@ -83,17 +71,19 @@ class _Shape:
         raise AssertionError("planned_passes runs nothing")
 
 
-def test_planned_passes_follow_the_grid(shapes: tuple[ModelArtifact, CleanData]) -> None:
-    model = _Shape(shapes[0])
+def test_planned_passes_follow_the_grid(shapes_model: tuple[ModelArtifact, CleanData]) -> None:
+    model = _Shape(shapes_model[0])
     # 32x32x3, K=3, scales 1 and 2, 4 bases: (1 + cells x 3) passes per base and scale
     assert planned_passes(model, SignatureSettings(), 4, 0, 0) == 4 * (1 + 1024 * 3) + 4 * (1 + 256 * 3)  # type: ignore[arg-type]
     grid_16 = 4 * (1 + 256 * 3) + 4 * (1 + 64 * 3)
     assert planned_passes(model, SignatureSettings(max_grid=16), 4, 0, 0) == grid_16  # type: ignore[arg-type]
 
 
-def test_a_budget_of_passes_picks_the_same_settings_on_any_machine(shapes: tuple[ModelArtifact, CleanData]) -> None:
+def test_a_budget_of_passes_picks_the_same_settings_on_any_machine(
+    shapes_model: tuple[ModelArtifact, CleanData],
+) -> None:
     """Nothing is timed (the model here cannot even run): the settings follow from the planned passes alone."""
-    model, bases = _Shape(shapes[0]), shapes[1].x[:4]
+    model, bases = _Shape(shapes_model[0]), shapes_model[1].x[:4]
     full = planned_passes(model, SignatureSettings(), 4, 64, 8)  # type: ignore[arg-type]
 
     roomy = fit_to_budget(
@@ -111,14 +101,14 @@ def test_a_budget_of_passes_picks_the_same_settings_on_any_machine(shapes: tuple
 
 
 def test_a_budget_of_passes_reduces_a_scan_and_the_report_says_which_budget_applied(
-    shapes: tuple[ModelArtifact, CleanData], monkeypatch: pytest.MonkeyPatch
+    shapes_model: tuple[ModelArtifact, CleanData], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def untimed(*args: object) -> None:
         raise AssertionError("a budget of passes needs no timing")
 
     monkeypatch.setattr(one_pixel_budget, "_seconds_per_pass", untimed)
     reduced = OnePixelDetector(threads=1).detect(
-        shapes[0],
+        shapes_model[0],
         DetectionContext(budget=Budget(4000, BudgetUnit.PASSES)),  # synthetic bases: 15,368 passes in full
     )
 

@@ -13,7 +13,6 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from scanner.calibration.zoos import artifact_for, read_zoo
 from scanner.detectors.interface import CleanData, DetectionContext
 from scanner.detectors.one_pixel import OnePixelDetector
 from scanner.detectors.one_pixel.input_space import to_model_space, to_unit_space
@@ -52,15 +51,6 @@ def normalised(clean: CleanData, normalization: Normalization) -> CleanData:
     mean = np.asarray(normalization.mean, np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(normalization.std, np.float32).reshape(1, -1, 1, 1)
     return CleanData(x=(clean.x - mean) / std, y=clean.y)
-
-
-@pytest.fixture(scope="module")
-def shapes_model(zoo: Path) -> tuple[ModelArtifact, CleanData]:
-    loaded = read_zoo(zoo)
-    model = next(m for m in loaded.models if m.family == "shapes32" and m.backdoored)
-    clean = loaded.clean_data("shapes32")
-    assert clean is not None
-    return artifact_for(model.path), clean
 
 
 def test_unit_and_model_space_are_each_channels_affine_map() -> None:
