@@ -4,12 +4,12 @@
         [--budget 600] [--clean 512] [--out results.json]
 
 For each architecture of tests/torchview/real_architectures.py (small faithful definitions in plain torch, random
-weights) at 32x32 with 10 classes and 224x224 with 1000, from each exporter: parameters, ONNX Runtime forward ms
-(one image, and per image in a batch of 32), the torch view's largest difference from ONNX Runtime, and a scan by
-each detector as `scan` runs it (clean data: --clean random images in [0, 1], labels from the model; the budget
-shared evenly between the two detectors): seconds, forward passes (one-pixel) or forward-equivalents (BAN), status
-and what the budget reduced. Each model runs in its own process, whose peak RSS is reported. Prints a Markdown table;
---out also writes the rows as JSON.
+weights; ResNet-18 and ViT-Tiny at their real widths on request: --architectures resnet18 vit_tiny) at 32x32 with 10
+classes and 224x224 with 1000, from each exporter: parameters, ONNX Runtime forward ms (one image, and per image in a
+batch of 32), the torch view's largest difference from ONNX Runtime, and a scan by each detector as `scan` runs it
+(clean data: --clean random images in [0, 1], labels from the model; the budget shared evenly between the two
+detectors): seconds, forward passes (one-pixel) or forward-equivalents (BAN), status and what the budget reduced. Each
+model runs in its own process, whose peak RSS is reported. Prints a Markdown table; --out also writes the rows as JSON.
 """
 
 from __future__ import annotations
@@ -27,11 +27,18 @@ from typing import Any
 
 import numpy as np
 
+from scanner.commands.options import budget as budget_of
+from scanner.findings import Budget
+from scanner.scan import DEFAULT_BUDGET
+
 ARCHITECTURES = ("resnet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "convnext", "vit", "deit")
+REAL_WIDTHS = ("resnet18", "vit_tiny")  # on request: real widths and depths, 11.7 M and 5.7 M parameters
 CLASSES = {32: 10, 224: 1000}
 
 
-def measure(arch: str, size: int, exporter: str, budget: float, clean_count: int, threads: int) -> dict[str, Any]:
+def measure(
+    arch: str, size: int, exporter: str, budget: Budget | None, clean_count: int, threads: int
+) -> dict[str, Any]:
     """One model's row (runs in its own process)."""
     import onnx
     import torch
@@ -69,16 +76,17 @@ def measure(arch: str, size: int, exporter: str, budget: float, clean_count: int
         viewed = view.run({view.input_name: torch.from_numpy(x[:4])}, [view.output_name])[view.output_name]
     row["torch_view_max_abs_diff"] = float(np.abs(viewed.numpy() - runner.logits(x[:4])).max())
     clean = CleanData(x=x)
-    share = budget / 2 if budget else None
+    share = budget.share(2) if budget else None
     for name, detector in (("one_pixel", OnePixelDetector(threads=threads)), ("ban", BanDetector())):
         started = time.perf_counter()
-        result = detector.detect(artifact, DetectionContext(clean_data=clean, device="cpu", budget_s=share))
+        result = detector.detect(artifact, DetectionContext(clean_data=clean, device="cpu", budget=share))
         plan = result.details.get("budget") or {}
         row[name] = {
             "status": result.status.value,
             "seconds": round(time.perf_counter() - started, 1),
             "passes": result.forward_passes,
             "full_passes": plan.get("full_passes", plan.get("full_forward_equivalents")),
+            "settings": plan.get("settings", {}),
             "reduced": plan.get("note") or "",
             "reason": result.reason,
         }
@@ -111,7 +119,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                 continue
             cells.append(f"{d['seconds']:g}, {d['passes']:,}")
             if d["reduced"]:
-                reduced.append(f"{name}: {d['passes']:,} of {d['full_passes']:,}")
+                chosen = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in d.get("settings", {}).items())
+                reduced.append(f"{name}: {d['passes']:,} of {d['full_passes']:,} ({chosen})")
         lines.append(
             f"| {r['arch']} | {r['size']} / {r['classes']} | {r['exporter']} | {r['parameters']:,} |"
             f" {r['forward_ms_1']:g}; {r['forward_ms_per_image_b32']:g} | {r['torch_view_max_abs_diff']:.1e} |"
@@ -120,29 +129,35 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", choices=sorted(CLASSES), default=[32])
-    parser.add_argument("--architectures", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
+    parser.add_argument("--architectures", nargs="+", choices=ARCHITECTURES + REAL_WIDTHS, default=list(ARCHITECTURES))
     parser.add_argument(
         "--exporters", nargs="+", choices=["legacy", "legacy-old", "dynamo"], default=["legacy", "dynamo"]
     )
-    parser.add_argument("--budget", type=float, default=600.0, help="seconds per model, as scan --budget (0: none)")
+    parser.add_argument(
+        "--budget",
+        type=budget_of,
+        default=DEFAULT_BUDGET,
+        help="per model, as scan --budget (600, 10m, 150kpasses; 0: none)",
+    )
     parser.add_argument("--clean", type=int, default=512, help="clean images (random, in [0, 1])")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="also write the rows here as JSON")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # ARCH,SIZE,EXPORTER: one row, in this process
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.row:
         arch, size, exporter = args.row.split(",")
         print(json.dumps(measure(arch, int(size), exporter, args.budget, args.clean, args.threads)))
-        return
+        return 0
     rows = []
     for size in args.sizes:
         for arch in args.architectures:
             for exporter in args.exporters:
                 command = [sys.executable, "-m", "bench.real_architectures", "--row", f"{arch},{size},{exporter}"]
-                command += ["--budget", str(args.budget), "--clean", str(args.clean), "--threads", str(args.threads)]
+                budget = "0" if args.budget is None else f"{args.budget.amount:g}{args.budget.unit.value}"
+                command += ["--budget", budget, "--clean", str(args.clean), "--threads", str(args.threads)]
                 done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
                 if done.returncode == 0:
                     row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -154,7 +169,8 @@ def main() -> None:
     print(table(rows))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,8 +15,9 @@ family of both left out in turn. BAN and the fusion need --ban.
 
 Reports AUC, TPR at 1% and 5% FPR, and at the shipped threshold (0.5: a score of 0.5 or more is `backdoored`) the
 share of clean models blocked and of backdoored models caught, and the worst of the settings per configuration; then
-the same per attack, architecture and data family of the tested models. Features are the detector's own
-(scanner.calibration.one_pixel), cached under $MODEL_SCANNER_CACHE/one-pixel-signatures. Prints Markdown.
+the same per attack, architecture, data family and training recipe (optimiser and schedule) of the tested models.
+Features are the detector's own (scanner.calibration.one_pixel), cached under $MODEL_SCANNER_CACHE/one-pixel-signatures.
+Prints Markdown.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from scanner.detectors.one_pixel.signature import SignatureSettings
 
 THRESHOLD = 0.5  # the detector's and the fusion's: a probability of 0.5 or more is `backdoored`
 HEADS = ("synthetic", COMBINED)
-GROUPS = ("attack", "architecture", "family")
+GROUPS = ("attack", "architecture", "family", "recipe")
 TABLE_HEADER = [
     "| group | backdoored / clean | AUC | TPR@1%FPR | TPR@5%FPR | clean blocked | backdoored caught |",
     "|---|---|---|---|---|---|---|",
@@ -82,11 +83,20 @@ def summary_row(name: str, labels: np.ndarray, scores: np.ndarray) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def recipe_of(model: ZooModel) -> str:
+    """The model's optimiser and learning-rate schedule; the first generator trains every model one way."""
+    training = (model.recipe or {}).get("training")
+    if not training:
+        return "first generator's"
+    return f"{training['optimiser']} {training['schedule']}"
+
+
 def group_rows(setting: str, models: Sequence[ZooModel], labels: np.ndarray, scores: np.ndarray) -> list[str]:
-    """Per attack (its backdoored models against all clean ones), per architecture and family (their own models)."""
+    """Per attack (its backdoored models against all clean ones), per architecture, family and recipe (their own
+    models)."""
     rows = []
     for group in GROUPS:
-        values = np.asarray([getattr(m, group) for m in models])
+        values = np.asarray([recipe_of(m) if group == "recipe" else getattr(m, group) for m in models])
         for value in sorted(set(values)):
             if group == "attack":
                 if value == "clean":
@@ -206,8 +216,8 @@ def shipped_section(
     ban: bool,
     ban_cache: Path | None,
 ) -> list[str]:
-    """The detectors as shipped, no refit, on zoo B: one row per configuration, then per attack, architecture and
-    family."""
+    """The detectors as shipped, no refit, on zoo B: one row per configuration, then per attack, architecture,
+    family and recipe."""
     configurations = {
         "one-pixel, no clean data (default scan)": np.asarray(
             [shipped.probability(row, "synthetic") for row in heads_b["synthetic"]]
@@ -239,7 +249,7 @@ def shipped_section(
         kept = [m for m, k in zip(models, keep, strict=True) if k]
         lines.append(summary_row(name, labels[keep], scores[keep]))
         groups += group_rows(name, kept, labels[keep], scores[keep])
-    return [*lines, "", *notes, "", "<details><summary>per attack, architecture and family</summary>", "",
+    return [*lines, "", *notes, "", "<details><summary>per attack, architecture, family and recipe</summary>", "",
             *TABLE_HEADER, *groups, "", "</details>", ""]  # fmt: skip
 
 
@@ -320,7 +330,7 @@ def report(
             f"| **{configuration}** | **worst** | | **{worst['auc']:.3f}** | | **{worst['tpr']:.3f}** | "
             f"**{worst['blocked']:.0%}** | |"
         )
-    lines += ["", "<details><summary>per attack, architecture and family</summary>", "",
+    lines += ["", "<details><summary>per attack, architecture, family and recipe</summary>", "",
               *TABLE_HEADER, *groups, "", "</details>", ""]  # fmt: skip
     return "\n".join(lines)
 

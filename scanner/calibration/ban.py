@@ -22,13 +22,13 @@ from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
 from scanner.calibration.gate import GATE_ALPHA, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
-from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, read_zoo
+from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
 from scanner.detectors.ban.detector import STATISTICS_VERSION, BanDetector, BanSettings
 from scanner.detectors.ban.universal import RADII, statistic_name
-from scanner.detectors.interface import CleanData, DetectionContext
+from scanner.detectors.interface import DetectionContext
 from scanner.detectors.logistic import LogisticCalibration, fit_logistic
 from scanner.errors import UsageError
-from scanner.findings import Layout, Progress, no_progress
+from scanner.findings import Progress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,7 @@ def model_statistics(
     clean = zoo.clean_data_of(model)
     if clean is None:
         raise UsageError(f"the zoo has no clean_{model.family}.npz", hint="rebuild the zoo with its clean data")
-    if tuple(clean.x.shape[1:]) != artifact.spec.image_shape and artifact.spec.layout is Layout.NHWC:
-        clean = CleanData(np.ascontiguousarray(clean.x.transpose(0, 2, 3, 1)), clean.y)  # the zoo stores NCHW
+    clean = in_layout(clean, artifact.spec)  # the zoo stores NCHW
     started = time.perf_counter()
     statistics, cost, target = BanDetector(settings).statistics(artifact, clean, DetectionContext(seed=seed))
     record = {"statistics": statistics, "cost": cost, "target_class": target,

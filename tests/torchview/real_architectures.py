@@ -2,7 +2,8 @@
 
 Each follows its published definition (torchvision's layouts of ResNet, MobileNetV2/V3, EfficientNet and ConvNeXt,
 torchvision's ViT and a timm-style DeiT) at tiny widths and depths, so that an export contains the same operators a
-real checkpoint's would. Weights are random; `build(name, classes, size)` gives one in eval mode.
+real checkpoint's would; and ResNet-18 and ViT-Tiny at their real widths and depths (REAL_WIDTHS: 11.7 M and 5.7 M
+parameters, for the bench). Weights are random; `build(name, classes, size)` gives one in eval mode.
 """
 
 from __future__ import annotations
@@ -41,19 +42,21 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """ResNet-18's layout (7x7 stem, max pooling, four stages of basic blocks, adaptive pooling), one block a stage."""
+    """ResNet-18's layout (7x7 stem, max pooling, four stages of basic blocks, adaptive pooling): `blocks` a stage
+    (ResNet-18: width 64, 2 blocks)."""
 
-    def __init__(self, classes: int, width: int = 8) -> None:
+    def __init__(self, classes: int, width: int = 8, blocks: int = 1) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
         )
         widths = [width, width * 2, width * 4, width * 8]
-        blocks, inputs = [], width
+        stages, inputs = [], width
         for index, outputs in enumerate(widths):
-            blocks.append(BasicBlock(inputs, outputs, 1 if index == 0 else 2))
-            inputs = outputs
-        self.layers = nn.Sequential(*blocks)
+            for block in range(blocks):
+                stages.append(BasicBlock(inputs, outputs, 2 if index > 0 and block == 0 else 1))
+                inputs = outputs
+        self.layers = nn.Sequential(*stages)
         self.fc = nn.Linear(inputs, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,12 +218,12 @@ class ConvNeXt(nn.Module):
 class EncoderBlock(nn.Module):
     """torchvision's ViT encoder block: pre-norm nn.MultiheadAttention and an MLP with GELU."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, mlp: int = 2) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(dim, eps=1e-6)
         self.self_attention = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.ln_2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp * dim), nn.GELU(), nn.Linear(mlp * dim, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.ln_1(x)
@@ -230,15 +233,18 @@ class EncoderBlock(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """torchvision's ViT: conv patch embedding, class token, learned positions, encoder, head on the class token."""
+    """torchvision's ViT: conv patch embedding, class token, learned positions, encoder, head on the class token
+    (ViT-Tiny: patch 16, dim 192, depth 12, 3 heads, MLP ratio 4)."""
 
-    def __init__(self, classes: int, size: int, patch: int = 8, dim: int = 32, depth: int = 2, heads: int = 4) -> None:
+    def __init__(
+        self, classes: int, size: int, patch: int = 8, dim: int = 32, depth: int = 2, heads: int = 4, mlp: int = 2
+    ) -> None:
         super().__init__()
         self.patch, self.dim = patch, dim
         self.conv_proj = nn.Conv2d(3, dim, patch, patch)
         self.class_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.pos_embedding = nn.Parameter(torch.randn(1, (size // patch) ** 2 + 1, dim) * 0.02)
-        self.layers = nn.Sequential(*[EncoderBlock(dim, heads) for _ in range(depth)])
+        self.layers = nn.Sequential(*[EncoderBlock(dim, heads, mlp) for _ in range(depth)])
         self.ln = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, classes)
 
@@ -335,6 +341,8 @@ def build(name: str, classes: int, size: int, seed: int = 1) -> nn.Module:
         "vit": lambda: VisionTransformer(classes, size, patch=16 if size >= 224 else 8),
         "deit": lambda: DeiT(classes, size, patch=16 if size >= 224 else 8),
         "norms": lambda: NormsNet(classes),
+        "resnet18": lambda: ResNet(classes, width=64, blocks=2),
+        "vit_tiny": lambda: VisionTransformer(classes, size, patch=16, dim=192, depth=12, heads=3, mlp=4),
     }[name]()
     for layer in module.modules():
         if isinstance(layer, nn.BatchNorm2d):
@@ -348,6 +356,7 @@ def build(name: str, classes: int, size: int, seed: int = 1) -> nn.Module:
 
 
 ARCHITECTURES = ("resnet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "convnext", "vit", "deit", "norms")
+REAL_WIDTHS = ("resnet18", "vit_tiny")  # real checkpoints' widths and depths: seconds to export, for the bench
 
 # How each exporter is driven: the legacy exporter at its default opset (LayerNormalization, Split with num_outputs)
 # and at the oldest opset each model exports to (LayerNorm decomposed into ReduceMean/Sub/Pow/Sqrt/Div; ViT's
