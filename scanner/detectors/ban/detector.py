@@ -31,8 +31,12 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "ban_v1.json"
 MIN_SAMPLES = 20
-# Under a budget the universal perturbations probe fewer classes, halving, down to this many.
+# Under a budget the universal perturbations probe fewer classes, halving, down to this many; then the images the
+# noise, the perturbations and the statistics are measured on halve, down to SAMPLE_SHARES[-1] of them (each count no
+# lower than MIN_SAMPLES). Their statistics are shares of images: fewer images make them noisier, not different in
+# scale (bench/RESULTS.md measures what that costs in detection).
 MIN_PROBED_CLASSES = 2
+SAMPLE_SHARES = (1.0, 0.5, 0.25, 0.125)
 # Images in the batch that times a sample's forward and backward pass: the fewest BAN puts through a backward pass at
 # once (universal_samples). Smaller batches are dominated by each call's overhead: on a 32 x 32 ResNet, 2 shared
 # cores, a forward with backward took 11.6 ms per image in a batch of 8, 2.7 ms in 32 and 0.9 ms in 128.
@@ -72,6 +76,26 @@ class BanSettings:
     # (the most suspicious under noise first). 16 >= the 10 classes the shipped calibration was fitted on.
     memory_gib: float = 4.0
     probed_classes: int = 16
+
+
+@dataclass(frozen=True)
+class SampleCounts:
+    """How many images each step measures on: the neuron noise, the universal perturbations (fitted, then measured),
+    and the statistics."""
+
+    noise: int
+    universal: int
+    eval: int
+    universal_eval: int
+    share: float = 1.0  # of the full settings' counts
+
+    def scaled(self, share: float) -> SampleCounts:
+        """`share` of each count, but no fewer than MIN_SAMPLES (or the count itself, when smaller)."""
+
+        def part(count: int) -> int:
+            return min(count, max(MIN_SAMPLES, round(count * share)))
+
+        return SampleCounts(part(self.noise), part(self.universal), part(self.eval), part(self.universal_eval), share)
 
 
 def _device(requested: str) -> str:
@@ -224,22 +248,26 @@ class BanDetector(Detector):
         batch_size = min(s.batch_size, plan.max_batch)
         probed_count = min(classes, s.probed_classes)
         half = len(x) // 2
-        fit_count, eval_count = min(half, s.fit_samples), min(len(x) - half, s.eval_samples)
-        universal_count = min(s.universal_samples, fit_count)
-        noise_batch = min(batch_size, fit_count)
+        fit_count = min(half, s.fit_samples)
+        full_counts = SampleCounts(
+            noise=min(batch_size, fit_count),
+            universal=min(s.universal_samples, fit_count),
+            eval=min(len(x) - half, s.eval_samples),
+            universal_eval=min(s.universal_eval_samples, len(x) - half),
+        )
 
-        def planned_with(probed: int) -> Work:
+        def planned_with(probed: int, counts: SampleCounts) -> Work:
             """Every sample the steps below put through the model or its head, as Cost counts them."""
             return Work(
-                forwards=(len(x) if clean.y is None else 0)  # labels from the model itself
+                forwards=(fit_count + counts.eval if clean.y is None else 0)  # labels from the model itself
                 + fit_count  # features for the mask
-                + noise_batch * (1 + s.probes)  # clean accuracy, accuracy under the noise at each eps tried
-                + 4 * eval_count  # clean and noisy, logits and features
-                + len(RADII) * probed * min(s.universal_eval_samples, eval_count),  # each perturbation's success
-                backwards=noise_batch * s.probes * s.noise_steps  # the noise's steps at each eps tried
-                + len(RADII) * probed * s.universal_steps * universal_count,  # each perturbation's steps
+                + counts.noise * (1 + s.probes)  # clean accuracy, accuracy under the noise at each eps tried
+                + 4 * counts.eval  # clean and noisy, logits and features
+                + len(RADII) * probed * counts.universal_eval,  # each perturbation's success
+                backwards=counts.noise * s.probes * s.noise_steps  # the noise's steps at each eps tried
+                + len(RADII) * probed * s.universal_steps * counts.universal,  # each perturbation's steps
                 heads=3 * 2 * s.mask_epochs * s.mask_batches * min(batch_size, fit_count)  # the mask, kept and lost
-                + 2 * eval_count,  # clean and noisy through the mask's complement
+                + 2 * counts.eval,  # clean and noisy through the mask's complement
             )
 
         # Timed only where seconds matter: a budget of passes fits the settings without it, the same on any machine.
@@ -255,11 +283,15 @@ class BanDetector(Detector):
             assert timing is not None
             return work.seconds(timing) <= budget.amount
 
-        full_planned = planned_with(probed_count)
-        if budget is not None:  # fewer classes probed, halving, until the plan fits the budget
-            while probed_count > MIN_PROBED_CLASSES and not fits(planned_with(probed_count)):
+        full_planned, counts = planned_with(probed_count, full_counts), full_counts
+        if budget is not None:  # fewer classes probed, halving, then fewer images, until the plan fits the budget
+            while probed_count > MIN_PROBED_CLASSES and not fits(planned_with(probed_count, counts)):
                 probed_count = max(MIN_PROBED_CLASSES, probed_count // 2)
-        planned = planned_with(probed_count)
+            for share in SAMPLE_SHARES:
+                counts = full_counts.scaled(share)
+                if fits(planned_with(probed_count, counts)):
+                    break
+        planned = planned_with(probed_count, counts)
         if timing is not None:
             remaining = context.deadline.remaining() if context.deadline is not None else None
             expected_seconds = check_time(planned, timing, remaining)
@@ -269,12 +301,13 @@ class BanDetector(Detector):
             with torch.no_grad():
                 return torch.cat([function(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
 
+        fit, held = slice(0, fit_count), slice(half, half + counts.eval)
+        x_fit, x_eval = x[fit], x[held]
         if clean.y is not None:
             y = torch.from_numpy(np.asarray(clean.y, dtype=np.int64)[order]).to(device)
+            y_fit, y_eval = y[fit], y[held]
         else:
-            y = batched(ban.logits, x).argmax(1)
-        fit, held = slice(0, fit_count), slice(half, half + eval_count)
-        x_fit, y_fit, x_eval, y_eval = x[fit], y[fit], x[held], y[held]
+            y_fit, y_eval = batched(ban.logits, x_fit).argmax(1), batched(ban.logits, x_eval).argmax(1)
         total_steps = s.mask_epochs + s.probes + len(RADII)
         done = 0
 
@@ -296,7 +329,7 @@ class BanDetector(Detector):
             generator=generator,
             progress=step,
         )
-        x_noise, y_noise = x_fit[:batch_size], y_fit[:batch_size]
+        x_noise, y_noise = x_fit[: counts.noise], y_fit[: counts.noise]
         with torch.no_grad():
             clean_accuracy = float((ban.logits(x_noise).argmax(1) == y_noise).float().mean())
         matched = noise_at_matched_damage(
@@ -344,13 +377,13 @@ class BanDetector(Detector):
         probed = classes_to_probe(suspicion.cpu(), probed_count)
         success = targeted_success(
             ban,
-            x_fit[:universal_count],
-            x_eval[: s.universal_eval_samples],
-            y_eval[: s.universal_eval_samples],
+            x_fit[: counts.universal],
+            x_eval[: counts.universal_eval],
+            y_eval[: counts.universal_eval],
             classes=probed,
             steps=s.universal_steps,
             progress=step,
-            classes_per_chunk=max(1, plan.max_batch // max(1, universal_count)),
+            classes_per_chunk=max(1, plan.max_batch // max(1, counts.universal)),
             eval_batch=batch_size,
             channel_bounds=channel_bounds(model.spec, device),
         )
@@ -376,13 +409,19 @@ class BanDetector(Detector):
         }
         if budget is not None:
             report["budget"] = _budget_details(
-                budget, planned, full_planned, timing, probed_count, min(classes, s.probed_classes)
+                budget, planned, full_planned, timing, probed_count, min(classes, s.probed_classes), counts
             )
         return stats, report, target_class
 
 
 def _budget_details(
-    budget: Budget, planned: Work, full: Work, timing: Timing | None, probed: int, full_probed: int
+    budget: Budget,
+    planned: Work,
+    full: Work,
+    timing: Timing | None,
+    probed: int,
+    full_probed: int,
+    counts: SampleCounts,
 ) -> dict[str, Any]:
     reduced = planned.forward_equivalents < full.forward_equivalents
     seconds = None if timing is None else planned.seconds(timing)
@@ -396,10 +435,15 @@ def _budget_details(
         "full_forward_equivalents": full.forward_equivalents,
         "planned_seconds": None if seconds is None else round(seconds, 3),
         "reduced": reduced,
-        "settings": {"probed_classes": probed},
+        "settings": {"probed_classes": probed, "sample_share": counts.share},
         "note": f"reduced power to fit a budget of {budget}{over}: universal perturbations for {probed} classes,"
-        f" not {full_probed}; {planned.forward_equivalents} forward-equivalents planned, not"
-        f" {full.forward_equivalents}"
+        f" not {full_probed}"
+        + (
+            f"; {counts.share:g} of the images for the noise, the perturbations and the statistics"
+            if counts.share < 1
+            else ""
+        )
+        + f"; {planned.forward_equivalents} forward-equivalents planned, not {full.forward_equivalents}"
         if reduced
         else "",
     }

@@ -31,7 +31,7 @@ from scanner.findings import Budget
 # The steps down from the trained settings, in order: (largest probe grid, share of the held-out clean images the
 # composite, blend and patch probes use). Their rates are shares of images, so fewer images make them noisier, not
 # different in scale.
-STEPS = ((16, 1.0), (16, 0.5), (8, 0.5), (8, 0.25))
+STEPS = ((16, 1.0), (16, 0.5), (8, 0.5), (8, 0.25), (8, 0.125), (8, 0.0625))
 TIMED_PASSES = 32  # images in the batch that measures a pass, when the bases' own batch says it may not fit
 # The whole detector's seconds over (passes x the timed seconds per pass): building and reading the probes costs on
 # top of ONNX Runtime's batches (1.38 on a shapes32 model with clean data, 2 shared cores).

@@ -265,11 +265,12 @@ def test_a_tight_budget_probes_fewer_classes_and_says_so(zoo: Path) -> None:
     assert roomy.details["planned_forward_equivalents"] == roomy.forward_passes
     assert tight.status is Status.SCANNED and tight.score is not None
     budget = tight.details["budget"]
-    assert budget["reduced"] is True and budget["settings"] == {"probed_classes": 2}
+    # The fewest classes, then an eighth of the images (each count at least MIN_SAMPLES).
+    assert budget["reduced"] is True and budget["settings"] == {"probed_classes": 2, "sample_share": 0.125}
     assert len(tight.details["probed_classes"]) == 2
     assert tight.forward_passes == budget["planned_forward_equivalents"] < budget["full_forward_equivalents"]
     assert budget["full_forward_equivalents"] == roomy.forward_passes
-    assert "universal perturbations for 2 classes, not 10" in budget["note"]
+    assert "universal perturbations for 2 classes, not 10; 0.125 of the images" in budget["note"]
 
 
 def test_a_budget_of_passes_fits_the_settings_without_timing_and_the_plan_covers_the_work(
@@ -307,6 +308,7 @@ def test_a_budget_of_passes_fits_the_settings_without_timing_and_the_plan_covers
     assert roomy.details["budget"]["reduced"] is False and len(roomy.details["probed_classes"]) == 10
     assert roomy.details["budget"]["fitted_to"] == "1000000000 passes"
     budget = tight.details["budget"]
-    assert budget["reduced"] is True and budget["settings"] == {"probed_classes": 5}
+    assert budget["reduced"] is True and budget["settings"] == {"probed_classes": 5, "sample_share": 1.0}
     assert tight.forward_passes <= full - 1 < full == roomy.forward_passes
-    assert f"to fit a budget of {full - 1} passes: universal perturbations for 5 classes, not 10" in budget["note"]
+    assert f"to fit a budget of {full - 1} passes: universal perturbations for 5 classes, not 10;" in budget["note"]
+    assert "of the images" not in budget["note"]

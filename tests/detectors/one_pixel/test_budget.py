@@ -48,8 +48,8 @@ def test_a_tight_budget_reduces_the_grid_and_the_probe_images_and_says_so(
     assert plan["reduced"] is True
     assert plan["settings"] == {
         "max_grid": 8,
-        "probe_images": HELD_OUT_IMAGES["full"] // 4,
-        "patch_images": PATCH_IMAGES["full"] // 4,
+        "probe_images": HELD_OUT_IMAGES["full"] // 16,  # the last step: a sixteenth of the images
+        "patch_images": PATCH_IMAGES["full"] // 16,
     }
     assert reduced.details["settings"]["max_grid"] == 8
     assert reduced.forward_passes == plan["planned_passes"] < plan["full_passes"] == full.forward_passes
