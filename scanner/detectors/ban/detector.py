@@ -141,7 +141,8 @@ class BanDetector(Detector):
     # 7: calibrated on the neuron-noise statistics, the targeted universal perturbations and whether the two point at
     # one class, over the 220-model benchmark zoo; the target class is the one a universal perturbation reaches most
     # easily. 8: the same, recalibrated on statistics version 8 (channels-last images, self-padding convolutions).
-    version: ClassVar[str] = "8"
+    # 9: under a budget, fewer images after fewer classes (full settings unchanged).
+    version: ClassVar[str] = "9"
 
     def __init__(self, settings: BanSettings | None = None, calibration: Any | None = None) -> None:
         self.settings = settings or BanSettings()
