@@ -21,14 +21,13 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
-from scanner.calibration.zoos import ZooModel, artifact_for, in_layout, read_zoo
+from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
 from scanner.detectors import load_detectors
-from scanner.detectors.interface import Detector
+from scanner.detectors.interface import CleanData, Detector
 from scanner.findings import Budget, BudgetUnit, ScanResult, Status
 from scanner.policy import load_builtin_policy
 from scanner.scan import Scanner, ScanOptions, ScanTarget
@@ -37,7 +36,7 @@ THRESHOLD = 0.5
 CONFIGURATIONS = ("one_pixel", "ban", "fused")
 
 
-def scan(model: ZooModel, clean: Any, detectors: Sequence[Detector], budget: Budget | None) -> ScanResult:
+def scan(model: ZooModel, clean: CleanData, detectors: Sequence[Detector], budget: Budget | None) -> ScanResult:
     options = ScanOptions(clean_data=clean, value_range=model.value_range, budget=budget, time_limit_s=None)
     return Scanner(detectors, load_builtin_policy(), options=options).scan_target(ScanTarget.for_file(model.path))
 
@@ -76,7 +75,7 @@ def summary_cells(labels: np.ndarray, scores: np.ndarray) -> list[str]:
     ]
 
 
-def chosen_models(directories: Sequence[Path], limit: int | None) -> list[tuple[Any, ZooModel]]:
+def chosen_models(directories: Sequence[Path], limit: int | None) -> list[tuple[Zoo, ZooModel]]:
     chosen = []
     for directory in directories:
         zoo = read_zoo(directory)
@@ -93,21 +92,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="the first N clean and N backdoored models of each zoo")
     parser.add_argument("--output", type=Path, help="also write the Markdown here")
     args = parser.parse_args(argv)
-    fractions = sorted({f for f in args.fractions if 0 < f < 1}, reverse=True)
+    fractions = [1.0, *sorted({f for f in args.fractions if 0 < f < 1}, reverse=True)]  # full settings first
     detectors = [d for d in load_detectors(["one-pixel", "ban"]).values() if isinstance(d, Detector)]
     models = chosen_models(args.zoo, args.limit)
     labels = np.asarray([int(m.backdoored) for _, m in models])
-    scores = {f: {c: np.zeros(len(models)) for c in CONFIGURATIONS} for f in [1.0, *fractions]}
-    passes = {f: np.zeros(len(models)) for f in [1.0, *fractions]}
-    reached: dict[float, Counter[str]] = {f: Counter() for f in [1.0, *fractions]}
+    scores = {f: {c: np.zeros(len(models)) for c in CONFIGURATIONS} for f in fractions}
+    passes = {f: np.zeros(len(models)) for f in fractions}
+    reached: dict[float, Counter[str]] = {f: Counter() for f in fractions}
     began = time.perf_counter()
     for index, (zoo, model) in enumerate(models):
-        clean = in_layout(zoo.clean_data_of(model), artifact_for(model.path, model.value_range).spec)
+        clean = zoo.clean_data_of(model)
+        if clean is None:
+            raise SystemExit(f"{model.path}: the zoo has no clean data for it (rebuild the zoo with its clean data)")
+        clean = in_layout(clean, artifact_for(model.path, model.value_range).spec)
         full = scan(model, clean, detectors, None)
         if full.status is not Status.SCANNED:
             raise SystemExit(f"{model.path}: {full.error}")
         full_passes = passes_of(full)
-        for fraction in [1.0, *fractions]:
+        for fraction in fractions:
             result = (
                 full
                 if fraction == 1.0
@@ -127,13 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         " clean blocked | backdoored caught |",
         "|---|---|---|---|---|---|---|",
     ]
-    for fraction in [1.0, *fractions]:
+    for fraction in fractions:
         budget = "full settings" if fraction == 1.0 else f"{fraction:g}"
         for configuration in CONFIGURATIONS:
             cells = summary_cells(labels, scores[fraction][configuration])
             lines.append(f"| {budget} | {passes[fraction].mean():.2f} | {configuration} | " + " | ".join(cells) + " |")
     lines += ["", "Settings reached (models):", ""]
-    for fraction in [1.0, *fractions]:
+    for fraction in fractions:
         budget = "full settings" if fraction == 1.0 else f"budget {fraction:g}"
         for settings, count in reached[fraction].most_common():
             lines.append(f"- {budget}: {settings or 'the trained settings'} ({count})")
