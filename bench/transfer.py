@@ -34,8 +34,8 @@ import numpy as np
 
 from scanner.calibration.ban import default_cache_dir as default_ban_cache_dir
 from scanner.calibration.ban import fit_gate_calibration, model_statistics
-from scanner.calibration.fusion import fit_gate_fusion
-from scanner.calibration.gate import GATE_ALPHA, gate_offset
+from scanner.calibration.fusion import fit_gate_fusion, shifted_by_own_offset
+from scanner.calibration.gate import GATE_ALPHA
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.one_pixel import (
     ZooFeatures,
@@ -47,6 +47,7 @@ from scanner.calibration.one_pixel import (
     zoo_features,
 )
 from scanner.calibration.zoos import Zoo, ZooModel, read_zoo
+from scanner.detectors.fusion import MaxFusion, shipped_fusion
 from scanner.detectors.logistic import gate_shifted
 from scanner.detectors.one_pixel.classifier import COMBINED, SignatureClassifier
 from scanner.detectors.one_pixel.signature import SignatureSettings
@@ -152,19 +153,15 @@ def gate_recipe_scores(
             calibration, oof = fit_gate_calibration(
                 fit_rows, labels[train & with_ban], groups=list(families[train & with_ban]), seed=seed
             )
-            offset = gate_offset(oof, labels[train & with_ban])
             ban_test = np.asarray([
                 calibration.probability(r["statistics"]) if r else np.nan
                 for r, t in zip(records, test, strict=True) if t
             ])  # fmt: skip
             scored["BAN with clean data"] = ban_test
             one_pixel_train = train_scores["one-pixel with clean data"][with_ban[train]]
-            ban_train = np.asarray([gate_shifted(p, offset) for p in oof])
+            ban_train = shifted_by_own_offset(oof, labels[train & with_ban])  # as the fitted calibration reports them
             fusion = fit_gate_fusion(labels[train & with_ban], one_pixel_train, ban_train)
-            scored["fused with clean data"] = np.asarray([
-                o if np.isnan(b) else fusion.probability({"one_pixel": o, "ban": b})
-                for o, b in zip(scored["one-pixel with clean data"], ban_test, strict=True)
-            ])  # fmt: skip
+            scored["fused with clean data"] = fused(fusion, scored["one-pixel with clean data"], ban_test)
         for configuration, values in scored.items():
             column = out[configuration].setdefault(setting, np.full(len(labels), np.nan))
             column[test] = values
@@ -195,11 +192,8 @@ def shipped_ban_scores(zoos: Sequence[Zoo], cache: Path | None) -> tuple[np.ndar
     return np.asarray(scores), seconds, skipped
 
 
-def shipped_fused(one_pixel: np.ndarray, ban: np.ndarray) -> np.ndarray:
-    """The shipped fusion of one-pixel (with clean data) and BAN; one-pixel alone where BAN did not scan."""
-    from scanner.detectors.fusion import shipped_fusion
-
-    fusion = shipped_fusion()
+def fused(fusion: MaxFusion, one_pixel: np.ndarray, ban: np.ndarray) -> np.ndarray:
+    """`fusion` of one-pixel (with clean data) and BAN; one-pixel alone where BAN did not scan, as a scan does."""
     return np.asarray([
         o if np.isnan(b) else fusion.probability({"one_pixel": o, "ban": b})
         for o, b in zip(one_pixel, ban, strict=True)
@@ -229,7 +223,9 @@ def shipped_section(
         started = time.perf_counter()
         ban_scores, seconds, skipped = shipped_ban_scores(zoos_b, ban_cache)
         configurations["BAN with clean data"] = ban_scores
-        configurations["fused with clean data"] = shipped_fused(configurations["one-pixel with clean data"], ban_scores)
+        configurations["fused with clean data"] = fused(
+            shipped_fusion(), configurations["one-pixel with clean data"], ban_scores
+        )
         notes.append(
             f"BAN scanned {len(seconds)} of {len(labels)} models"
             + (f" (not scanned: {'; '.join(f'{v} x {k}' for k, v in sorted(skipped.items()))})" if skipped else "")

@@ -20,7 +20,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
-from scanner.calibration.gate import GATE_ALPHA, gate_folds, gate_offset, quantile_of
+from scanner.calibration.gate import GATE_ALPHA, folds_description, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
 from scanner.detectors.ban.detector import STATISTICS_VERSION, BanDetector, BanSettings
@@ -150,7 +150,7 @@ def fit_gate_calibration(
         seed=seed,
         out_of_fold_auc=round(roc_auc(labels, scores), 4),
         out_of_fold_tpr_at_5pct_fpr=round(tpr_at_fpr(labels, scores), 4),
-        folds="one per data family" if groups is not None and len(set(groups)) >= 3 else "5 random",
+        folds=folds_description(groups),
         gate_alpha=GATE_ALPHA,
         gate_clean_quantile=quantile_of(offset),
     )

@@ -16,7 +16,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.ban import fit_gate_calibration, zoos_statistics
-from scanner.calibration.gate import GATE_ALPHA, gate_offset, quantile_of
+from scanner.calibration.gate import GATE_ALPHA, folds_description, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.one_pixel import (
     combined_features,
@@ -103,6 +103,6 @@ def train_fusion(
         models=len(labels),
         backdoored=int(labels.sum()),
         families=sorted(set(families)),
-        folds="one per data family" if len(set(families)) >= 3 else "5 random",
+        folds=folds_description(families),
         seed=seed,
     )

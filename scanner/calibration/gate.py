@@ -36,6 +36,11 @@ def gate_folds(count: int, groups: Sequence[str] | None = None, seed: int = 0) -
     return random_folds(count, seed=seed)
 
 
+def folds_description(groups: Sequence[str] | None) -> str:
+    """What `gate_folds` chose for these groups, as the shipped files' provenance records it."""
+    return "one per data family" if groups is not None and len(set(groups)) >= 3 else "5 random"
+
+
 def clean_quantile(scores: np.ndarray, labels: np.ndarray, alpha: float = GATE_ALPHA) -> float:
     """The conformal (1 - alpha) quantile of the clean models' scores: the ceil((n + 1)(1 - alpha))-th smallest of
     n, or the largest when n is too small for alpha."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
-from scanner.calibration.gate import GATE_ALPHA, gate_folds, gate_offset, quantile_of
+from scanner.calibration.gate import GATE_ALPHA, folds_description, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
 from scanner.detectors.interface import CleanData
@@ -347,7 +347,7 @@ def train_signature_classifier(
         "head": "trees",
         "head_features": {kind: HEAD_FEATURES.get(kind, ALL_FEATURES) for kind in heads},
         "gate_alpha": GATE_ALPHA,
-        "folds": "one per data family" if len(set(families)) >= 3 else "5 random",
+        "folds": folds_description(families),
         "metrics": metrics,
     }
     return SignatureClassifier(heads=heads, settings=asdict(settings), provenance=provenance, offsets=offsets)

@@ -12,7 +12,6 @@ none did, the verdict is unknown.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from scanner.detectors.logistic import CalibrationError, gate_shifted
+from scanner.detectors.logistic import CalibrationError, finite_number, gate_shifted
 from scanner.findings import DetectorResult, Status, Verdict
 
 FUSION_FILE = "fusion_v2.json"
@@ -57,7 +56,7 @@ class MaxFusion:
                 hint="re-run 'model-scanner detector train --detector fusion' with this scanner version",
             )
         offset = data.get("offset")
-        if isinstance(offset, bool) or not isinstance(offset, int | float) or not math.isfinite(offset):
+        if not finite_number(offset):
             raise CalibrationError(f"{source}: its offset must be a finite number", hint="re-train the fusion")
         if list(data.get("detectors", ())) != list(DETECTORS):
             raise CalibrationError(f"{source}: fitted on other detectors than {list(DETECTORS)}", hint="re-train it")

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from scanner.errors import DetectorError
 
@@ -23,6 +23,11 @@ _CLIP = 1e-4
 def logit(probability: float) -> float:
     p = min(max(float(probability), _CLIP), 1.0 - _CLIP)
     return math.log(p / (1.0 - p))
+
+
+def finite_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number that is finite (booleans are not numbers here): what a calibration file's offset must be."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def gate_shifted(probability: float, offset: float) -> float:

@@ -11,7 +11,6 @@ head: an extremely randomised tree ensemble (`fit_trees`, the default: on the 22
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from scanner.detectors.logistic import gate_shifted
+from scanner.detectors.logistic import finite_number, gate_shifted
 from scanner.detectors.one_pixel.composite import COMPOSITE_SCALES, composite_feature_names
 from scanner.detectors.one_pixel.features import feature_names
 from scanner.errors import DetectorError
@@ -200,11 +199,7 @@ class SignatureClassifier:
             raise ClassifierFileError(f"{source}: holds no classifier")
         offsets = data.get("offsets", {})
         if not isinstance(offsets, dict) or any(
-            kind not in heads
-            or isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            for kind, value in offsets.items()
+            kind not in heads or not finite_number(value) for kind, value in offsets.items()
         ):
             raise ClassifierFileError(f"{source}: its offsets must be finite numbers for heads it holds")
         return cls(
@@ -230,10 +225,6 @@ class SignatureClassifier:
         except json.JSONDecodeError as error:
             raise ClassifierFileError(f"{source}: not JSON ({error.msg})") from error
         return cls.from_json(data, source)
-
-
-def _finite_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, *, regularisation: float = 0.3) -> LogisticHead:
