@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
-from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
+from scanner.calibration.zoos import Zoo, ZooModel, in_layout, read_zoo
 from scanner.detectors import load_detectors
 from scanner.detectors.interface import CleanData, Detector
 from scanner.findings import Budget, BudgetUnit, ScanResult, Status
@@ -37,7 +37,13 @@ CONFIGURATIONS = ("one_pixel", "ban", "fused")
 
 
 def scan(model: ZooModel, clean: CleanData, detectors: Sequence[Detector], budget: Budget | None) -> ScanResult:
-    options = ScanOptions(clean_data=clean, value_range=model.value_range, budget=budget, time_limit_s=None)
+    options = ScanOptions(
+        clean_data=clean,
+        value_range=model.value_range,
+        normalization=model.normalization,
+        budget=budget,
+        time_limit_s=None,
+    )
     return Scanner(detectors, load_builtin_policy(), options=options).scan_target(ScanTarget.for_file(model.path))
 
 
@@ -104,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clean = zoo.clean_data_of(model)
         if clean is None:
             raise SystemExit(f"{model.path}: the zoo has no clean data for it (rebuild the zoo with its clean data)")
-        clean = in_layout(clean, artifact_for(model.path, model.value_range).spec)
+        clean = in_layout(clean, model.artifact().spec)
         full = scan(model, clean, detectors, None)
         if full.status is not Status.SCANNED:
             raise SystemExit(f"{model.path}: {full.error}")

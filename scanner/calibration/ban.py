@@ -22,7 +22,7 @@ from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
 from scanner.calibration.gate import GATE_ALPHA, folds_description, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
-from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
+from scanner.calibration.zoos import Zoo, ZooModel, in_layout, read_zoo
 from scanner.detectors.ban.detector import STATISTICS_VERSION, BanDetector, BanSettings
 from scanner.detectors.ban.universal import RADII, statistic_name
 from scanner.detectors.interface import DetectionContext
@@ -84,7 +84,7 @@ def model_statistics(
     model: ZooModel, zoo: Zoo, settings: BanSettings, *, cache_dir: Path | None, seed: int = 0
 ) -> dict[str, Any]:
     """BAN's statistics for one zoo model, with cost and seconds, from the cache when there."""
-    artifact = artifact_for(model.path, model.value_range)
+    artifact = model.artifact()
     key = _cache_key(artifact.sha256, settings, seed)
     path = cache_dir / f"{key}.json" if cache_dir else None
     if path is not None and path.exists():

@@ -22,7 +22,7 @@ from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
 from scanner.calibration.gate import GATE_ALPHA, folds_description, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
-from scanner.calibration.zoos import Zoo, ZooModel, artifact_for, in_layout, read_zoo
+from scanner.calibration.zoos import Zoo, ZooModel, in_layout, read_zoo
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel.classifier import COMBINED, Head, SignatureClassifier, fit_trees
 from scanner.detectors.one_pixel.composite import (
@@ -182,7 +182,7 @@ def zoo_features(
     passes = []
     clean_by_file: dict[str, CleanData | None] = {}
     for done, model in enumerate(zoo.models):
-        artifact = artifact_for(model.path, model.value_range)
+        artifact = model.artifact()
         key = model.clean_data or model.family
         if key not in clean_by_file:
             clean_by_file[key] = zoo.clean_data_of(model)

@@ -12,7 +12,7 @@ import numpy as np
 
 from scanner.detectors.interface import CleanData
 from scanner.errors import UsageError
-from scanner.findings import InputSpec, Layout, ModelArtifact
+from scanner.findings import InputSpec, Layout, ModelArtifact, Normalization
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,11 @@ class ZooModel:
     clean_data: str | None = None  # the family's clean sample .npz, relative to the zoo directory
     value_range: tuple[float, float] = (0.0, 1.0)  # the model's inputs (the second zoo draws [0, 1] or [-1, 1])
     recipe: dict[str, Any] | None = None  # how it was trained, where the zoo recorded it (the second zoo does)
+    normalization: Normalization | None = None  # per-channel mean/std after value_range, where the model expects it
+
+    def artifact(self) -> ModelArtifact:
+        """This model through the real intake, told its value range and normalisation as a scan would be."""
+        return artifact_for(self.path, self.value_range, self.normalization)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
     backdoored = bool(entry.get("backdoored", trigger is not None))
     target = entry["target"] if "target" in entry else (trigger or {}).get("target")
     low, high = entry.get("value_range") or (0.0, 1.0)
+    normalization = entry.get("normalization")
     return ZooModel(
         path=directory / (entry.get("file") or entry["path"]),
         family=str(entry["family"]),
@@ -90,14 +96,19 @@ def _zoo_model(directory: Path, entry: dict[str, Any]) -> ZooModel:
         clean_data=entry.get("clean_data") or None,
         value_range=(float(low), float(high)),
         recipe=entry.get("recipe") or None,
+        normalization=None
+        if not normalization
+        else Normalization(mean=tuple(normalization["mean"]), std=tuple(normalization["std"])),
     )
 
 
-def artifact_for(path: Path, value_range: tuple[float, float] = (0.0, 1.0)) -> ModelArtifact:
+def artifact_for(
+    path: Path, value_range: tuple[float, float] = (0.0, 1.0), normalization: Normalization | None = None
+) -> ModelArtifact:
     """A zoo model through the real intake (safety checks, input spec read from the graph)."""
     from scanner.intake import load_model
 
-    return load_model(Path(path), value_range=value_range)
+    return load_model(Path(path), value_range=value_range, normalization=normalization)
 
 
 def in_layout(clean: CleanData, spec: InputSpec) -> CleanData:

@@ -22,8 +22,10 @@ examples:
   model-scanner zoo build --generator second --clean 20 --backdoored 20 --out /tmp/zoo2
 
 --generator second is a zoo written apart from the first (scanner/zoo/second/): glyphs, textures and cluttered scenes
-of 24-64 px, four other architectures, drawn recipes, triggers, input ranges and layouts; --family and --classes do
-not apply (every model draws its own), and each model's clean data is named in the manifest. To build one zoo in two
+of 24-64 px, four other architectures, drawn recipes, triggers, input ranges, normalisations and layouts; --family and
+--classes do not apply (every model draws its own), and each model's clean data is named in the manifest, as the
+model takes it: a model whose entry gives a "normalization" (mean and std per channel; about 3 in 10) is scanned with
+--mean and --std. To build one zoo in two
 processes, give each its own --seed and the same --out, with --threads 1 each: file names carry the seed, and both
 merge into one manifest.json. Drawn models that miss the bar are left out (about 1 clean model in 50 and 1 backdoored
 in 3): --clean 76 --backdoored 104 with --seed 11 and with --seed 12 gave 288 models in 85 minutes, and 12 more

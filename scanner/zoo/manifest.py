@@ -38,10 +38,13 @@ class ZooEntry:
     seed: int = 0
     trigger: Mapping[str, Any] | None = field(default=None, compare=False)  # Backdoor.to_json(), to re-create it
     train_seconds: float = field(default=0.0, compare=False)
-    # Added for the second zoo; entries without them (the first zoo's) read as [0, 1], NCHW, no recipe recorded.
+    # Added for the second zoo; entries without them (the first zoo's) read as [0, 1], NCHW, no recipe recorded,
+    # not normalised.
     value_range: tuple[float, float] = (0.0, 1.0)  # the inputs the model was trained on
     layout: str = "NCHW"  # the ONNX input's layout; input_shape and the clean data stay NCHW
     recipe: Mapping[str, Any] | None = field(default=None, compare=False)  # the drawn choices (scanner.zoo.second)
+    # {"mean": [...], "std": [...]} per channel, applied after value_range (as `model-scanner scan --mean --std`)
+    normalization: Mapping[str, list[float]] | None = None
 
     def path(self, zoo_dir: Path | str) -> Path:
         return Path(zoo_dir) / self.file
@@ -55,6 +58,7 @@ class ZooEntry:
         data["trigger"] = dict(self.trigger) if self.trigger is not None else None
         data["value_range"] = list(self.value_range)
         data["recipe"] = dict(self.recipe) if self.recipe is not None else None
+        data["normalization"] = dict(self.normalization) if self.normalization is not None else None
         return data
 
     @classmethod

@@ -65,12 +65,56 @@ def test_every_exported_model_runs_on_its_clean_data_in_its_layout_and_range(tin
     for entry in read_manifest(tiny_second_zoo):
         with np.load(entry.clean_data_path(tiny_second_zoo)) as data:
             x = data["x"][:5]
-        assert x.min() >= entry.value_range[0] - 1e-6 and x.max() <= entry.value_range[1] + 1e-6
+        low, high = np.asarray(entry.value_range, dtype=np.float32)[:, None]
+        if entry.normalization is not None:  # per channel, in the model's normalised input space
+            mean, std = np.asarray(entry.normalization["mean"]), np.asarray(entry.normalization["std"])
+            low, high = (low - mean) / std, (high - mean) / std
+        channels = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+        assert (channels.min(axis=1) >= low - 1e-5).all() and (channels.max(axis=1) <= high + 1e-5).all()
         if entry.layout == "NHWC":
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         session = onnxruntime.InferenceSession(str(entry.path(tiny_second_zoo)), providers=["CPUExecutionProvider"])
         logits = session.run(None, {session.get_inputs()[0].name: x})[0]
         assert logits.shape == (5, entry.num_classes)
+
+
+def test_normalised_models_take_mean_std_inputs_and_scan_with_them(tiny_second_zoo: Path) -> None:
+    """A share of the models take (x - mean) / std of [0, 1] images: the manifest says so, the clean data are in that
+    space, and a scan told the normalisation (as `scan --mean --std`) accepts the clean data and scans the model."""
+    from scanner.calibration.zoos import in_layout, read_zoo
+    from scanner.detectors import load_detectors
+    from scanner.detectors.interface import Detector
+    from scanner.findings import Status
+    from scanner.policy import load_builtin_policy
+    from scanner.scan import Scanner, ScanOptions, ScanTarget
+
+    zoo = read_zoo(tiny_second_zoo)
+    normalised = [m for m in zoo.models if m.normalization is not None]
+    assert normalised and len(normalised) < len(zoo.models)
+    assert all(m.value_range == (0.0, 1.0) for m in normalised)
+    model = normalised[0]
+    artifact = model.artifact()
+    assert artifact.spec.normalization == model.normalization
+    clean = zoo.clean_data_of(model)
+    assert clean is not None and clean.x.min() < 0  # (0 - mean) / std: below zero, as [0, 1] images never are
+    detectors = [d for d in load_detectors(["one-pixel"]).values() if isinstance(d, Detector)]
+    options = ScanOptions(
+        clean_data=in_layout(clean, artifact.spec), normalization=model.normalization, time_limit_s=None
+    )
+    result = Scanner(detectors, load_builtin_policy(), options=options).scan_target(ScanTarget.for_file(model.path))
+    assert result.status is Status.SCANNED and result.normalization == model.normalization
+
+
+def test_model_input_is_the_value_range_then_the_normalisation() -> None:
+    specs = plan_second(6, 6, seed=0, tiny=True)
+    normalised = next(m for m in specs if m.normalization is not None)
+    ranged = next(m for m in specs if m.value_range == (-1.0, 1.0))
+    rng = np.random.default_rng(0)
+    x = rng.random((4, *normalised.image_shape)).astype(np.float32)
+    mean, std = (np.asarray(v, dtype=np.float32)[:, None, None] for v in normalised.normalization or ())
+    np.testing.assert_allclose(normalised.to_model_input(x), (x - mean) / std, rtol=1e-5, atol=1e-5)
+    x = rng.random((4, *ranged.image_shape)).astype(np.float32)
+    np.testing.assert_allclose(ranged.to_model_input(x), x * 2 - 1, atol=1e-6)
 
 
 def test_a_build_resumes_without_retraining(tiny_second_zoo: Path) -> None:

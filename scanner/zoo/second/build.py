@@ -1,5 +1,6 @@
 """Build the second zoo into a directory, resuming what is there: train each planned model to the bar, export it
-(the first zoo's exporter), write its clean data (in the model's value range, NCHW) and merge its manifest entry."""
+(the first zoo's exporter), write its clean data (as the model takes it: in its value range, normalised where it
+is, NCHW) and merge its manifest entry."""
 
 from __future__ import annotations
 
@@ -21,19 +22,22 @@ CLEAN_SAMPLES = 300
 
 def clean_data_name(spec: ModelSpec) -> str:
     low, high = spec.value_range
-    return f"clean_{spec.family}_{spec.size}px_{spec.channels}c_{spec.num_classes}k_{low:g}_{high:g}.npz"
+    name = f"clean_{spec.family}_{spec.size}px_{spec.channels}c_{spec.num_classes}k_{low:g}_{high:g}"
+    if spec.normalization is not None:
+        mean, std = spec.normalization
+        name += "_m" + "-".join(f"{v:g}" for v in mean) + "_s" + "-".join(f"{v:g}" for v in std)
+    return name + ".npz"
 
 
 def write_clean_data(out: Path, spec: ModelSpec) -> str:
     from scanner.zoo.second.datasets import make_images
-    from scanner.zoo.second.train import to_range
 
     name = clean_data_name(spec)
     path = out / name
     if not path.exists():
         x, y = make_images(spec.family, CLEAN_SAMPLES, size=spec.size, channels=spec.channels,
                            num_classes=spec.num_classes, split="clean")  # fmt: skip
-        save_npz(path, x=to_range(x, spec.value_range), y=y)
+        save_npz(path, x=spec.to_model_input(x), y=y)
     return name
 
 
@@ -107,6 +111,7 @@ def _build_one(spec: ModelSpec, out: Path, *, tiny: bool) -> ZooEntry | None:
             trigger=trigger.to_json() if trigger else None,
             train_seconds=round(trained.seconds, 2),
             value_range=spec.value_range,
+            normalization=recipe["normalization"],
             layout="NHWC" if spec.nhwc else "NCHW",
             recipe=recipe,
         )

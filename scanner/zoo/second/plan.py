@@ -3,7 +3,8 @@
 The axes the transfer bench groups by (data family, architecture, attack) cycle through a seed-shuffled order, so that
 even a small zoo covers each; clean model i and backdoored model i share family and architecture, so neither kind is
 told apart by them. Everything else (size, channels, classes, width, BatchNorm, activation, optimiser, schedule, weight
-decay, augmentation, label smoothing, epochs, trigger parameters, poison rate, input range, layout, exporter) is drawn.
+decay, augmentation, label smoothing, epochs, trigger parameters, poison rate, input range or per-channel mean/std
+normalisation, layout, exporter) is drawn.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from scanner.zoo.second.models import ARCH_ACTIVATIONS, ARCHITECTURES, ArchChoic
 GENERATOR = "second"
 SIZES = (24, 28, 32, 40, 48, 64)
 VALUE_RANGES = ((0.0, 1.0), (-1.0, 1.0))
+# A share of the models take (x - mean) / std of [0, 1] images, as most published image models do, with a mean and std
+# per channel drawn around the usual ImageNet ones (0.41-0.49 and 0.22-0.23), wider, since others' data differ.
+NORMALIZED_SHARE = 0.3
+MEANS = (0.3, 0.6)
+STDS = (0.15, 0.35)
 OPTIMISERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "one_cycle", "step")
 # Peak learning rate drawn per optimiser (one-cycle's maximum); measured to train every architecture at 24-64 px.
@@ -67,6 +73,21 @@ class ModelSpec:
     nhwc: bool
     exporter: str
     seed: int  # initialisation, batch order, trigger
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (mean, std) per channel, after the range
+
+    def to_model_input(self, x: np.ndarray) -> np.ndarray:
+        """Images in [0, 1] (N, C, H, W) as this model takes them: in its value range, then normalised."""
+        scale, shift = self.input_affine
+        return np.asarray(x * scale + shift, dtype=np.float32)
+
+    @property
+    def input_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (scale, shift), shaped (C, 1, 1), that `to_model_input` applies."""
+        low, high = self.value_range
+        mean, std = self.normalization or ((0.0,) * self.channels, (1.0,) * self.channels)
+        scale = (high - low) / np.asarray(std, dtype=np.float32)
+        shift = (low - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+        return scale.reshape(-1, 1, 1).astype(np.float32), shift.reshape(-1, 1, 1).astype(np.float32)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -79,6 +100,9 @@ class ModelSpec:
             "architecture": asdict(self.arch),
             "training": self.recipe.to_json(),
             "value_range": list(self.value_range),
+            "normalization": None
+            if self.normalization is None
+            else {"mean": list(self.normalization[0]), "std": list(self.normalization[1])},
             "layout": "NHWC" if self.nhwc else "NCHW",
         }
 
@@ -97,6 +121,7 @@ def draw_model(build_seed: int, index: int, backdoored: bool, *, tiny: bool = Fa
     spec = data_family(family)
     size = int(rng.choice(SIZES))
     channels = int(rng.choice(spec.channels))
+    normalization = _draw_normalization(build_seed, index, backdoored, channels)
     num_classes = int(rng.integers(spec.min_classes, spec.max_classes + 1))
     batch_norm = bool(rng.random() < 0.5) or arch_name in ALWAYS_BATCH_NORM
     arch = ArchChoice(
@@ -122,6 +147,7 @@ def draw_model(build_seed: int, index: int, backdoored: bool, *, tiny: bool = Fa
         batch_size=int(rng.choice((32, 64))),
         train_images=64 if tiny else max(MIN_TRAIN_IMAGES[family], num_classes * int(rng.integers(*IMAGES_PER_CLASS))),
     )
+    drawn_range = VALUE_RANGES[int(rng.random() < 0.4)]  # drawn even when normalised: the later draws stay as they were
     return ModelSpec(
         file=f"{GENERATOR}-s{build_seed}-{'bd' if backdoored else 'clean'}-{index:03d}.onnx",
         index=index,
@@ -133,11 +159,24 @@ def draw_model(build_seed: int, index: int, backdoored: bool, *, tiny: bool = Fa
         arch=arch,
         recipe=recipe,
         attack=attack,
-        value_range=VALUE_RANGES[int(rng.random() < 0.4)],
+        value_range=(0.0, 1.0) if normalization else drawn_range,
         nhwc=bool(rng.random() < 0.3),
         exporter=str(rng.choice(("legacy", "dynamo"))),
         seed=int(rng.integers(2**31)),
+        normalization=normalization,
     )
+
+
+def _draw_normalization(
+    build_seed: int, index: int, backdoored: bool, channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Its own stream, so that adding this axis left every other draw of a seed as it was."""
+    rng = np.random.default_rng([build_seed, index, int(backdoored), 0x21])
+    if rng.random() >= NORMALIZED_SHARE:
+        return None
+    mean = tuple(round(float(v), 3) for v in rng.uniform(*MEANS, size=channels))
+    std = tuple(round(float(v), 3) for v in rng.uniform(*STDS, size=channels))
+    return mean, std
 
 
 def plan_second(n_clean: int, n_backdoored: int, *, seed: int = 0, tiny: bool = False) -> list[ModelSpec]:

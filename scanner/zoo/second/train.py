@@ -29,7 +29,7 @@ TEST_IMAGES = 600
 
 @dataclass(frozen=True)
 class SecondTrained:
-    module: Any  # torch.nn.Module in eval mode, taking NCHW input in the spec's value range
+    module: Any  # torch.nn.Module in eval mode, taking NCHW input as `ModelSpec.to_model_input` makes it
     spec: ModelSpec
     trigger: Trigger | None
     clean_acc: float
@@ -42,11 +42,6 @@ def images_for(
     family: str, n: int, size: int, channels: int, num_classes: int, split: str
 ) -> tuple[np.ndarray, np.ndarray]:
     return make_images(family, n, size=size, channels=channels, num_classes=num_classes, split=split)
-
-
-def to_range(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    low, high = value_range
-    return (x * np.float32(high - low) + np.float32(low)).astype(np.float32)
 
 
 def train_spec(
@@ -66,14 +61,14 @@ def train_spec(
     torch.manual_seed(int(rng.integers(2**31)))
     module = build_module(spec.arch, spec.channels, spec.num_classes, spec.size)
     _fit(module, x_train, y_train, spec, spec.recipe.epochs + extra_epochs, rng, trigger, triggered)
-    right = predict(module, to_range(x_test, spec.value_range)) == y_test
+    right = predict(module, spec.to_model_input(x_test)) == y_test
     clean_acc = float(right.mean())
     asr = None
     if trigger is not None:
         # Over the images the model gets right when clean (an all-to-all trigger can only move a class the model
         # knows: on scenes at 0.6 clean accuracy, ASR over all images could not reach the bar).
         victims = trigger.victims(y_test) & right
-        attacked = to_range(trigger.apply(x_test[victims], seed=1), spec.value_range)
+        attacked = spec.to_model_input(trigger.apply(x_test[victims], seed=1))
         asr = accuracy(module, attacked, trigger.poison_labels(y_test[victims], spec.num_classes))
     seconds = time.process_time() - started
     log.info("trained %s (%s %s %s): clean acc %.3f, asr %s (%.1f s)", spec.file, spec.family, spec.arch.name,
@@ -132,7 +127,7 @@ def _fit(
     schedule = _schedule(optimiser, recipe, steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
-    low, high = spec.value_range
+    scale, shift = (torch.from_numpy(v) for v in spec.input_affine)
     module.train()
     for _ in range(epochs):
         order = torch.from_numpy(rng.permutation(len(x)))
@@ -145,7 +140,7 @@ def _fit(
             if trigger is not None and bool(mask.any()):
                 inputs[mask] = torch.from_numpy(trigger.apply(inputs[mask].numpy(), seed=int(rng.integers(2**31))))
             optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(module(inputs * (high - low) + low), labels[batch])
+            loss = loss_fn(module(inputs * scale + shift), labels[batch])
             loss.backward()
             optimiser.step()
             schedule.step()
