@@ -34,7 +34,7 @@ import numpy as np
 
 from scanner.calibration.ban import default_cache_dir as default_ban_cache_dir
 from scanner.calibration.ban import fit_gate_calibration, model_statistics
-from scanner.calibration.fusion import fit_gate_fusion, shifted_by_own_offset
+from scanner.calibration.fusion import fit_gate_fusion, shifted
 from scanner.calibration.gate import GATE_ALPHA
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.one_pixel import (
@@ -150,7 +150,7 @@ def gate_recipe_scores(
         if records is not None:
             with_ban = np.asarray([r is not None for r in records])
             fit_rows = [r for r, t in zip(records, train & with_ban, strict=True) if t and r is not None]
-            calibration, oof = fit_gate_calibration(
+            calibration, ban_offset, oof = fit_gate_calibration(
                 fit_rows, labels[train & with_ban], groups=list(families[train & with_ban]), seed=seed
             )
             ban_test = np.asarray([
@@ -159,7 +159,7 @@ def gate_recipe_scores(
             ])  # fmt: skip
             scored["BAN with clean data"] = ban_test
             one_pixel_train = train_scores["one-pixel with clean data"][with_ban[train]]
-            ban_train = shifted_by_own_offset(oof, labels[train & with_ban])  # as the fitted calibration reports them
+            ban_train = shifted(oof, ban_offset)  # as the fitted calibration reports them
             fusion = fit_gate_fusion(labels[train & with_ban], one_pixel_train, ban_train)
             scored["fused with clean data"] = fused(fusion, scored["one-pixel with clean data"], ban_test)
         for configuration, values in scored.items():

@@ -22,7 +22,7 @@ from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
 from scanner.calibration.gate import GATE_ALPHA, folds_description, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
-from scanner.calibration.zoos import Zoo, ZooModel, in_layout, read_zoo
+from scanner.calibration.zoos import Zoo, ZooModel, clean_models_of, in_layout, read_zoo
 from scanner.detectors.ban.detector import STATISTICS_VERSION, BanDetector, BanSettings
 from scanner.detectors.ban.universal import RADII, statistic_name
 from scanner.detectors.interface import DetectionContext
@@ -137,24 +137,27 @@ def fit_gate_calibration(
     *,
     groups: Sequence[str] | None = None,
     seed: int = 0,
+    gate_records: Sequence[dict[str, Any]] = (),
     **provenance: Any,
-) -> tuple[LogisticCalibration, np.ndarray]:
-    """The logistic on every record, its intercept lowered by the gate offset of its out-of-fold scores
-    (scanner.calibration.gate), and those scores."""
+) -> tuple[LogisticCalibration, float, np.ndarray]:
+    """The logistic on every record, its intercept lowered by the gate offset of its out-of-fold scores pooled with
+    its scores on `gate_records` (clean models of gate zoos, never fitted; scanner.calibration.gate), that offset,
+    and the out-of-fold scores (fit_gate_head's order)."""
     scores = cross_validated(records, labels, gate_folds(len(labels), groups, seed))
-    offset = gate_offset(scores, labels)
-    calibration = fit_ban_calibration(
-        records,
-        labels.tolist(),
-        **provenance,
-        seed=seed,
-        out_of_fold_auc=round(roc_auc(labels, scores), 4),
-        out_of_fold_tpr_at_5pct_fpr=round(tpr_at_fpr(labels, scores), 4),
-        folds=folds_description(groups),
-        gate_alpha=GATE_ALPHA,
-        gate_clean_quantile=quantile_of(offset),
-    )
-    return replace(calibration, intercept=calibration.intercept - offset), scores
+    fitted = fit_ban_calibration(records, labels.tolist())
+    elsewhere = [fitted.probability(record["statistics"]) for record in gate_records]
+    offset = gate_offset(scores, labels, clean_elsewhere=elsewhere)
+    metrics = {
+        "seed": seed,
+        "out_of_fold_auc": round(roc_auc(labels, scores), 4),
+        "out_of_fold_tpr_at_5pct_fpr": round(tpr_at_fpr(labels, scores), 4),
+        "folds": folds_description(groups),
+        "gate_alpha": GATE_ALPHA,
+        "gate_clean_quantile": quantile_of(offset),
+        "gate_zoo_clean_models": len(elsewhere),
+    }
+    calibration = replace(fitted, intercept=fitted.intercept - offset, provenance={**provenance, **metrics})
+    return calibration, offset, scores
 
 
 def cross_validated(
@@ -202,19 +205,24 @@ def train_ban_calibration(
     seed: int = 0,
     zoo_command: str | None = None,
     progress: Progress = no_progress,
+    gate_zoo_dirs: Sequence[Path] = (),
 ) -> LogisticCalibration:
-    """Statistics for every zoo model (cached), a logistic fit on all of them, 5-fold CV metrics as provenance."""
+    """Statistics for every zoo model (cached), a logistic fit on all of them, 5-fold CV metrics as provenance; the
+    gate offset also from the clean models of `gate_zoo_dirs`, which the fit never sees."""
     settings = settings or BanSettings()
     zoos, records, labels = zoos_statistics(zoo_dirs, settings, cache_dir=cache_dir, seed=seed, progress=progress)
+    gate_records = gate_zoo_statistics(gate_zoo_dirs, settings, cache_dir=cache_dir, seed=seed, progress=progress)
     models = [m for zoo in zoos for m in zoo.models]
-    calibration, _ = fit_gate_calibration(
+    calibration, _, _ = fit_gate_calibration(
         records,
         labels,
         groups=[m.family for m in models],
+        gate_records=gate_records,
         trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         scanner_version=__version__,
         zoo=[str(directory) for directory in zoo_dirs],
         zoo_command=zoo_command,
+        gate_zoo=[str(directory) for directory in gate_zoo_dirs],
         zoo_code_hash=[zoo.manifest.get("code_hash") or zoo.manifest.get("zoo_hash") for zoo in zoos],
         models=len(labels),
         backdoored=int(labels.sum()),
@@ -222,8 +230,23 @@ def train_ban_calibration(
         attacks=sorted({m.attack for m in models}),
         architectures=sorted({m.architecture for m in models}),
         settings=asdict(settings),
-        seed=seed,
         mean_seconds=round(float(np.mean([r["seconds"] for r in records])), 2),
         mean_forward_equivalents=int(np.mean([r["cost"]["forward_equivalents"] for r in records])),
     )
     return calibration
+
+
+def gate_zoo_statistics(
+    zoo_dirs: Sequence[Path],
+    settings: BanSettings,
+    *,
+    cache_dir: Path | None,
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> list[dict[str, Any]]:
+    """Statistics of the clean models of gate zoos (their backdoored models play no part)."""
+    zoos = [clean_models_of(read_zoo(Path(directory))) for directory in zoo_dirs]
+    records: list[dict[str, Any]] = []
+    for zoo in zoos:
+        records += zoo_statistics(zoo, settings, cache_dir=cache_dir, seed=seed, progress=progress)
+    return records

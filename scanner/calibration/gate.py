@@ -8,6 +8,10 @@ a zoo like those may be blocked, and which the transfer bench checks on zoos lef
 because a model's in-fold score is lower than any new model's will be; and out of family (`gate_folds`), because a
 new data family shifts every score: with random folds the head without clean data, fitted on the other families,
 blocked 30% of a left-out family's clean models (docs/experiments.md).
+
+Gate zoos (`model-scanner detector train --gate-zoo DIR`) add clean models that no fit sees: the final fit's scores
+on them join the out-of-fold scores in the quantile. Their scores are what a new model's will be, without folds, and
+they bring the data families, recipes and builders that the fitted zoos lack.
 """
 
 from __future__ import annotations
@@ -41,19 +45,26 @@ def folds_description(groups: Sequence[str] | None) -> str:
     return "one per data family" if groups is not None and len(set(groups)) >= 3 else "5 random"
 
 
-def clean_quantile(scores: np.ndarray, labels: np.ndarray, alpha: float = GATE_ALPHA) -> float:
-    """The conformal (1 - alpha) quantile of the clean models' scores: the ceil((n + 1)(1 - alpha))-th smallest of
-    n, or the largest when n is too small for alpha."""
-    clean = np.sort(np.asarray(scores, dtype=np.float64)[(np.asarray(labels) == 0) & ~np.isnan(scores)])
+def clean_quantile(
+    scores: np.ndarray, labels: np.ndarray, alpha: float = GATE_ALPHA, clean_elsewhere: Sequence[float] = ()
+) -> float:
+    """The conformal (1 - alpha) quantile of the clean models' scores, pooled with `clean_elsewhere` (scores of clean
+    models of gate zoos): the ceil((n + 1)(1 - alpha))-th smallest of n, or the largest when n is too small for
+    alpha."""
+    scores = np.concatenate([np.asarray(scores, dtype=np.float64), np.asarray(clean_elsewhere, dtype=np.float64)])
+    labels = np.concatenate([np.asarray(labels), np.zeros(len(clean_elsewhere), dtype=np.int64)])
+    clean = np.sort(scores[(labels == 0) & ~np.isnan(scores)])
     if len(clean) == 0:
         raise UsageError("the gate calibration needs clean models with scores", hint="build a zoo with clean models")
     rank = min(len(clean), math.ceil((len(clean) + 1) * (1.0 - alpha)))
     return float(clean[rank - 1])
 
 
-def gate_offset(scores: np.ndarray, labels: np.ndarray, alpha: float = GATE_ALPHA) -> float:
-    """The log-odds shift that maps the clean quantile of `scores` to just under 0.5."""
-    return logit(clean_quantile(scores, labels, alpha)) + _ABOVE
+def gate_offset(
+    scores: np.ndarray, labels: np.ndarray, alpha: float = GATE_ALPHA, clean_elsewhere: Sequence[float] = ()
+) -> float:
+    """The log-odds shift that maps the clean quantile of `scores` (and `clean_elsewhere`) to just under 0.5."""
+    return logit(clean_quantile(scores, labels, alpha, clean_elsewhere)) + _ABOVE
 
 
 def quantile_of(offset: float) -> float:

@@ -22,7 +22,7 @@ from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
 from scanner.calibration.gate import GATE_ALPHA, folds_description, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
-from scanner.calibration.zoos import Zoo, ZooModel, in_layout, read_zoo
+from scanner.calibration.zoos import Zoo, ZooModel, clean_models_of, in_layout, read_zoo
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel.classifier import COMBINED, Head, SignatureClassifier, fit_trees
 from scanner.detectors.one_pixel.composite import (
@@ -269,14 +269,22 @@ def fit_gate_head(
     *,
     groups: Sequence[str] | None = None,
     seed: int = 0,
+    gate_features: np.ndarray | None = None,
 ) -> tuple[Head, float, np.ndarray]:
-    """A head's trees on its chosen features, its gate offset, and the out-of-fold scores the offset came from.
+    """A head's trees on its chosen features, its gate offset, and the out-of-fold scores the offset came from
+    (pooled with the head's scores on `gate_features`, rows of gate zoos' clean models: scanner.calibration.gate).
 
     Columns outside the head's chosen set are held at 0 while fitting, so no tree ever tests them: the head keeps
     the detector's full feature vector as its input."""
-    masked = np.where(chosen_columns(kind, names), np.nan_to_num(np.asarray(features, dtype=np.float64)), 0.0)
-    scores = cross_validated_scores(masked, labels, gate_folds(len(labels), groups, seed))
-    return fit_trees(masked, labels, seed=seed), gate_offset(scores, labels), scores
+    chosen = chosen_columns(kind, names)
+
+    def masked(rows: np.ndarray) -> np.ndarray:
+        return np.where(chosen, np.nan_to_num(np.asarray(rows, dtype=np.float64)), 0.0)
+
+    scores = cross_validated_scores(masked(features), labels, gate_folds(len(labels), groups, seed))
+    head = fit_trees(masked(features), labels, seed=seed)
+    elsewhere = [] if gate_features is None else [head.probability(row) for row in masked(gate_features)]
+    return head, gate_offset(scores, labels, clean_elsewhere=elsewhere), scores
 
 
 def head_features(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -308,13 +316,20 @@ def train_signature_classifier(
     zoo_command: str | None = None,
     progress: Progress = no_progress,
     threads: int | None = 1,
+    gate_zoo_dirs: Sequence[Path] = (),
 ) -> SignatureClassifier:
-    """Fit one head per base kind on every model of the zoos; record 5-fold cross-validated AUC as provenance."""
+    """Fit one head per base kind on every model of the zoos; record cross-validated AUC as provenance; the gate
+    offsets also from the clean models of `gate_zoo_dirs`, which no head is fitted on."""
     settings = settings or SignatureSettings()
     zoos = [read_zoo(Path(directory)) for directory in zoo_dirs]
     table = combined_features(
         [zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads) for zoo in zoos]
     )
+    gate_zoos = [clean_models_of(read_zoo(Path(directory))) for directory in gate_zoo_dirs]
+    gate_tables = [
+        zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads) for zoo in gate_zoos
+    ]
+    gate = head_features(combined_features(gate_tables).features) if gate_tables else {}
     labels = table.labels
     if labels.min(initial=1) == labels.max(initial=0):
         raise UsageError("the zoo needs both clean and backdoored models", hint="build a larger zoo")
@@ -325,7 +340,7 @@ def train_signature_classifier(
     families = [m.family for m in table.models]
     for kind, features in head_features(table.features).items():
         heads[kind], offsets[kind], scores = fit_gate_head(
-            kind, features, labels, names[kind], groups=families, seed=seed
+            kind, features, labels, names[kind], groups=families, seed=seed, gate_features=gate.get(kind)
         )
         metrics[kind] = {
             "out_of_fold_auc": round(roc_auc(labels, scores), 4),
@@ -338,6 +353,8 @@ def train_signature_classifier(
         "scanner_version": __version__,
         "zoos": [str(zoo.directory) for zoo in zoos],
         "zoo_command": zoo_command,
+        "gate_zoos": [str(zoo.directory) for zoo in gate_zoos],
+        "gate_zoo_clean_models": sum(len(zoo.models) for zoo in gate_zoos),
         "models": len(labels),
         "backdoored": int(labels.sum()),
         "families": sorted({m.family for m in models}),

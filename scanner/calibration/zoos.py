@@ -4,7 +4,7 @@ family's clean sample data in a model's own layout."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,14 @@ class Zoo:
         if model.clean_data and (self.directory / model.clean_data).exists():
             return _load_clean(self.directory / model.clean_data)
         return self.clean_data(model.family)
+
+
+def clean_models_of(zoo: Zoo) -> Zoo:
+    """The zoo with its clean models only: a gate zoo's part in a calibration."""
+    clean = tuple(model for model in zoo.models if not model.backdoored)
+    if not clean:
+        raise UsageError(f"the gate zoo {zoo.directory} has no clean models", hint="build one with --clean N")
+    return replace(zoo, models=clean)
 
 
 def _load_clean(path: Path) -> CleanData:

@@ -69,6 +69,7 @@ def _train_one_pixel(args: argparse.Namespace) -> dict[str, Any]:
             seed=args.seed,
             zoo_command=args.zoo_command,
             progress=progress,
+            gate_zoo_dirs=args.gate_zoo,
         )
     classifier.save(args.out)
     return {"detector": "one-pixel", "out": str(args.out), "provenance": classifier.provenance}
@@ -95,6 +96,7 @@ def _train_ban(args: argparse.Namespace) -> dict[str, Any]:
             seed=args.seed,
             zoo_command=args.zoo_command,
             progress=progress,
+            gate_zoo_dirs=args.gate_zoo,
         )
     return _write_calibration(args, "ban", calibration)
 
@@ -118,6 +120,7 @@ def _train_fusion(args: argparse.Namespace) -> dict[str, Any]:
             seed=args.seed,
             zoo_command=args.zoo_command,
             progress=progress,
+            gate_zoo_dirs=args.gate_zoo,
         )
     return _write_calibration(args, "fusion", calibration)
 
@@ -160,6 +163,16 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument(
         "--zoo", type=Path, action="append", required=True, help="a zoo directory (with manifest.json); repeatable"
+    )
+    train.add_argument(
+        "--gate-zoo",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a zoo whose clean models set the gate threshold beside the fitted zoos' out-of-fold scores, but are not "
+        "fitted on (backdoored ones are ignored): other builders' clean models keep the shipped threshold from "
+        "blocking models unlike the fitted zoos; repeatable",
     )
     train.add_argument(
         "--zoo-command", default=None, help="how the zoo was built, recorded in the file's provenance (default: none)"

@@ -47,3 +47,13 @@ def test_a_head_s_trees_never_test_the_features_it_does_not_choose() -> None:
     tested = np.concatenate([tree["feature"][tree["feature"] >= 0] for tree in head.trees])
     assert set(tested.tolist()) == {3}
     assert len(scores) == 80 and np.isfinite(offset)
+
+
+def test_clean_scores_of_gate_zoos_join_the_quantile() -> None:
+    oof = np.linspace(0.0, 0.5, 100)  # 100 out-of-fold clean scores
+    labels = np.zeros(100)
+    elsewhere = np.linspace(0.3, 0.9, 50)  # a gate zoo's clean models score higher
+    pooled = np.concatenate([oof, elsewhere])
+    assert clean_quantile(oof, labels, clean_elsewhere=elsewhere) == clean_quantile(pooled, np.zeros(150))
+    assert gate_offset(oof, labels, clean_elsewhere=elsewhere) > gate_offset(oof, labels)
+    assert gate_offset(oof, labels, clean_elsewhere=[]) == gate_offset(oof, labels)

@@ -1,6 +1,7 @@
 """A second zoo generator, written apart from the first (`scanner.zoo`): other data, architectures, training recipes,
-trigger parameters, input ranges, normalisations and layouts, each drawn per model from a seed, so that it looks like models trained
-by other people. It measures whether detection fitted on one generator transfers to another (bench/transfer.py).
+trigger parameters, input ranges, normalisations and layouts, each drawn per model from a seed, so that it looks like
+models trained by other people. It measures whether detection fitted on one generator transfers to another
+(bench/transfer.py).
 
 It shares only mechanics with the first zoo: the ONNX exporter, the manifest, accuracy measurement and the bilinear
 resampling helpers. Entry points:
