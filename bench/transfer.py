@@ -15,7 +15,8 @@ family of both left out in turn. BAN and the fusion need --ban.
 
 Reports AUC, TPR at 1% and 5% FPR, and at the shipped threshold (0.5: a score of 0.5 or more is `backdoored`) the
 share of clean models blocked and of backdoored models caught, and the worst of the settings per configuration; then
-the same per attack, architecture, data family and training recipe (optimiser and schedule) of the tested models.
+the same per attack, architecture, data family, training recipe (optimiser and schedule) and inputs (value range or
+mean/std normalisation) of the tested models.
 Features are the detector's own (scanner.calibration.one_pixel), cached under $MODEL_SCANNER_CACHE/one-pixel-signatures.
 Prints Markdown.
 """
@@ -54,7 +55,8 @@ from scanner.detectors.one_pixel.signature import SignatureSettings
 
 THRESHOLD = 0.5  # the detector's and the fusion's: a probability of 0.5 or more is `backdoored`
 HEADS = ("synthetic", COMBINED)
-GROUPS = ("attack", "architecture", "family", "recipe")
+GROUPS = ("attack", "architecture", "family", "recipe", "inputs")
+DETAILS = "<details><summary>per attack, architecture, family, recipe and inputs</summary>"
 TABLE_HEADER = [
     "| group | backdoored / clean | AUC | TPR@1%FPR | TPR@5%FPR | clean blocked | backdoored caught |",
     "|---|---|---|---|---|---|---|",
@@ -92,12 +94,21 @@ def recipe_of(model: ZooModel) -> str:
     return f"{training['optimiser']} {training['schedule']}"
 
 
+def inputs_of(model: ZooModel) -> str:
+    """What the model takes: its value range, or mean/std normalisation of [0, 1] images."""
+    if model.normalization is not None:
+        return "normalised"
+    low, high = model.value_range
+    return f"[{low:g}, {high:g}]"
+
+
 def group_rows(setting: str, models: Sequence[ZooModel], labels: np.ndarray, scores: np.ndarray) -> list[str]:
-    """Per attack (its backdoored models against all clean ones), per architecture, family and recipe (their own
-    models)."""
+    """Per attack (its backdoored models against all clean ones), per architecture, family, recipe and inputs (their
+    own models)."""
+    described = {"recipe": recipe_of, "inputs": inputs_of}
     rows = []
     for group in GROUPS:
-        values = np.asarray([recipe_of(m) if group == "recipe" else getattr(m, group) for m in models])
+        values = np.asarray([described[group](m) if group in described else getattr(m, group) for m in models])
         for value in sorted(set(values)):
             if group == "attack":
                 if value == "clean":
@@ -211,7 +222,7 @@ def shipped_section(
     ban_cache: Path | None,
 ) -> list[str]:
     """The detectors as shipped, no refit, on zoo B: one row per configuration, then per attack, architecture,
-    family and recipe."""
+    family, recipe and inputs."""
     configurations = {
         "one-pixel, no clean data (default scan)": np.asarray(
             [shipped.probability(row, "synthetic") for row in heads_b["synthetic"]]
@@ -245,8 +256,7 @@ def shipped_section(
         kept = [m for m, k in zip(models, keep, strict=True) if k]
         lines.append(summary_row(name, labels[keep], scores[keep]))
         groups += group_rows(name, kept, labels[keep], scores[keep])
-    return [*lines, "", *notes, "", "<details><summary>per attack, architecture, family and recipe</summary>", "",
-            *TABLE_HEADER, *groups, "", "</details>", ""]  # fmt: skip
+    return [*lines, "", *notes, "", DETAILS, "", *TABLE_HEADER, *groups, "", "</details>", ""]
 
 
 def features_of(zoos: Sequence[Zoo], settings: SignatureSettings, cache: Path | None) -> ZooFeatures:
@@ -326,8 +336,7 @@ def report(
             f"| **{configuration}** | **worst** | | **{worst['auc']:.3f}** | | **{worst['tpr']:.3f}** | "
             f"**{worst['blocked']:.0%}** | |"
         )
-    lines += ["", "<details><summary>per attack, architecture, family and recipe</summary>", "",
-              *TABLE_HEADER, *groups, "", "</details>", ""]  # fmt: skip
+    lines += ["", DETAILS, "", *TABLE_HEADER, *groups, "", "</details>", ""]
     return "\n".join(lines)
 
 

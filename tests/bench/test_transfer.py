@@ -25,6 +25,7 @@ def test_transfer_bench_reports_every_setting_with_its_counts(tmp_path: Path, mo
         assert f"| {configuration} | 3 / 3 |" in text, configuration  # as shipped, on zoo B
         assert f"| {configuration}: family " in text, configuration
         assert f"| {configuration}: recipe " in text, configuration  # the second zoo draws optimiser and schedule
+        assert f"| {configuration}: inputs normalised |" in text, configuration  # and mean/std normalisation
         # The shipped recipe refitted per setting, with its counts, the worst row, and per-group rows.
         for setting in ("fit A, test B", "fit B, test A", "leave one family out (A+B)"):
             counts = "6 / 6" if setting.startswith("leave") else "3 / 3"
