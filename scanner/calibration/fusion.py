@@ -21,11 +21,11 @@ from scanner.calibration.metrics import roc_auc, tpr_at_fpr
 from scanner.calibration.one_pixel import (
     combined_features,
     fit_gate_head,
+    gate_zoo_features,
     head_feature_names,
     head_features,
     zoo_features,
 )
-from scanner.calibration.zoos import clean_models_of, read_zoo
 from scanner.detectors.ban.detector import BanSettings
 from scanner.detectors.fusion import MaxFusion
 from scanner.detectors.logistic import gate_shifted
@@ -58,9 +58,7 @@ def out_of_fold_scores(
     table = combined_features([zoo_features(zoo, signature_settings, cache_dir=signature_cache) for zoo in zoos])
     features = head_features(table.features)[COMBINED]
     names = head_feature_names(signature_settings)[COMBINED]
-    gate_zoos = [clean_models_of(read_zoo(Path(directory))) for directory in gate_zoo_dirs]
-    gate_tables = [zoo_features(zoo, signature_settings, cache_dir=signature_cache) for zoo in gate_zoos]
-    gate_features = head_features(combined_features(gate_tables).features)[COMBINED] if gate_tables else None
+    gate_features = gate_zoo_features(gate_zoo_dirs, signature_settings, cache_dir=signature_cache).get(COMBINED)
     head, one_pixel_offset, one_pixel = fit_gate_head(
         COMBINED, features, labels, names, groups=families, seed=seed, gate_features=gate_features
     )

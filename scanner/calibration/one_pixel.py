@@ -307,6 +307,21 @@ def combined_features(tables: Sequence[ZooFeatures]) -> ZooFeatures:
     )
 
 
+def gate_zoo_features(
+    zoo_dirs: Sequence[Path],
+    settings: SignatureSettings,
+    *,
+    cache_dir: Path | None = None,
+    progress: Progress = no_progress,
+    threads: int | None = 1,
+) -> dict[str, np.ndarray]:
+    """Per head, the features of the clean models of gate zoos (their backdoored models play no part); empty without
+    gate zoos."""
+    zoos = [clean_models_of(read_zoo(Path(directory))) for directory in zoo_dirs]
+    tables = [zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads) for zoo in zoos]
+    return head_features(combined_features(tables).features) if tables else {}
+
+
 def train_signature_classifier(
     zoo_dirs: Sequence[Path],
     settings: SignatureSettings | None = None,
@@ -325,11 +340,7 @@ def train_signature_classifier(
     table = combined_features(
         [zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads) for zoo in zoos]
     )
-    gate_zoos = [clean_models_of(read_zoo(Path(directory))) for directory in gate_zoo_dirs]
-    gate_tables = [
-        zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads) for zoo in gate_zoos
-    ]
-    gate = head_features(combined_features(gate_tables).features) if gate_tables else {}
+    gate = gate_zoo_features(gate_zoo_dirs, settings, cache_dir=cache_dir, progress=progress, threads=threads)
     labels = table.labels
     if labels.min(initial=1) == labels.max(initial=0):
         raise UsageError("the zoo needs both clean and backdoored models", hint="build a larger zoo")
@@ -353,8 +364,8 @@ def train_signature_classifier(
         "scanner_version": __version__,
         "zoos": [str(zoo.directory) for zoo in zoos],
         "zoo_command": zoo_command,
-        "gate_zoos": [str(zoo.directory) for zoo in gate_zoos],
-        "gate_zoo_clean_models": sum(len(zoo.models) for zoo in gate_zoos),
+        "gate_zoos": [str(directory) for directory in gate_zoo_dirs],
+        "gate_zoo_clean_models": len(next(iter(gate.values()), ())),
         "models": len(labels),
         "backdoored": int(labels.sum()),
         "families": sorted({m.family for m in models}),
