@@ -36,6 +36,7 @@ from scanner.detectors.one_pixel.composite import (
     probed_scales,
 )
 from scanner.detectors.one_pixel.features import feature_names, model_features
+from scanner.detectors.one_pixel.input_space import probed_model, unit_clean_data, unit_spec
 from scanner.detectors.one_pixel.patches import (
     GRID,
     RANDOM_PATTERNS,
@@ -87,7 +88,7 @@ def cached_signature(
     if path is not None and path.exists():
         return Signature.load(str(path))
     started = time.perf_counter()
-    runner = OnnxClassifier(artifact, threads=threads)
+    runner = probed_model(OnnxClassifier(artifact, threads=threads))
     signature = signature_for(runner, bases, settings, base_kind=base_kind, scale=scale)
     log.info("signature of %s (%s bases): %.2f s", artifact.path, base_kind, time.perf_counter() - started)
     if path is not None:
@@ -123,7 +124,7 @@ def cached_composite_rates(
                 images=int(data["images"]),
                 forward_passes=int(data["forward_passes"]),
             )
-    rates = composite_rates(OnnxClassifier(artifact, threads=threads), signature, images)
+    rates = composite_rates(probed_model(OnnxClassifier(artifact, threads=threads)), signature, images)
     if path is not None:
         store_atomically(path, lambda partial: np.savez_compressed(partial, **asdict(rates)))
     return rates
@@ -140,7 +141,7 @@ def cached_patch_answers(
     if path is not None and path.exists():
         with np.load(path) as data:
             return PatchAnswers(data["base_class"], data["answers"], data["drops"], side=int(data["side"]))
-    found = patch_answers(OnnxClassifier(artifact, threads=threads), images)
+    found = patch_answers(probed_model(OnnxClassifier(artifact, threads=threads)), images)
     if path is not None:
         store_atomically(path, lambda partial: np.savez_compressed(partial, **asdict(found)))
     return found
@@ -186,10 +187,13 @@ def zoo_features(
         key = model.clean_data or model.family
         if key not in clean_by_file:
             clean_by_file[key] = zoo.clean_data_of(model)
+        # In the probes' space, as the detector probes (scanner.detectors.one_pixel.input_space): [0, 1] per channel.
+        spec = unit_spec(artifact.spec)
         clean = clean_by_file[key]
+        clean = unit_clean_data(in_layout(clean, artifact.spec), artifact.spec) if clean is not None else None
         total = 0
         for kind in kinds:
-            bases = bases_for(kind, artifact.spec, clean, settings)
+            bases = bases_for(kind, spec, clean, settings)
             signatures = [
                 cached_signature(artifact, bases, kind, settings, cache_dir, scale=scale, threads=threads)
                 for scale in settings.scales
@@ -197,8 +201,7 @@ def zoo_features(
             rows[kind].append(model_features(signatures))
             total += sum(signature.forward_passes for signature in signatures)
             if kind == "clean" and clean is not None:
-                in_model = in_layout(clean, artifact.spec)
-                images, patch_images = probe_images(in_model, bases, settings.mode, seed=image_seed)
+                images, patch_images = probe_images(clean, bases, settings.mode, seed=image_seed)
                 probed = probed_scales(signatures, settings.mode)
                 rates = [cached_composite_rates(artifact, s, images, cache_dir, threads=threads) for s in probed]
                 patches = cached_patch_answers(artifact, patch_images, cache_dir, threads=threads)

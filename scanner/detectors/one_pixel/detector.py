@@ -31,7 +31,7 @@ from scanner.detectors.one_pixel.composite import (
     strongest_composite,
 )
 from scanner.detectors.one_pixel.features import model_features, suspected_target
-from scanner.detectors.one_pixel.input_space import UnitSpaceModel, unit_clean_data
+from scanner.detectors.one_pixel.input_space import probed_model, unit_clean_data
 from scanner.detectors.one_pixel.patches import (
     PatchAnswers,
     patch_answers,
@@ -57,8 +57,9 @@ class OnePixelDetector(Detector):
     name: ClassVar[str] = NAME
     # 4: with clean data, the patch probes join the signatures on clean and synthetic bases and the composite probes
     # (3: without the patch probes; 2: the signatures alone; 1: a logistic head). 5: under a budget, down to a
-    # sixteenth of the probe images (full settings unchanged).
-    version: ClassVar[str] = "5"
+    # sixteenth of the probe images (full settings unchanged). 6: a model with a value range other than [0, 1] is
+    # probed in [0, 1] mapped onto its range, as a normalised one was (the patch probes stamped 0 and 1 on [-1, 1]).
+    version: ClassVar[str] = "6"
 
     def __init__(
         self,
@@ -106,9 +107,8 @@ class OnePixelDetector(Detector):
         runner: ImageModel = OnnxClassifier(
             model, device=context.device, threads=self.threads, deadline=context.deadline
         )
-        if model.spec.normalization is not None:
-            runner = UnitSpaceModel(runner)
-            context = dataclasses.replace(context, clean_data=unit_clean_data(context.clean_data, model.spec))
+        runner = probed_model(runner)
+        context = dataclasses.replace(context, clean_data=unit_clean_data(context.clean_data, model.spec))
         bases, kind = choose_bases(runner.spec, context, self.settings)
         more = kind == "clean" and with_composites
         images = patch_images = np.empty((0, *runner.spec.image_shape), dtype=np.float32)

@@ -1,10 +1,10 @@
-"""Normalised models probed in their own input space, channel by channel.
+"""Models that do not take [0, 1] probed in their own input space, channel by channel.
 
-A model that expects (x - mean) / std takes each channel in its own range (`InputSpec.channel_ranges`). The probes
-are built as for a model taking [0, 1] on every channel (candidate values, bases, composites, patches, unchanged)
-and each channel is mapped onto that channel's range just before the forward pass; clean data is mapped the other
-way once. So every value the model sees lies in its own channel's range, and the features read the same as for the
-same network taking [0, 1] without normalisation.
+A model with another value range (such as [-1, 1]) or one that expects (x - mean) / std takes each channel in its own
+range (`InputSpec.channel_ranges`). The probes are built as for a model taking [0, 1] on every channel (candidate
+values, bases, composites, patches, unchanged) and each channel is mapped onto that channel's range just before the
+forward pass; clean data is mapped the other way once. So every value the model sees lies in its own channel's range
+(a patch's solid colours at its ends), and the features read the same as for the same network taking [0, 1].
 """
 
 from __future__ import annotations
@@ -16,6 +16,16 @@ import numpy as np
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel.signature import ImageModel
 from scanner.findings import InputSpec, Layout
+
+
+def in_unit_space(spec: InputSpec) -> bool:
+    """Whether the model takes [0, 1] on every channel: the probes' own space, nothing to map."""
+    return all(pair == (0.0, 1.0) for pair in spec.channel_ranges)
+
+
+def probed_model(model: ImageModel) -> ImageModel:
+    """`model` as the probes talk to it: in [0, 1] on every channel."""
+    return model if in_unit_space(model.spec) else UnitSpaceModel(model)
 
 
 def unit_spec(spec: InputSpec) -> InputSpec:
@@ -41,8 +51,9 @@ def to_unit_space(images: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def unit_clean_data(clean: CleanData | None, spec: InputSpec) -> CleanData | None:
-    """Clean data in the model's input space, mapped into the probes' [0, 1] (left alone when it does not fit)."""
-    if clean is None or tuple(clean.x.shape[1:]) != spec.image_shape:
+    """Clean data in the model's input space, mapped into the probes' [0, 1] (left alone when it does not fit, or when
+    the model takes [0, 1])."""
+    if clean is None or tuple(clean.x.shape[1:]) != spec.image_shape or in_unit_space(spec):
         return clean
     return CleanData(x=to_unit_space(clean.x, spec), y=clean.y)
 
