@@ -9,9 +9,10 @@ because a model's in-fold score is lower than any new model's will be; and out o
 new data family shifts every score: with random folds the head without clean data, fitted on the other families,
 blocked 30% of a left-out family's clean models (docs/experiments.md).
 
-Gate zoos (`model-scanner detector train --gate-zoo DIR`) add clean models that no fit sees: the final fit's scores
-on them join the out-of-fold scores in the quantile. Their scores are what a new model's will be, without folds, and
-they bring the data families, recipes and builders that the fitted zoos lack.
+Gate zoos (`model-scanner detector train --gate-zoo DIR`) add clean models that no fit sees, scored by the final fit
+as a new model would be: the threshold sits above the quantile of the out-of-fold scores and above that of the gate
+zoos' scores, so that it holds for both. They bring the data families, recipes and builders that the fitted zoos
+lack.
 """
 
 from __future__ import annotations
@@ -48,12 +49,18 @@ def folds_description(groups: Sequence[str] | None) -> str:
 def clean_quantile(
     scores: np.ndarray, labels: np.ndarray, alpha: float = GATE_ALPHA, clean_elsewhere: Sequence[float] = ()
 ) -> float:
-    """The conformal (1 - alpha) quantile of the clean models' scores, pooled with `clean_elsewhere` (scores of clean
-    models of gate zoos): the ceil((n + 1)(1 - alpha))-th smallest of n, or the largest when n is too small for
-    alpha."""
-    scores = np.concatenate([np.asarray(scores, dtype=np.float64), np.asarray(clean_elsewhere, dtype=np.float64)])
-    labels = np.concatenate([np.asarray(labels), np.zeros(len(clean_elsewhere), dtype=np.int64)])
-    clean = np.sort(scores[(labels == 0) & ~np.isnan(scores)])
+    """The conformal (1 - alpha) quantile of the clean models' scores: the ceil((n + 1)(1 - alpha))-th smallest of
+    n, or the largest when n is too small for alpha. With `clean_elsewhere` (scores of gate zoos' clean models), the
+    larger of the two sets' quantiles: the threshold holds for each, and a large set of easy clean models cannot pull
+    it below what the other needs."""
+    fitted = _quantile(np.asarray(scores, dtype=np.float64)[np.asarray(labels) == 0], alpha)
+    if len(clean_elsewhere) == 0:
+        return fitted
+    return max(fitted, _quantile(np.asarray(clean_elsewhere, dtype=np.float64), alpha))
+
+
+def _quantile(clean: np.ndarray, alpha: float) -> float:
+    clean = np.sort(clean[~np.isnan(clean)])
     if len(clean) == 0:
         raise UsageError("the gate calibration needs clean models with scores", hint="build a zoo with clean models")
     rank = min(len(clean), math.ceil((len(clean) + 1) * (1.0 - alpha)))
