@@ -1,17 +1,17 @@
 """Does detection fitted on one zoo generator transfer to another? The shipped recipe across two zoos.
 
-    python -m bench.transfer [--zoo-a DIR ...] --zoo-b DIR [--zoo-b DIR ...] [--ban] [--output FILE]
+    python -m bench.transfer [--zoo-a DIR ...] --zoo-b DIR [--zoo-b DIR ...] [--gate-zoo DIR ...] [--ban] [--output F]
 
 First the detectors as shipped (no refit) on zoo B: the one-pixel detector without clean data (the default scan) and
-with clean data, and with --ban also BAN and the fused score (the shipped fusion of one-pixel with clean data and
-BAN; where BAN does not apply to a model, the one-pixel score alone, as a scan does). Held out only when no shipped
-file was fitted on zoo B (their provenance names their zoos). BAN costs seconds per model; its statistics are cached
-under $MODEL_SCANNER_CACHE/ban-statistics.
+with clean data, and with --ban also BAN and the fused score (the shipped fusion of one-pixel with clean data and BAN;
+where BAN does not apply to a model, the one-pixel score alone, as a scan does). Held out only when no shipped file
+was fitted on zoo B nor took it as a gate zoo (their provenance names their zoos). BAN costs seconds per model; its
+statistics are cached under $MODEL_SCANNER_CACHE/ban-statistics.
 
 With --zoo-a, then the shipped recipe refitted per setting, as `model-scanner detector train` fits the shipped files
 (each head's chosen features and gate offset, BAN's calibration and gate offset, the max fusion's gate offset; the
-offsets from one fold per data family of the training models), on: zoo A, tested on B; B, tested on A; and each data
-family of both left out in turn. BAN and the fusion need --ban.
+offsets from one fold per data family of the training models, and with --gate-zoo from its clean models too), on: zoo
+A, tested on B; B, tested on A; and each data family of both left out in turn. BAN and the fusion need --ban.
 
 Reports AUC, TPR at 1% and 5% FPR, and at the shipped threshold (0.5: a score of 0.5 or more is `backdoored`) the
 share of clean models blocked and of backdoored models caught, and the worst of the settings per configuration; then
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from scanner.calibration.ban import default_cache_dir as default_ban_cache_dir
-from scanner.calibration.ban import fit_gate_calibration, model_statistics
+from scanner.calibration.ban import fit_gate_calibration, gate_zoo_statistics, model_statistics
 from scanner.calibration.fusion import fit_gate_fusion, shifted
 from scanner.calibration.gate import GATE_ALPHA
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
@@ -43,11 +43,13 @@ from scanner.calibration.one_pixel import (
     combined_features,
     default_cache_dir,
     fit_gate_head,
+    gate_zoo_features,
     head_feature_names,
     head_features,
     zoo_features,
 )
 from scanner.calibration.zoos import Zoo, ZooModel, read_zoo
+from scanner.detectors.ban.detector import BanSettings
 from scanner.detectors.fusion import MaxFusion, shipped_fusion
 from scanner.detectors.logistic import gate_shifted
 from scanner.detectors.one_pixel.classifier import COMBINED, SignatureClassifier
@@ -139,10 +141,13 @@ def gate_recipe_scores(
     zoo_of: np.ndarray,
     families: np.ndarray,
     seed: int = 0,
+    gate_heads: dict[str, np.ndarray] | None = None,
+    gate_records: Sequence[dict[str, Any]] = (),
 ) -> dict[str, dict[str, np.ndarray]]:
     """configuration -> setting -> scores of every model (nan where the setting does not score it), each fitted as
     `model-scanner detector train` fits the shipped files (feature choice, gate offset), on the setting's train models
-    only."""
+    only; with the gate zoos' clean models (`gate_heads`: their one-pixel features per head, `gate_records`: their BAN
+    statistics) in every gate offset, as `--gate-zoo` does."""
     configurations = ["one-pixel, no clean data (default scan)", "one-pixel with clean data"]
     if records is not None:
         configurations += ["BAN with clean data", "fused with clean data"]
@@ -152,18 +157,24 @@ def gate_recipe_scores(
             continue
         scored: dict[str, np.ndarray] = {}
         train_scores: dict[str, np.ndarray] = {}
+        gate_scores: dict[str, np.ndarray] = {}
         for configuration, head in zip(configurations[:2], ("synthetic", COMBINED), strict=True):
+            gate = (gate_heads or {}).get(head)
             fitted, offset, oof = fit_gate_head(
-                head, heads[head][train], labels[train], names[head], groups=list(families[train]), seed=seed
-            )
+                head, heads[head][train], labels[train], names[head], groups=list(families[train]), seed=seed,
+                gate_features=gate,
+            )  # fmt: skip
             scored[configuration] = np.asarray([gate_shifted(fitted.probability(r), offset) for r in heads[head][test]])
             train_scores[configuration] = np.asarray([gate_shifted(p, offset) for p in oof])
+            rows = gate if gate is not None else np.empty((0, heads[head].shape[1]))
+            gate_scores[configuration] = np.asarray([gate_shifted(fitted.probability(r), offset) for r in rows])
         if records is not None:
             with_ban = np.asarray([r is not None for r in records])
             fit_rows = [r for r, t in zip(records, train & with_ban, strict=True) if t and r is not None]
             calibration, ban_offset, oof = fit_gate_calibration(
-                fit_rows, labels[train & with_ban], groups=list(families[train & with_ban]), seed=seed
-            )
+                fit_rows, labels[train & with_ban], groups=list(families[train & with_ban]), seed=seed,
+                gate_records=gate_records,
+            )  # fmt: skip
             ban_test = np.asarray([
                 calibration.probability(r["statistics"]) if r else np.nan
                 for r, t in zip(records, test, strict=True) if t
@@ -171,7 +182,11 @@ def gate_recipe_scores(
             scored["BAN with clean data"] = ban_test
             one_pixel_train = train_scores["one-pixel with clean data"][with_ban[train]]
             ban_train = shifted(oof, ban_offset)  # as the fitted calibration reports them
-            fusion = fit_gate_fusion(labels[train & with_ban], one_pixel_train, ban_train)
+            ban_gate = [calibration.probability(r["statistics"]) for r in gate_records]
+            elsewhere = np.maximum(gate_scores["one-pixel with clean data"], ban_gate) if gate_records else []
+            fusion = fit_gate_fusion(
+                labels[train & with_ban], one_pixel_train, ban_train, clean_elsewhere=list(elsewhere)
+            )
             scored["fused with clean data"] = fused(fusion, scored["one-pixel with clean data"], ban_test)
         for configuration, values in scored.items():
             column = out[configuration].setdefault(setting, np.full(len(labels), np.nan))
@@ -182,7 +197,7 @@ def gate_recipe_scores(
 def shipped_ban_scores(zoos: Sequence[Zoo], cache: Path | None) -> tuple[np.ndarray, list[float], dict[str, int]]:
     """The shipped BAN calibration's probability for each model (nan where BAN does not apply), its seconds per
     scanned model, and why models were not scanned."""
-    from scanner.detectors.ban.detector import BanDetector, BanSettings
+    from scanner.detectors.ban.detector import BanDetector
     from scanner.errors import ScannerError
 
     calibration = BanDetector().calibration()
@@ -271,6 +286,7 @@ def report(
     seed: int = 0,
     ban: bool = False,
     ban_cache: Path | None = None,
+    gate_zoo: Sequence[Path] = (),
 ) -> str:
     shipped = SignatureClassifier.load()
     settings = SignatureSettings(
@@ -308,12 +324,22 @@ def report(
     families = np.asarray([m.family for m in models])
     heads = {head: np.concatenate([heads_a[head], heads_b[head]]) for head in HEADS}
     records = ban_records([*zoos_a, *zoos_b], ban_cache) if ban else None
-    scored = gate_recipe_scores(heads, head_feature_names(settings), records, labels, zoo_of, families, seed)
+    gate_heads = gate_zoo_features(gate_zoo, settings, cache_dir=cache) if gate_zoo else None
+    gate_records = gate_zoo_statistics(gate_zoo, BanSettings(), cache_dir=ban_cache) if gate_zoo and ban else []
+    scored = gate_recipe_scores(
+        heads, head_feature_names(settings), records, labels, zoo_of, families, seed, gate_heads, gate_records
+    )
+    gate_note = (
+        f" and of the {len(next(iter(gate_heads.values())))} clean models of the gate zoo(s) "
+        f"{', '.join(map(str, gate_zoo))}, whichever is higher"
+        if gate_heads
+        else ""
+    )
     lines += [
         "### refitted as the shipped files are (feature choice, gate offset), tested on models left out",
         "",
         f"Worst of the settings: the issue's yardstick. Gate offset: the threshold sits above all but {GATE_ALPHA:.0%}"
-        " of the training models' out-of-fold clean scores.",
+        f" of the training models' out-of-fold clean scores{gate_note}.",
         "",
         "| configuration | setting | backdoored / clean | AUC | TPR@1%FPR | TPR@5%FPR | clean blocked "
         "| backdoored caught |",
@@ -367,10 +393,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="tree seed of the refitted heads")
     parser.add_argument("--ban", action="store_true", help="also BAN and the fused score, as shipped (slow)")
     parser.add_argument("--ban-cache", type=Path, default=default_ban_cache_dir(), help="BAN statistics cache")
+    parser.add_argument(
+        "--gate-zoo",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a gate zoo for the refits, as `detector train --gate-zoo` (repeatable; its clean models only)",
+    )
     parser.add_argument("--output", type=Path, help="write the Markdown here (default: stdout)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    text = report(args.zoo_a, args.zoo_b, cache=args.cache, seed=args.seed, ban=args.ban, ban_cache=args.ban_cache)
+    text = report(
+        args.zoo_a,
+        args.zoo_b,
+        cache=args.cache,
+        seed=args.seed,
+        ban=args.ban,
+        ban_cache=args.ban_cache,
+        gate_zoo=args.gate_zoo,
+    )
     if args.output:
         args.output.write_text(text + "\n")
     else:

@@ -15,10 +15,12 @@ def test_transfer_bench_reports_every_setting_with_its_counts(tmp_path: Path, mo
     monkeypatch.setenv("MODEL_SCANNER_CACHE", str(tmp_path / "cache"))
     build_second_zoo(3, 3, tmp_path / "a", seed=0, tiny=True)
     build_second_zoo(3, 3, tmp_path / "b", seed=1, tiny=True)
+    build_second_zoo(2, 0, tmp_path / "gate", seed=3, tiny=True)
     out = tmp_path / "transfer.md"
-    zoos = ["--zoo-a", str(tmp_path / "a"), "--zoo-b", str(tmp_path / "b")]
+    zoos = ["--zoo-a", str(tmp_path / "a"), "--zoo-b", str(tmp_path / "b"), "--gate-zoo", str(tmp_path / "gate")]
     assert main([*zoos, "--ban", "--output", str(out)]) == 0
     text = out.read_text()
+    assert f"and of the 2 clean models of the gate zoo(s) {tmp_path / 'gate'}, whichever is higher." in text
     shipped = ("one-pixel, no clean data (default scan)", "one-pixel with clean data", "BAN with clean data",
                "fused with clean data")  # fmt: skip
     for configuration in shipped:
