@@ -163,8 +163,8 @@ def _zoo_models(zoo: Path, family: str) -> tuple[Any, CleanData, list[Any]]:
 def test_the_shipped_calibration_ranks_held_out_backdoored_models_first_and_blocks_no_clean_one(zoo: Path) -> None:
     """Held out: the test zoo (seed 0) was not among the calibration zoos. The calibration reads only statistics
     that compare a class with the model's others, with its threshold above all but 2% of the calibration zoos'
-    out-of-fold clean scores. Measured at the refit on these 14 models (statistics cached like `detector train`'s):
-    AUC 0.80, every clean model below 0.5 (0.07-0.40), one backdoored model above (0.86)."""
+    out-of-fold clean scores and of the gate zoo's. Measured at the refit on these 14 models (statistics cached
+    like `detector train`'s): AUC 0.78, every clean model below 0.5 (0.00-0.15), one backdoored model above (0.71)."""
     from scanner.calibration.ban import default_cache_dir, zoo_statistics
     from scanner.calibration.metrics import roc_auc
     from scanner.calibration.zoos import read_zoo

@@ -77,7 +77,8 @@ def test_without_clean_data_the_shipped_classifier_blocks_no_held_out_clean_mode
     """The test zoo (seed 0) was not among the calibration zoos: a held-out check of the gate's promise without
     clean data, as a registry gate usually scans. No signal carried over between zoo generators without clean data
     (bench/RESULTS.md), so the head is calibrated to stay quiet: it must still rank above chance here. Measured at
-    the refit: AUC 0.74, no model at 0.5 or above (clean 0.06-0.22, backdoored 0.10-0.26)."""
+    the refit with the gate zoo: AUC 0.92, no model at 0.5 or above (clean 0.04-0.21, backdoored 0.16 to just under
+    0.5)."""
     detector = OnePixelDetector(threads=1)
     scores = {m.path.name: detector.detect(artifact_for(m.path), DetectionContext()).score for m in zoo_models}
     assert_gated(scores, zoo_models, min_auc=0.6, min_caught=0)
@@ -88,8 +89,8 @@ def test_with_clean_data_the_shipped_classifier_ranks_held_out_backdoored_models
     zoo: Path, zoo_models: list[ZooModel]
 ) -> None:
     """The same held-out check with clean data, as the Action and a CLI scan with --clean-data run: both signatures
-    and the composite probes feed the clean-data head. Measured at the refit: AUC 0.96, 2 of 7 backdoored at 0.5 or
-    above (four more at 0.44-0.46), every clean model below (0.16-0.40)."""
+    and the composite probes feed the clean-data head. Measured at the refit with the gate zoo: AUC 0.94, 4 of 7
+    backdoored at 0.5 or above (0.36-0.64 in all), every clean model below (0.11-0.40)."""
     detector = OnePixelDetector(threads=1)
     test_zoo = read_zoo(zoo)
     results = {
