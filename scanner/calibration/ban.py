@@ -140,9 +140,9 @@ def fit_gate_calibration(
     gate_records: Sequence[dict[str, Any]] = (),
     **provenance: Any,
 ) -> tuple[LogisticCalibration, float, np.ndarray]:
-    """The logistic on every record, its intercept lowered by the gate offset of its out-of-fold scores pooled with
-    its scores on `gate_records` (clean models of gate zoos, never fitted; scanner.calibration.gate), that offset,
-    and the out-of-fold scores (fit_gate_head's order)."""
+    """The logistic on every record, its intercept lowered by the gate offset of its out-of-fold scores and of its
+    scores on `gate_records` (clean models of gate zoos, never fitted; scanner.calibration.gate), that offset, and
+    the out-of-fold scores (fit_gate_head's order)."""
     scores = cross_validated(records, labels, gate_folds(len(labels), groups, seed))
     fitted = fit_ban_calibration(records, labels.tolist())
     elsewhere = [fitted.probability(record["statistics"]) for record in gate_records]

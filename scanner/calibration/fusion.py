@@ -83,7 +83,7 @@ def fit_gate_fusion(
     **provenance: object,
 ) -> MaxFusion:
     """The max fusion of two detectors' out-of-fold, gate-shifted scores, with the gate offset of their larger one
-    (pooled with the larger scores of gate zoos' clean models, `clean_elsewhere`)."""
+    (and above the quantile of the larger scores of gate zoos' clean models, `clean_elsewhere`)."""
     larger = np.maximum(one_pixel, ban)
     offset = gate_offset(larger, labels, clean_elsewhere=clean_elsewhere)
     metrics = {

@@ -275,7 +275,8 @@ def fit_gate_head(
     gate_features: np.ndarray | None = None,
 ) -> tuple[Head, float, np.ndarray]:
     """A head's trees on its chosen features, its gate offset, and the out-of-fold scores the offset came from
-    (pooled with the head's scores on `gate_features`, rows of gate zoos' clean models: scanner.calibration.gate).
+    (with `gate_features`, rows of gate zoos' clean models, also above the head's scores on those: see
+    scanner.calibration.gate).
 
     Columns outside the head's chosen set are held at 0 while fitting, so no tree ever tests them: the head keeps
     the detector's full feature vector as its input."""

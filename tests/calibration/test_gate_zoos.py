@@ -57,7 +57,7 @@ def test_every_gate_zoo_clean_model_passes_each_one_pixel_head(zoos: tuple[Path,
         assert all(gated.probability(row, kind) < 0.5 for row in rows), kind
 
 
-def test_the_fusion_pools_the_larger_gate_zoo_scores(zoos: tuple[Path, Path, Path]) -> None:
+def test_the_fusion_s_threshold_holds_for_the_gate_zoo_s_larger_scores(zoos: tuple[Path, Path, Path]) -> None:
     from scanner.calibration.fusion import out_of_fold_scores, train_fusion
     from scanner.detectors.ban.detector import BanSettings
     from scanner.detectors.one_pixel.signature import SignatureSettings
