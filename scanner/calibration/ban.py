@@ -210,8 +210,8 @@ def train_ban_calibration(
     """Statistics for every zoo model (cached), a logistic fit on all of them, 5-fold CV metrics as provenance; the
     gate offset also from the clean models of `gate_zoo_dirs`, which the fit never sees."""
     settings = settings or BanSettings()
-    zoos, records, labels = zoos_statistics(zoo_dirs, settings, cache_dir=cache_dir, seed=seed, progress=progress)
     gate_records = gate_zoo_statistics(gate_zoo_dirs, settings, cache_dir=cache_dir, seed=seed, progress=progress)
+    zoos, records, labels = zoos_statistics(zoo_dirs, settings, cache_dir=cache_dir, seed=seed, progress=progress)
     models = [m for zoo in zoos for m in zoo.models]
     calibration, _, _ = fit_gate_calibration(
         records,

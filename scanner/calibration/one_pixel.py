@@ -340,11 +340,11 @@ def train_signature_classifier(
     """Fit one head per base kind on every model of the zoos; record cross-validated AUC as provenance; the gate
     offsets also from the clean models of `gate_zoo_dirs`, which no head is fitted on."""
     settings = settings or SignatureSettings()
+    gate = gate_zoo_features(gate_zoo_dirs, settings, cache_dir=cache_dir, progress=progress, threads=threads)
     zoos = [read_zoo(Path(directory)) for directory in zoo_dirs]
     table = combined_features(
         [zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads) for zoo in zoos]
     )
-    gate = gate_zoo_features(gate_zoo_dirs, settings, cache_dir=cache_dir, progress=progress, threads=threads)
     labels = table.labels
     if labels.min(initial=1) == labels.max(initial=0):
         raise UsageError("the zoo needs both clean and backdoored models", hint="build a larger zoo")
