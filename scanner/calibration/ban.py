@@ -22,7 +22,7 @@ from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
 from scanner.calibration.gate import GATE_ALPHA, folds_description, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
-from scanner.calibration.zoos import Zoo, ZooModel, clean_models_of, in_layout, read_zoo
+from scanner.calibration.zoos import Zoo, ZooModel, in_layout, read_gate_zoos, read_zoo
 from scanner.detectors.ban.detector import STATISTICS_VERSION, BanDetector, BanSettings
 from scanner.detectors.ban.universal import RADII, statistic_name
 from scanner.detectors.interface import DetectionContext
@@ -191,10 +191,17 @@ def zoos_statistics(
             f"the zoo(s) {', '.join(map(str, zoo_dirs))} need both clean and backdoored models",
             hint="build a larger zoo",
         )
+    return zoos, _statistics_of(zoos, settings, cache_dir=cache_dir, seed=seed, progress=progress), labels
+
+
+def _statistics_of(
+    zoos: Sequence[Zoo], settings: BanSettings, *, cache_dir: Path | None, seed: int, progress: Progress
+) -> list[dict[str, Any]]:
+    """The statistics of every model of the zoos, in order."""
     records: list[dict[str, Any]] = []
     for zoo in zoos:
         records += zoo_statistics(zoo, settings, cache_dir=cache_dir, seed=seed, progress=progress)
-    return zoos, records, labels
+    return records
 
 
 def train_ban_calibration(
@@ -245,8 +252,4 @@ def gate_zoo_statistics(
     progress: Progress = no_progress,
 ) -> list[dict[str, Any]]:
     """Statistics of the clean models of gate zoos (their backdoored models play no part)."""
-    zoos = [clean_models_of(read_zoo(Path(directory))) for directory in zoo_dirs]
-    records: list[dict[str, Any]] = []
-    for zoo in zoos:
-        records += zoo_statistics(zoo, settings, cache_dir=cache_dir, seed=seed, progress=progress)
-    return records
+    return _statistics_of(read_gate_zoos(zoo_dirs), settings, cache_dir=cache_dir, seed=seed, progress=progress)

@@ -22,7 +22,7 @@ from scanner import __version__
 from scanner.calibration.cache_files import store_atomically
 from scanner.calibration.gate import GATE_ALPHA, folds_description, gate_folds, gate_offset, quantile_of
 from scanner.calibration.metrics import roc_auc, tpr_at_fpr
-from scanner.calibration.zoos import Zoo, ZooModel, clean_models_of, in_layout, read_zoo
+from scanner.calibration.zoos import Zoo, ZooModel, in_layout, read_gate_zoos, read_zoo
 from scanner.detectors.interface import CleanData
 from scanner.detectors.one_pixel.classifier import COMBINED, Head, SignatureClassifier, fit_trees
 from scanner.detectors.one_pixel.composite import (
@@ -285,8 +285,9 @@ def fit_gate_head(
     def masked(rows: np.ndarray) -> np.ndarray:
         return np.where(chosen, np.nan_to_num(np.asarray(rows, dtype=np.float64)), 0.0)
 
-    scores = cross_validated_scores(masked(features), labels, gate_folds(len(labels), groups, seed))
-    head = fit_trees(masked(features), labels, seed=seed)
+    rows = masked(features)
+    scores = cross_validated_scores(rows, labels, gate_folds(len(labels), groups, seed))
+    head = fit_trees(rows, labels, seed=seed)
     elsewhere = [] if gate_features is None else [head.probability(row) for row in masked(gate_features)]
     return head, gate_offset(scores, labels, clean_elsewhere=elsewhere), scores
 
@@ -321,8 +322,10 @@ def gate_zoo_features(
 ) -> dict[str, np.ndarray]:
     """Per head, the features of the clean models of gate zoos (their backdoored models play no part); empty without
     gate zoos."""
-    zoos = [clean_models_of(read_zoo(Path(directory))) for directory in zoo_dirs]
-    tables = [zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads) for zoo in zoos]
+    tables = [
+        zoo_features(zoo, settings, cache_dir=cache_dir, progress=progress, threads=threads)
+        for zoo in read_gate_zoos(zoo_dirs)
+    ]
     return head_features(combined_features(tables).features) if tables else {}
 
 

@@ -4,6 +4,7 @@ family's clean sample data in a model's own layout."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,13 @@ class Zoo:
         return self.clean_data(model.family)
 
 
+def read_gate_zoos(directories: Sequence[Path]) -> list[Zoo]:
+    """Gate zoos with their clean models only: a gate zoo's part in a calibration (its backdoored models play none)."""
+    return [clean_models_of(read_zoo(Path(directory))) for directory in directories]
+
+
 def clean_models_of(zoo: Zoo) -> Zoo:
-    """The zoo with its clean models only: a gate zoo's part in a calibration."""
+    """The zoo with its clean models only."""
     clean = tuple(model for model in zoo.models if not model.backdoored)
     if not clean:
         raise UsageError(f"the gate zoo {zoo.directory} has no clean models", hint="build one with --clean N")

@@ -111,7 +111,9 @@ def test_model_input_is_the_value_range_then_the_normalisation() -> None:
     ranged = next(m for m in specs if m.value_range == (-1.0, 1.0))
     rng = np.random.default_rng(0)
     x = rng.random((4, *normalised.image_shape)).astype(np.float32)
-    mean, std = (np.asarray(v, dtype=np.float32)[:, None, None] for v in normalised.normalization or ())
+    assert normalised.normalization is not None
+    mean, std = (np.asarray(v, dtype=np.float32)[:, None, None] for v in (normalised.normalization.mean,
+                                                                          normalised.normalization.std))  # fmt: skip
     np.testing.assert_allclose(normalised.to_model_input(x), (x - mean) / std, rtol=1e-5, atol=1e-5)
     x = rng.random((4, *ranged.image_shape)).astype(np.float32)
     np.testing.assert_allclose(ranged.to_model_input(x), x * 2 - 1, atol=1e-6)

@@ -24,7 +24,7 @@ def clean_data_name(spec: ModelSpec) -> str:
     low, high = spec.value_range
     name = f"clean_{spec.family}_{spec.size}px_{spec.channels}c_{spec.num_classes}k_{low:g}_{high:g}"
     if spec.normalization is not None:
-        mean, std = spec.normalization
+        mean, std = spec.normalization.mean, spec.normalization.std
         name += "_m" + "-".join(f"{v:g}" for v in mean) + "_s" + "-".join(f"{v:g}" for v in std)
     return name + ".npz"
 

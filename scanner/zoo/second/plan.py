@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from scanner.findings import Normalization
 from scanner.zoo.second.attacks import SECOND_ATTACKS
 from scanner.zoo.second.datasets import DATA_FAMILIES, data_family
 from scanner.zoo.second.models import ARCH_ACTIVATIONS, ARCHITECTURES, ArchChoice
@@ -73,7 +74,7 @@ class ModelSpec:
     nhwc: bool
     exporter: str
     seed: int  # initialisation, batch order, trigger
-    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (mean, std) per channel, after the range
+    normalization: Normalization | None = None  # per channel, after the value range
 
     def to_model_input(self, x: np.ndarray) -> np.ndarray:
         """Images in [0, 1] (N, C, H, W) as this model takes them: in its value range, then normalised."""
@@ -84,7 +85,8 @@ class ModelSpec:
     def input_affine(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel (scale, shift), shaped (C, 1, 1), that `to_model_input` applies."""
         low, high = self.value_range
-        mean, std = self.normalization or ((0.0,) * self.channels, (1.0,) * self.channels)
+        normalization = self.normalization or Normalization((0.0,) * self.channels, (1.0,) * self.channels)
+        mean, std = normalization.mean, normalization.std
         scale = (high - low) / np.asarray(std, dtype=np.float32)
         shift = (low - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
         return scale.reshape(-1, 1, 1).astype(np.float32), shift.reshape(-1, 1, 1).astype(np.float32)
@@ -100,9 +102,7 @@ class ModelSpec:
             "architecture": asdict(self.arch),
             "training": self.recipe.to_json(),
             "value_range": list(self.value_range),
-            "normalization": None
-            if self.normalization is None
-            else {"mean": list(self.normalization[0]), "std": list(self.normalization[1])},
+            "normalization": None if self.normalization is None else asdict(self.normalization),
             "layout": "NHWC" if self.nhwc else "NCHW",
         }
 
@@ -167,16 +167,14 @@ def draw_model(build_seed: int, index: int, backdoored: bool, *, tiny: bool = Fa
     )
 
 
-def _draw_normalization(
-    build_seed: int, index: int, backdoored: bool, channels: int
-) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+def _draw_normalization(build_seed: int, index: int, backdoored: bool, channels: int) -> Normalization | None:
     """Its own stream, so that adding this axis left every other draw of a seed as it was."""
     rng = np.random.default_rng([build_seed, index, int(backdoored), 0x21])
     if rng.random() >= NORMALIZED_SHARE:
         return None
     mean = tuple(round(float(v), 3) for v in rng.uniform(*MEANS, size=channels))
     std = tuple(round(float(v), 3) for v in rng.uniform(*STDS, size=channels))
-    return mean, std
+    return Normalization(mean=mean, std=std)
 
 
 def plan_second(n_clean: int, n_backdoored: int, *, seed: int = 0, tiny: bool = False) -> list[ModelSpec]:
