@@ -26,8 +26,21 @@ def zoo() -> Path:
     ~/.cache/model-scanner), keyed by the zoo code's hash; read it with scanner.zoo.manifest.read_manifest(zoo)."""
     from scanner.zoo.cache import ensure_test_zoo
 
-    cache_root = Path(os.environ.get("MODEL_SCANNER_CACHE") or Path.home() / ".cache" / "model-scanner")
-    return ensure_test_zoo(cache_root)
+    return ensure_test_zoo(_cache_root())
+
+
+@pytest.fixture(scope="session")
+def second_zoo() -> Path:
+    """The second generator's test zoo (scanner.zoo.cache.SECOND_TEST_ZOO): 4 clean and 4 backdoored models of a seed
+    no fit or gate zoo uses, of all three data families, both value ranges, normalised and NHWC, each with its clean
+    data; cached like `zoo`. Read it with scanner.calibration.zoos.read_zoo."""
+    from scanner.zoo.cache import ensure_second_test_zoo
+
+    return ensure_second_test_zoo(_cache_root())
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("MODEL_SCANNER_CACHE") or Path.home() / ".cache" / "model-scanner")
 
 
 @pytest.fixture(scope="session")

@@ -126,7 +126,8 @@ def artifact_for(
 
 
 def in_layout(clean: CleanData, spec: InputSpec) -> CleanData:
-    """The zoo's clean data (stored NCHW) in the model's layout."""
+    """The zoo's clean data in the model's layout (the first zoo and second-zoo builds before 2026-12-07 store NCHW
+    for every model; later second-zoo builds store each model's own layout)."""
     if tuple(clean.x.shape[1:]) != spec.image_shape and spec.layout is Layout.NHWC:
         return CleanData(np.ascontiguousarray(clean.x.transpose(0, 2, 3, 1)), clean.y)
     return clean

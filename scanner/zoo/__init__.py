@@ -7,5 +7,6 @@ Importing this package imports nothing heavy; torch loads in the modules that tr
   clean accuracy and attack success rate; `scanner.zoo.export.export_onnx(module, path, image_shape=...)`.
 - `scanner.zoo.build.build_zoo(family, n_clean, n_backdoored, out)`: a resumable zoo with `manifest.json`, read back
   with `scanner.zoo.manifest.read_manifest(out)`.
-- `scanner.zoo.cache.ensure_test_zoo(cache_root)`: the small cached zoo behind the tests' `zoo` fixture.
+- `scanner.zoo.cache.ensure_test_zoo(cache_root)`, `ensure_second_test_zoo(cache_root)`: the small cached zoos behind
+  the tests' `zoo` and `second_zoo` fixtures.
 """

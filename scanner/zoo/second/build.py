@@ -1,10 +1,11 @@
 """Build the second zoo into a directory, resuming what is there: train each planned model to the bar, export it
 (the first zoo's exporter), write its clean data (as the model takes it: in its value range, normalised where it
-is, NCHW) and merge its manifest entry."""
+is, in its layout) and merge its manifest entry."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from scanner.findings import Progress, no_progress
@@ -26,7 +27,7 @@ def clean_data_name(spec: ModelSpec) -> str:
     if spec.normalization is not None:
         mean, std = spec.normalization.mean, spec.normalization.std
         name += "_m" + "-".join(f"{v:g}" for v in mean) + "_s" + "-".join(f"{v:g}" for v in std)
-    return name + ".npz"
+    return name + ("_nhwc" if spec.nhwc else "") + ".npz"
 
 
 def write_clean_data(out: Path, spec: ModelSpec) -> str:
@@ -37,7 +38,8 @@ def write_clean_data(out: Path, spec: ModelSpec) -> str:
     if not path.exists():
         x, y = make_images(spec.family, CLEAN_SAMPLES, size=spec.size, channels=spec.channels,
                            num_classes=spec.num_classes, split="clean")  # fmt: skip
-        save_npz(path, x=spec.to_model_input(x), y=y)
+        x = spec.to_model_input(x)
+        save_npz(path, x=x.transpose(0, 2, 3, 1) if spec.nhwc else x, y=y)
     return name
 
 
@@ -54,12 +56,20 @@ def build_second_zoo(
     """Train, check and export the planned models into `out`; returns this build's entries (old and new).
 
     `tiny` trains on 64 images for one epoch and accepts every model (tests: each part trains and exports)."""
+    models = plan_second(n_clean, n_backdoored, seed=seed, tiny=tiny)
+    return build_models(models, out, progress=progress, threads=threads, tiny=tiny)
+
+
+def build_models(
+    models: Sequence[ModelSpec], out: Path, *, progress: Progress = no_progress, threads: int = 1, tiny: bool = False
+) -> list[ZooEntry]:
+    """Train, check and export `models` into `out` (resuming: a model already there is kept); returns their entries,
+    without those that missed the bar."""
     import torch
 
     torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    models = plan_second(n_clean, n_backdoored, seed=seed, tiny=tiny)
     done = {entry.file: entry for entry in read_manifest(out) if entry.path(out).exists()}
     entries: list[ZooEntry] = []
     progress(0, len(models))
