@@ -167,6 +167,8 @@ class DetectorResult:
     seconds: float | None = None
     reason: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    # What the detector saw, in a reader's words, strongest first: the Markdown report shows it for flagged models.
+    evidence: tuple[str, ...] = ()
 
     @classmethod
     def not_applicable(cls, detector: str, reason: str) -> DetectorResult:

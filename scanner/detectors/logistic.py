@@ -65,6 +65,14 @@ class LogisticCalibration:
         )
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
 
+    def contributions(self, values: Mapping[str, float]) -> list[tuple[str, float]]:
+        """Each statistic's term in the log-odds, (name, term), largest first: what pushed the score up most."""
+        terms = [
+            (f, c * (float(values[f]) - m) / s)
+            for f, m, s, c in zip(self.features, self.mean, self.scale, self.coef, strict=True)
+        ]
+        return sorted(terms, key=lambda term: -term[1])
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,

@@ -82,6 +82,11 @@ def _details(result: ScanResult) -> list[str]:
     for name, detector in result.detectors.items():
         if detector.reason and detector.status is not Status.SCANNED:
             lines.append(f"- {name}: {detector.status.value}: {_escape(detector.reason)}")
+    # What each detector saw, the highest score (the one the fused score follows) first.
+    scanned = [(name, d) for name, d in result.detectors.items() if d.status is Status.SCANNED and d.evidence]
+    for name, detector in sorted(scanned, key=lambda item: -(item[1].score or 0.0)):
+        said = "; ".join(_escape(line) for line in detector.evidence)
+        lines.append(f"- {name} {detector_cell(detector, missing='—')}: {said}")
     if result.sha256:
         lines.append(f"- sha256 `{result.sha256}`")
     for artifact in result.artifacts:

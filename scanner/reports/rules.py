@@ -86,7 +86,15 @@ def findings_for(result: ScanResult) -> list[tuple[FindingRule, str]]:
             for name, r in result.detectors.items()
             if r.status is Status.SCANNED and r.score is not None
         ]
-        findings.append((BACKDOOR, f"{result.target} is likely backdoored: fused score {score}; {', '.join(flagged)}"))
+        message = f"{result.target} is likely backdoored: fused score {score}; {', '.join(flagged)}"
+        deciding = max(
+            (r for r in result.detectors.values() if r.status is Status.SCANNED and r.score is not None),
+            key=lambda r: r.score or 0.0,
+            default=None,
+        )
+        if deciding is not None and deciding.evidence:  # the fused score follows the larger detector score
+            message += f". {deciding.detector}: {'; '.join(deciding.evidence)}"
+        findings.append((BACKDOOR, message))
     if result.status is Status.SCANNED:
         for name, detector in result.detectors.items():
             if detector.status is Status.ERROR:

@@ -81,6 +81,26 @@ def test_without_clean_data_the_data_free_scan_gives_a_verdict_and_blocks_no_cle
     assert_gated(without_clean_data, min_auc=0.6, min_blocked=0)
 
 
+def test_each_detector_says_in_words_what_it_saw(
+    with_clean_data: list[tuple[ZooModel, ScanResult]], without_clean_data: list[tuple[ZooModel, ScanResult]]
+) -> None:
+    """The evidence the Markdown report and SARIF show: BAN's statistics that raised its score most, one-pixel's
+    clean-data probes and signature peak (only the peak without clean data)."""
+    from scanner.detectors.ban.detector import BanDetector
+
+    statistics = set(BanDetector().calibration().features)
+    for _, result in with_clean_data:
+        ban, one_pixel = result.detectors["ban"], result.detectors["one_pixel"]
+        assert all(line.split(" = ")[0] in statistics for line in ban.evidence), ban.evidence
+        assert len(one_pixel.evidence) == 3 and "held-out clean images to class" in one_pixel.evidence[0]
+        if result.decision is not None and result.decision.action is Action.BLOCK:
+            deciding = max((ban, one_pixel), key=lambda r: r.score or 0.0)
+            assert deciding.evidence, result
+    for _, result in without_clean_data:
+        (peak,) = result.detectors["one_pixel"].evidence
+        assert "synthetic bases" in peak
+
+
 def assert_gated(scanned: list[tuple[ZooModel, ScanResult]], *, min_auc: float, min_blocked: int) -> None:
     """Every clean model below the threshold 0.5 and not blocked by the default policy; backdoored models above clean
     ones (AUC), and at least `min_blocked` of them blocked."""

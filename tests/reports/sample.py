@@ -30,7 +30,14 @@ def sample_report(heatmap: Path | None = None) -> Report:
         verdict=Verdict.BACKDOORED,
         score=0.97,
         detectors={
-            "one_pixel": DetectorResult("one_pixel", Status.SCANNED, score=0.95, target_class=3, forward_passes=4097),
+            "one_pixel": DetectorResult(
+                "one_pixel",
+                Status.SCANNED,
+                score=0.95,
+                target_class=3,
+                forward_passes=4097,
+                evidence=("the signature of class 3 peaks at row 4, column 5", "a <b> square moves 90% of images"),
+            ),
             "ban": DetectorResult.not_applicable("ban", "no clean sample data (--clean-data)"),
         },
         decision=Decision(

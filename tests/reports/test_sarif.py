@@ -49,6 +49,9 @@ def test_one_result_per_finding_with_level_location_and_fingerprint(sarif):
         assert result["message"]["text"]
     assert results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"] == "%SRCROOT%"
     assert "score 0.950, target class 3" in results[0]["message"]["text"]
+    assert results[0]["message"]["text"].endswith(
+        ". one_pixel: the signature of class 3 peaks at row 4, column 5; a <b> square moves 90% of images"
+    )
 
 
 def test_fingerprints_follow_the_model_digest_not_its_path():

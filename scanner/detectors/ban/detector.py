@@ -162,6 +162,7 @@ class BanDetector(Detector):
             with _torch_threads(cpu_threads() if _device(context.device) == "cpu" else None):
                 statistics, cost, target_class = self.statistics(model, context.clean_data, context)
             score = self.calibration().probability(statistics)
+            evidence = _evidence(self.calibration(), statistics)
         except UnsupportedGraph as error:
             return DetectorResult.not_applicable(self.name, error.one_line())
         except DetectorError as error:
@@ -174,6 +175,7 @@ class BanDetector(Detector):
             forward_passes=cost["forward_equivalents"],
             seconds=time.perf_counter() - started,
             details={"statistics": statistics, **cost},
+            evidence=evidence,
         )
 
     def calibration(self) -> Any:
@@ -413,6 +415,12 @@ class BanDetector(Detector):
                 budget, planned, full_planned, timing, probed_count, min(classes, s.probed_classes), counts
             )
         return stats, report, target_class
+
+
+def _evidence(calibration: Any, statistics: Mapping[str, float], count: int = 2) -> tuple[str, ...]:
+    """The statistics that raised the score most (docs/detectors.md says what each measures)."""
+    raising = [(name, term) for name, term in calibration.contributions(statistics) if term > 0][:count]
+    return tuple(f"{name} = {statistics[name]:.3g} adds {term:.2f} to the log-odds" for name, term in raising)
 
 
 def _budget_details(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -211,7 +212,32 @@ class OnePixelDetector(Detector):
             + (patches.forward_passes if patches is not None else 0),
             seconds=time.perf_counter() - started,
             details=details,
+            evidence=evidence(details, target),
         )
+
+
+def evidence(details: Mapping[str, Any], target: int) -> tuple[str, ...]:
+    """What the probes saw, in words: the clean-data probes first (they weigh most in the clean-data head), then the
+    signature's peak."""
+    said = []
+    if composite := details.get("composite"):
+        said.append(
+            f"the {composite['pixels']} pixels its signature ranks highest, set together to their best values, send "
+            f"{composite['share_of_images_sent']:.0%} of {composite['images']} held-out clean images to class "
+            f"{composite['class']}"
+        )
+    if patch := details.get("patch"):
+        said.append(
+            f"one saturated {patch['side']}x{patch['side']} square changes the answer for up to "
+            f"{patch['share_of_images_changed']:.0%} of {patch['images']} clean images"
+        )
+    peak = details["peak"]
+    said.append(
+        f"the signature of class {target} peaks at row {peak['row']}, column {peak['col']}: one pixel there raises "
+        f"its probability by {details['peak_probability_rise']:.3f} on average over {details['base_count']} "
+        f"{details['bases']} bases"
+    )
+    return tuple(said)
 
 
 def choose_bases(spec: InputSpec, context: DetectionContext, settings: SignatureSettings) -> tuple[np.ndarray, str]:
