@@ -98,6 +98,9 @@ class ScanOptions:
     max_model_bytes: int | None = None  # --max-model-size: the intake's size limit (None: its default, 1 GiB)
     time_limit_s: float | None = DEFAULT_TIME_LIMIT_S  # --time-limit: for one model's detectors (None: no limit)
     budget: Budget | None = DEFAULT_BUDGET  # --budget: for one model's detectors together (None: full settings)
+    # --synthesize-clean-data: where no clean data is given, images the model puts in each class (class inversion on
+    # the torch view), so that BAN and the one-pixel clean-data probes run (scanner.detectors.ban.inversion)
+    synthesize_clean_data: bool = False
 
 
 class Scanner:
@@ -164,6 +167,13 @@ class Scanner:
             return ScanResult(target.label, model.sha256, Status.ERROR, error=ErrorInfo(error.kind, error.one_line()))
         limit = self.options.time_limit_s
         deadline = Deadline.after(limit) if limit else None
+        if clean is None and self.options.synthesize_clean_data:
+            try:
+                clean, clean_source = _synthesized(model, self.options, deadline, target.label)
+            except ScannerError as error:
+                return ScanResult(
+                    target.label, model.sha256, Status.ERROR, error=ErrorInfo(error.kind, error.one_line())
+                )
         context = DetectionContext(
             clean_data=clean,
             device=self.options.device,
@@ -364,6 +374,24 @@ def zoo_clean_data(folder: Path) -> dict[Path, Path]:
             continue
         found[entry.path(folder).resolve()] = data
     return found
+
+
+def _synthesized(
+    model: ModelArtifact, options: ScanOptions, deadline: Deadline | None, label: str
+) -> tuple[CleanData | None, str | None]:
+    """Clean data synthesized by class inversion, and how the report names it; none where torch is missing or its
+    view cannot run the graph (the detectors then run as without clean data)."""
+    try:
+        from scanner.detectors.ban.inversion import SOURCE, invert_classes
+        from scanner.torchview import UnsupportedGraph
+    except ImportError:
+        log.warning("%s: synthesizing clean data needs torch (pip install 'model-scanner[torch]'): none used", label)
+        return None, None
+    try:
+        return invert_classes(model, seed=options.seed, device=options.device, deadline=deadline), SOURCE
+    except UnsupportedGraph as error:
+        log.warning("%s: no clean data synthesized: %s", label, error.one_line())
+        return None, None
 
 
 def _overall_status(found: Mapping[str, DetectorResult]) -> Status:

@@ -58,6 +58,7 @@ examples:
   model-scanner scan models/ --format sarif --output scan.sarif --summary "$GITHUB_STEP_SUMMARY"
   model-scanner scan cnn.onnx --clean-data clean.npz --policy policies/strict.yaml --artifacts heatmaps/
   model-scanner scan cnn.onnx --detectors one-pixel --value-range=-1,1 --layout NHWC --format markdown
+  model-scanner scan cnn.onnx --synthesize-clean-data --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
   model-scanner scan models:/fraud-cnn/3 models:/fraud-cnn@champion --policy strict
 
 policy: --policy FILE, or a built-in name ({", ".join(BUILTIN_POLICIES)}); default ${POLICY_ENV}, else the built-in
@@ -88,6 +89,13 @@ def register(subparsers: Any) -> None:
         metavar="FILE.npz",
         type=Path,
         help="clean sample images (x, optional y) in the models' own layout and value range; BAN needs them",
+    )
+    parser.add_argument(
+        "--synthesize-clean-data",
+        action="store_true",
+        help="for a model without clean data, synthesize some (images the model puts in each class, by gradient "
+        "descent on its torch view; needs torch), so that BAN and the one-pixel clean-data probes run: seconds per "
+        "small model, much longer for large ones",
     )
     parser.add_argument(
         "--detectors",
@@ -165,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         max_model_bytes=args.max_model_size,
         time_limit_s=args.time_limit or None,
         budget=args.budget,
+        synthesize_clean_data=args.synthesize_clean_data,
     )
     detectors = build_detectors(args.detectors)
     _check_clean_data_reachable(args, policy)
@@ -195,7 +204,7 @@ def report_format(asked: str | None, output: Path | None) -> ReportFormat:
 def _check_clean_data_reachable(args: argparse.Namespace, policy: Policy) -> None:
     """BAN alone without any clean data would judge nothing, and a policy that only warns would let every model
     through: that is a usage mistake, said before any work."""
-    if args.detectors != ["ban"] or args.clean_data is not None:
+    if args.detectors != ["ban"] or args.clean_data is not None or args.synthesize_clean_data:
         return
     if any(entry.clean_data for entry in policy.inputs) or any(t.startswith("models:/") for t in args.targets):
         return  # clean data from the policy's inputs, or beside a registered version

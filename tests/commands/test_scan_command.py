@@ -218,6 +218,16 @@ def test_a_model_that_never_finishes_is_stopped_at_the_time_limit(cli, tmp_path)
         assert refused.code == 2 and "--time-limit" in refused.stderr and "Traceback" not in refused.stderr
 
 
+@pytest.mark.slow
+def test_synthesized_clean_data_lets_ban_scan_a_model_given_none(cli, models):
+    """--synthesize-clean-data: images the model puts in each class stand in for clean data; the report says so."""
+    run = cli("scan", str(models / "good.onnx"), "--detectors", "ban", "--synthesize-clean-data", "--format", "json")
+    (result,) = report_of(run.stdout)["results"]
+    assert result["clean_data"] == "synthesized (class inversion)", run.stderr
+    assert result["detectors"]["ban"]["status"] == "scanned" and result["score"] is not None
+    assert "--synthesize-clean-data" in cli("scan", "--help").stdout
+
+
 def test_ban_alone_without_any_clean_data_is_a_usage_error(cli, models, tmp_path, monkeypatch):
     """Else BAN reports not_applicable for every model, which the default policy only warns about: exit 0 for all."""
     run = cli("scan", str(models), "--detectors", "ban")

@@ -81,6 +81,35 @@ def test_without_clean_data_the_data_free_scan_gives_a_verdict_and_blocks_no_cle
     assert_gated(without_clean_data, min_auc=0.6, min_blocked=0)
 
 
+def test_with_synthesized_clean_data_both_detectors_scan_a_model_given_none(second_zoo: Path) -> None:
+    """`scan --synthesize-clean-data` on two models without their clean data: a blend backdoor that the scan with the
+    real clean data lets through (0.32) and a clean NHWC model. Measured over the 8 models: the blend backdoor blocked
+    (BAN 0.82), no clean model blocked (0.21-0.46), but the other three backdoored models score below every clean one
+    (0.13-0.14; fused AUC 0.25). On the 46-model seed-15 build: AUC 0.71 against 0.50 without clean data, 2 of 24
+    clean models blocked (bench/RESULTS.md): why it is an option, not the default."""
+    from scanner.detectors.ban.inversion import SOURCE
+
+    zoo = read_zoo(second_zoo)
+    picked = {
+        m.path.name: m for m in zoo.models if m.path.name in ("second-s21-bd-004.onnx", "second-s21-clean-003.onnx")
+    }
+    detectors = [detector for detector in load_detectors().values() if not isinstance(detector, str)]
+    results = {}
+    for name, model in picked.items():
+        options = ScanOptions(
+            value_range=model.value_range, normalization=model.normalization, synthesize_clean_data=True
+        )
+        results[name] = Scanner(detectors, load_builtin_policy(), options=options).scan(
+            [ScanTarget.for_file(model.path)]
+        )[0]
+    for result in results.values():
+        assert result.clean_data == SOURCE and result.status is Status.SCANNED, result
+        assert {r.status for r in result.detectors.values()} == {Status.SCANNED}, result
+    blend, clean = results["second-s21-bd-004.onnx"], results["second-s21-clean-003.onnx"]
+    assert blend.decision is not None and blend.decision.action is Action.BLOCK, blend
+    assert clean.decision is not None and clean.decision.action is not Action.BLOCK, clean
+
+
 def test_each_detector_says_in_words_what_it_saw(
     with_clean_data: list[tuple[ZooModel, ScanResult]], without_clean_data: list[tuple[ZooModel, ScanResult]]
 ) -> None:
