@@ -379,9 +379,11 @@ def zoo_clean_data(folder: Path) -> dict[Path, Path]:
 def _synthesized(
     model: ModelArtifact, options: ScanOptions, deadline: Deadline | None, label: str
 ) -> tuple[CleanData | None, str | None]:
-    """Clean data synthesized by class inversion, and how the report names it; none where torch is missing or its
-    view cannot run the graph (the detectors then run as without clean data)."""
+    """Clean data synthesized by class inversion, and how the report names it; none where torch is missing, its view
+    cannot run the graph or one image would not fit the memory bound (the detectors then run as without clean
+    data). A scan that runs past its time limit while synthesizing is an error, as for a detector."""
     try:
+        from scanner.detectors.ban.budget import OverBound
         from scanner.detectors.ban.inversion import SOURCE, invert_classes
         from scanner.torchview import UnsupportedGraph
     except ImportError:
@@ -389,7 +391,7 @@ def _synthesized(
         return None, None
     try:
         return invert_classes(model, seed=options.seed, device=options.device, deadline=deadline), SOURCE
-    except UnsupportedGraph as error:
+    except (UnsupportedGraph, OverBound) as error:
         log.warning("%s: no clean data synthesized: %s", label, error.one_line())
         return None, None
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scanner.detectors.ban.budget import GIB, bytes_per_sample
+from scanner.detectors.ban.budget import GIB, OverBound, bytes_per_sample
 from scanner.detectors.ban.detector import BanSettings, _device, _import_torch, _torch_threads, cpu_threads
 from scanner.detectors.interface import CleanData
 from scanner.errors import TimeLimitExceeded
@@ -47,7 +47,8 @@ def invert_classes(
 ) -> CleanData:
     """Images that `model` puts in each class (or in `images // per_class` classes drawn by the seed, when it has
     more), in its own input space and layout, labelled with their class. Raises UnsupportedGraph where the torch view
-    cannot run the graph, TimeLimitExceeded once `deadline` passes."""
+    cannot run the graph, OverBound where one image would not fit BAN's memory bound, TimeLimitExceeded once
+    `deadline` passes."""
     _import_torch()
     import torch
     import torch.nn.functional as F
@@ -79,7 +80,14 @@ def invert_classes(
         with torch.no_grad():  # what one image costs with gradients: batches that fit BAN's memory bound
             sample = model_input(torch.sigmoid(start[:2].to(where)))
             traced = graph.run({graph.input_name: sample}, [graph.output_name], keep_all=True)
-        batch = max(1, int(BanSettings().memory_gib * GIB) // bytes_per_sample(traced, 2))
+        memory, sample_bytes = int(BanSettings().memory_gib * GIB), bytes_per_sample(traced, 2)
+        if sample_bytes > memory:
+            raise OverBound(
+                f"one image through the model with gradients takes {sample_bytes / GIB:.2f} GiB, over BAN's memory "
+                f"bound of {memory / GIB:.2f} GiB: no clean data synthesized",
+                hint="give clean data (--clean-data), or scan on a machine with more memory",
+            )
+        batch = memory // sample_bytes
         images = []
         for first in range(0, count, batch):
             part = start[first : first + batch].to(where).requires_grad_()  # the image is sigmoid(part): in [0, 1]

@@ -45,3 +45,38 @@ def test_it_is_deterministic_for_a_seed_and_draws_classes_when_it_has_more_than_
 def test_a_passed_deadline_stops_it(digits: ModelArtifact) -> None:
     with pytest.raises(TimeLimitExceeded, match="time limit"):
         invert_classes(digits, QUICK, deadline=Deadline.after(0.0))
+
+
+def test_a_graph_the_torch_view_cannot_run_or_too_big_for_the_memory_bound_is_said_so(
+    digits: ModelArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scanner.detectors.ban import inversion
+    from scanner.detectors.ban.budget import OverBound
+    from scanner.torchview import UnsupportedGraph
+    from tests.detectors.ban.test_detector import _image_model_with, artifact
+
+    with pytest.raises(UnsupportedGraph, match="Hardmax"):
+        invert_classes(artifact(_image_model_with("Hardmax")), QUICK)
+    monkeypatch.setattr(inversion, "GIB", 1)  # a memory bound of 4 bytes
+    with pytest.raises(OverBound, match="memory bound"):
+        invert_classes(digits, QUICK)
+
+
+def test_a_scan_that_cannot_synthesize_goes_on_as_without_clean_data() -> None:
+    """The torch view cannot run this graph: no clean data, so BAN does not apply, and the report names none."""
+    from scanner.detectors.ban.detector import BanDetector
+    from scanner.findings import Status
+    from scanner.policy import load_builtin_policy
+    from scanner.scan import Scanner, ScanOptions, ScanTarget
+    from tests.detectors.ban.test_detector import QUICK as QUICK_BAN
+    from tests.detectors.ban.test_detector import _image_model_with, artifact
+
+    model = artifact(_image_model_with("Hardmax"))
+    scanner = Scanner(
+        [BanDetector(QUICK_BAN)],
+        load_builtin_policy(),
+        options=ScanOptions(synthesize_clean_data=True),
+        load_model=lambda path, **_: model,
+    )
+    (result,) = scanner.scan([ScanTarget.for_file(Path("hardmax.onnx"))])
+    assert result.clean_data is None and result.detectors["ban"].status is Status.NOT_APPLICABLE
