@@ -42,6 +42,7 @@ class Inputs:
     base_ref: str
     policy: str
     clean_data: str
+    synthesize_clean_data: bool
     detectors: str
     mean: str
     std: str
@@ -59,6 +60,9 @@ class Inputs:
         fail_on = read("FAIL_ON", "block").lower()
         if fail_on not in FAIL_ON:
             raise ActionMisuse(f"fail-on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
+        synthesize = read("SYNTHESIZE_CLEAN_DATA", "false").lower()
+        if synthesize not in ("true", "false"):
+            raise ActionMisuse(f"synthesize-clean-data must be true or false, not {synthesize!r}")
         mean, std = read("MEAN"), read("STD")
         if bool(mean) != bool(std):
             raise ActionMisuse("mean and std go together: give both (one value per channel) or neither")
@@ -68,6 +72,7 @@ class Inputs:
             base_ref=read("BASE_REF"),
             policy=read("POLICY"),
             clean_data=read("CLEAN_DATA"),
+            synthesize_clean_data=synthesize == "true",
             detectors=read("DETECTORS"),
             mean=mean,
             std=std,
@@ -166,6 +171,8 @@ def scan_command(python: str, targets: Sequence[str], inputs: Inputs, summary: s
         command += ["--policy", inputs.policy]
     if inputs.clean_data:
         command += ["--clean-data", inputs.clean_data]
+    if inputs.synthesize_clean_data:
+        command += ["--synthesize-clean-data"]
     if inputs.detectors:
         command += ["--detectors", inputs.detectors]
     if inputs.mean:  # with '=': a normalised range may start with '-'; the CLI checks the values

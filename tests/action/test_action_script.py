@@ -61,6 +61,15 @@ def test_mean_std_and_budget_go_to_the_scan(action_script):
         action_script.Inputs.from_env({"INPUT_MEAN": "0.5,0.5,0.5"})
 
 
+def test_synthesize_clean_data_is_true_or_false(action_script):
+    asked = action_script.Inputs.from_env({"INPUT_SYNTHESIZE_CLEAN_DATA": " True "})
+    assert "--synthesize-clean-data" in action_script.scan_command("python", ["m.onnx"], asked, None)
+    unasked = action_script.Inputs.from_env({"INPUT_SYNTHESIZE_CLEAN_DATA": "false"})
+    assert "--synthesize-clean-data" not in action_script.scan_command("python", ["m.onnx"], unasked, None)
+    with pytest.raises(action_script.ActionMisuse, match="synthesize-clean-data must be true or false"):
+        action_script.Inputs.from_env({"INPUT_SYNTHESIZE_CLEAN_DATA": "yes"})
+
+
 def test_fail_on_must_be_known(action_script):
     with pytest.raises(action_script.ActionMisuse, match="fail-on"):
         action_script.Inputs.from_env({"INPUT_FAIL_ON": "sometimes"})
