@@ -98,7 +98,7 @@ class SampleCounts:
         return SampleCounts(part(self.noise), part(self.universal), part(self.eval), part(self.universal_eval), share)
 
 
-def _device(requested: str) -> str:
+def torch_device(requested: str) -> str:
     import torch
 
     if requested == "cpu":
@@ -110,7 +110,7 @@ def _device(requested: str) -> str:
     return "cpu"
 
 
-def _import_torch() -> None:
+def import_torch() -> None:
     """Import torch, with OpenMP's workers waiting passively unless torch is already loaded or the user chose."""
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -123,7 +123,7 @@ def cpu_threads() -> int:
 
 
 @contextmanager
-def _torch_threads(count: int | None) -> Iterator[None]:
+def torch_threads(count: int | None) -> Iterator[None]:
     """torch's intra-op thread count set to `count` for the block (None: left alone)."""
     import torch
 
@@ -152,14 +152,14 @@ class BanDetector(Detector):
         if context.clean_data is None:
             return DetectorResult.not_applicable(self.name, "BAN needs clean sample data (--clean-data FILE.npz)")
         try:
-            _import_torch()
+            import_torch()
         except ImportError:
             return DetectorResult.not_applicable(self.name, "BAN needs torch: pip install 'model-scanner[torch]'")
         from scanner.torchview import UnsupportedGraph
 
         started = time.perf_counter()
         try:
-            with _torch_threads(cpu_threads() if _device(context.device) == "cpu" else None):
+            with torch_threads(cpu_threads() if torch_device(context.device) == "cpu" else None):
                 statistics, cost, target_class = self.statistics(model, context.clean_data, context)
             score = self.calibration().probability(statistics)
             evidence = _evidence(self.calibration(), statistics)
@@ -219,7 +219,7 @@ class BanDetector(Detector):
         from scanner.torchview.anatomy import anatomy_of
 
         s = self.settings
-        device = _device(context.device)
+        device = torch_device(context.device)
         x_all = np.asarray(clean.x, dtype=np.float32)
         if x_all.shape[1:] != model.spec.image_shape:
             raise DetectorError(

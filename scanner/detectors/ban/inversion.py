@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scanner.detectors.ban.budget import GIB, OverBound, bytes_per_sample
-from scanner.detectors.ban.detector import BanSettings, _device, _import_torch, _torch_threads, cpu_threads
+from scanner.detectors.ban.detector import BanSettings, cpu_threads, import_torch, torch_device, torch_threads
 from scanner.detectors.interface import CleanData
 from scanner.errors import TimeLimitExceeded
 from scanner.findings import Deadline, Layout, ModelArtifact
@@ -49,7 +49,7 @@ def invert_classes(
     more), in its own input space and layout, labelled with their class. Raises UnsupportedGraph where the torch view
     cannot run the graph, OverBound where one image would not fit BAN's memory bound, TimeLimitExceeded once
     `deadline` passes."""
-    _import_torch()
+    import_torch()
     import torch
     import torch.nn.functional as F
 
@@ -63,8 +63,8 @@ def invert_classes(
         classes = chosen.sort().values
     per_class = max(settings.per_class, -(-settings.images // len(classes)))
     targets = classes.repeat(per_class)
-    where = _device(device)
-    with _torch_threads(cpu_threads() if where == "cpu" else None):
+    where = torch_device(device)
+    with torch_threads(cpu_threads() if where == "cpu" else None):
         graph = TorchGraph(model.onnx_bytes, device=where)
         ranges = torch.tensor(spec.channel_ranges, dtype=torch.float32, device=where)
         low, span = ranges[:, 0].view(1, -1, 1, 1), (ranges[:, 1] - ranges[:, 0]).view(1, -1, 1, 1)

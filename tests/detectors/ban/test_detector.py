@@ -86,8 +86,8 @@ def test_ban_loads_torch_with_passive_openmp_waiting_unless_the_user_chose(given
     if given:
         env["OMP_WAIT_POLICY"] = given
     code = (
-        "import os, sys; from scanner.detectors.ban.detector import _import_torch, cpu_threads; "
-        "assert 'torch' not in sys.modules; _import_torch(); print(os.environ['OMP_WAIT_POLICY'], cpu_threads())"
+        "import os, sys; from scanner.detectors.ban.detector import import_torch, cpu_threads; "
+        "assert 'torch' not in sys.modules; import_torch(); print(os.environ['OMP_WAIT_POLICY'], cpu_threads())"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == [loaded_with, str(CPU_THREADS if loaded_with == "PASSIVE" else 1)]
